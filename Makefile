@@ -1,0 +1,33 @@
+# Two entry points (see README): `make demo` and `make test`. Both create/reuse .venv and install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.dermadv-installed
+
+.PHONY: setup demo test lint bench browser
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q -e ".[all,test]"
+	# sklesion pins TensorFlow; Keras 3 runs its model on the PyTorch backend, so install it without deps.
+	$(PIP) install -q --no-deps sklesion==0.2.2
+	touch $(STAMP)
+
+# Chromium for the report and reader-study browser tests (Debian package; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+demo: setup
+	$(VENV)/bin/dermadv demo $(DEMO_ARGS)
+
+test: setup browser
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check src tests benchmarks

@@ -1,0 +1,59 @@
+"""Canonical diagnosis codes (HAM10000 style) and the synonyms the published ISIC layouts use."""
+
+from __future__ import annotations
+
+#: Canonical codes, in the order used for multi-class outputs and reports.
+DIAGNOSES: tuple[str, ...] = ("mel", "nv", "bcc", "akiec", "bkl", "df", "vasc", "scc", "unk")
+
+MELANOMA = "mel"
+NAEVUS = "nv"
+
+#: Default class groups for the study's question: melanoma vs benign melanocytic naevus.
+DEFAULT_MELANOMA_CLASSES: frozenset[str] = frozenset({"mel"})
+DEFAULT_BENIGN_CLASSES: frozenset[str] = frozenset({"nv"})
+
+_SYNONYMS: dict[str, str] = {
+    "mel": "mel",
+    "melanoma": "mel",
+    "malignant melanoma": "mel",
+    "melanoma invasive": "mel",
+    "melanoma in situ": "mel",
+    "melanoma, nos": "mel",
+    "nv": "nv",
+    "nevus": "nv",
+    "naevus": "nv",
+    "nevi": "nv",
+    "naevi": "nv",
+    "melanocytic nevus": "nv",
+    "melanocytic naevus": "nv",
+    "benign melanocytic nevus": "nv",
+    "benign naevus": "nv",
+    "benign nevus": "nv",
+    "bcc": "bcc",
+    "basal cell carcinoma": "bcc",
+    "ak": "akiec",
+    "akiec": "akiec",
+    "actinic keratosis": "akiec",
+    "actinic keratoses": "akiec",
+    "bkl": "bkl",
+    "benign keratosis": "bkl",
+    "benign keratosis-like lesions": "bkl",
+    "seborrheic keratosis": "bkl",
+    "solar lentigo": "bkl",
+    "lichenoid keratosis": "bkl",
+    "pigmented benign keratosis": "bkl",
+    "df": "df",
+    "dermatofibroma": "df",
+    "vasc": "vasc",
+    "vascular lesion": "vasc",
+    "scc": "scc",
+    "squamous cell carcinoma": "scc",
+    "unk": "unk",
+    "unknown": "unk",
+}
+
+
+def canonical_diagnosis(label: str) -> str | None:
+    """Map a label as written in an ISIC/HAM10000 file to its canonical code, or None if unknown."""
+    key = " ".join(str(label).strip().lower().replace("_", " ").split())
+    return _SYNONYMS.get(key)

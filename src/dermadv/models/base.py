@@ -1,0 +1,241 @@
+"""The one classifier interface every command uses, whatever framework the model lives in.
+
+Conventions (see DESIGN.md): images cross this boundary as uint8 RGB arrays; probabilities, never
+logits, come back. Each adapter owns its preprocessing (decoder, resize, normalisation, metadata)
+and records it in :meth:`Classifier.describe`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dermadv.data.images import as_batch, load_image, resize_uint8
+from dermadv.errors import ModelError, ModelOutputError, NotWhiteBoxError
+from dermadv.labels import DEFAULT_BENIGN_CLASSES, DEFAULT_MELANOMA_CLASSES
+
+#: Per-image clinical metadata some models take (age in years, sex, anatomical site), or None.
+Metadata = Mapping[str, Any] | None
+
+
+class Classifier(ABC):
+    """A skin-lesion classifier: uint8 RGB images in, probabilities over its own classes out.
+
+    Subclasses set ``classes``, ``input_size`` and ``decoder`` and implement :meth:`_predict`, which
+    receives images already resized to ``input_size``. White-box adapters also implement
+    :meth:`torch_forward` and set ``white_box = True``.
+    """
+
+    name: str = "model"
+    classes: tuple[str, ...] = ()
+    input_size: tuple[int, int] = (299, 299)  # (height, width) the model sees
+    decoder: str = "pil"  # JPEG decoder for files (see dermadv.data.images.DECODERS)
+    resize_method: str = "bilinear"
+    batch_size: int = 32  # preferred inference batch size on this runtime
+    white_box: bool = False
+    needs_metadata: bool = False
+
+    def __init__(self) -> None:
+        self._melanoma: frozenset[str] = frozenset()
+        self._benign: frozenset[str] = frozenset()
+
+    # ----- class groups -------------------------------------------------------------------------
+    def set_groups(
+        self, melanoma: Iterable[str] | None = None, benign: Iterable[str] | None = None
+    ) -> Classifier:
+        """Declare which classes count as melanoma and which as benign naevus (user-overridable)."""
+        mel = frozenset(melanoma) if melanoma is not None else DEFAULT_MELANOMA_CLASSES & set(self.classes)
+        ben = frozenset(benign) if benign is not None else DEFAULT_BENIGN_CLASSES & set(self.classes)
+        for label, group in (("melanoma", mel), ("benign", ben)):
+            unknown = sorted(group - set(self.classes))
+            if unknown:
+                raise ModelError(
+                    f"{self.name}: {label} class(es) {unknown} are not among the model's classes "
+                    f"{list(self.classes)}; pass --{label}-classes with names from that list"
+                )
+            if not group:
+                raise ModelError(
+                    f"{self.name}: no {label} class among the model's classes {list(self.classes)}; "
+                    f"pass --{label}-classes"
+                )
+        if mel & ben:
+            raise ModelError(f"{self.name}: classes {sorted(mel & ben)} are both melanoma and benign")
+        self._melanoma, self._benign = mel, ben
+        return self
+
+    @property
+    def melanoma(self) -> frozenset[str]:
+        if not self._melanoma:
+            self.set_groups()
+        return self._melanoma
+
+    @property
+    def benign(self) -> frozenset[str]:
+        if not self._benign:
+            self.set_groups()
+        return self._benign
+
+    @property
+    def melanoma_indices(self) -> list[int]:
+        return [i for i, c in enumerate(self.classes) if c in self.melanoma]
+
+    @property
+    def benign_indices(self) -> list[int]:
+        return [i for i, c in enumerate(self.classes) if c in self.benign]
+
+    def group_probs(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """P(melanoma group) and P(benign group) for each row of an N x K probability array."""
+        probs = np.asarray(probs)
+        return probs[:, self.melanoma_indices].sum(axis=1), probs[:, self.benign_indices].sum(axis=1)
+
+    # ----- images -------------------------------------------------------------------------------
+    def load_image(self, path: str) -> np.ndarray:
+        """Decode a file with this model's decoder (uint8 RGB, original size)."""
+        return load_image(path, decoder=self.decoder)
+
+    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Resize images to the model's input size: the uint8 N x H x W x 3 batch the model is given.
+
+        Attacks perturb exactly this array, so adversarial images are saved at this size.
+        """
+        items = as_batch(images)
+        return np.stack([resize_uint8(im, self.input_size, self.resize_method) for im in items])
+
+    # ----- inference ----------------------------------------------------------------------------
+    def predict_proba(
+        self,
+        images: np.ndarray | Sequence[np.ndarray],
+        metadata: Sequence[Metadata] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Probabilities N x K over ``classes`` for uint8 RGB images of any size."""
+        batch = self.prepare(images)
+        n = len(batch)
+        if metadata is not None and len(metadata) != n:
+            raise ValueError(f"metadata has {len(metadata)} entries for {n} images")
+        bs = batch_size or self.batch_size
+        out = []
+        for start in range(0, n, bs):
+            meta = None if metadata is None else list(metadata[start : start + bs])
+            out.append(self._checked(self._predict(batch[start : start + bs], meta), min(bs, n - start)))
+        if not out:
+            return np.zeros((0, len(self.classes)), dtype=np.float64)
+        return np.concatenate(out)
+
+    def _checked(self, probs: Any, n: int) -> np.ndarray:
+        probs = np.asarray(probs, dtype=np.float64)
+        k = len(self.classes)
+        if probs.ndim != 2 or probs.shape != (n, k):
+            raise ModelOutputError(
+                f"{self.name}: output has shape {probs.shape}, expected ({n}, {k}) for classes "
+                f"{list(self.classes)}"
+            )
+        if not np.isfinite(probs).all():
+            raise ModelOutputError(f"{self.name}: output contains NaN or infinite values")
+        if (probs < -1e-6).any() or np.abs(probs.sum(axis=1) - 1).max() > 1e-3:
+            raise ModelOutputError(
+                f"{self.name}: outputs are not probabilities (rows must be >= 0 and sum to 1; got sums "
+                f"{probs.sum(axis=1)[:3].round(4).tolist()}...); a model returning logits needs a softmax"
+            )
+        return probs
+
+    @abstractmethod
+    def _predict(self, images: np.ndarray, metadata: list[Metadata] | None) -> np.ndarray:
+        """Probabilities for a uint8 batch already at ``input_size`` (at most ``batch_size`` images)."""
+
+    # ----- white box ----------------------------------------------------------------------------
+    def torch_forward(self, x: Any, metadata: Sequence[Metadata] | None = None) -> Any:
+        """Differentiable logits (N x K torch tensor) from float pixels N x 3 x H x W in 0..255.
+
+        Log-probabilities are acceptable logits: softmax of the output gives the probabilities.
+        """
+        raise NotWhiteBoxError(
+            f"{self.name} is a black-box model (no differentiable torch forward): gradient attacks "
+            "(fgsm, pgd) need a white-box model; use the black-box attacks (pixel, color, rotation)"
+        )
+
+    # ----- description --------------------------------------------------------------------------
+    def describe(self) -> dict[str, Any]:
+        """What produced the numbers: recorded beside every result."""
+        return {
+            "name": self.name,
+            "adapter": type(self).__name__,
+            "classes": list(self.classes),
+            "melanoma_classes": sorted(self.melanoma),
+            "benign_classes": sorted(self.benign),
+            "input_size": list(self.input_size),
+            "decoder": self.decoder,
+            "resize": self.resize_method,
+            "white_box": self.white_box,
+            "needs_metadata": self.needs_metadata,
+        }
+
+
+class TorchModuleClassifier(Classifier):
+    """A torch ``nn.Module`` taking normalised N x 3 x H x W floats and returning logits.
+
+    ``mean``/``std`` are in 0..1 units (torchvision convention). ``output`` says whether the module
+    returns ``"logits"`` or ``"probs"`` (then log is taken for :meth:`torch_forward`).
+    """
+
+    white_box = True
+
+    def __init__(
+        self,
+        module: Any,
+        classes: Sequence[str],
+        input_size: tuple[int, int],
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+        name: str = "torch-model",
+        decoder: str = "pil",
+        output: str = "logits",
+        device: str | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__()
+        import torch
+
+        if output not in ("logits", "probs"):
+            raise ValueError("output must be 'logits' or 'probs'")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.module = module.to(self.device).eval()
+        self.classes = tuple(classes)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.name = name
+        self.decoder = decoder
+        self.output = output
+        self.batch_size = batch_size
+        self._mean_t = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1) * 255.0
+        self._std_t = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.set_groups()
+
+    def torch_forward(self, x: Any, metadata: Sequence[Metadata] | None = None) -> Any:
+        import torch
+
+        out = self.module((x.to(self.device, torch.float32) - self._mean_t) / self._std_t)
+        if not isinstance(out, torch.Tensor):  # e.g. torchvision InceptionOutputs in train mode
+            out = out[0]
+        if self.output == "probs":
+            out = torch.log(out.clamp_min(1e-12))
+        return out
+
+    def _predict(self, images: np.ndarray, metadata: list[Metadata] | None) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2)
+        with torch.inference_mode():
+            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+                logits = self.torch_forward(x.float())
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update({"mean": list(self.mean), "std": list(self.std), "output": self.output,
+                  "device": str(self.device)})
+        return d

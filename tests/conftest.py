@@ -1,0 +1,38 @@
+"""Shared fixtures. Real images come from ../shared/data (override with DERMADV_DATA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_ROOT = Path(os.environ.get("DERMADV_DATA", REPO.parent / "shared" / "data")).resolve()
+ISIC_DEV = DATA_ROOT / "isic-dev"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(
+            f"real test images not found at {path}. The tests read the ISIC development images from "
+            f"../shared/data/isic-dev beside the repository; set DERMADV_DATA=/path/to/data to point "
+            f"elsewhere.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def isic_dev() -> Path:
+    return _require(ISIC_DEV)
+
+
+@pytest.fixture(scope="session")
+def isic2019_dir(isic_dev: Path) -> Path:
+    return _require(isic_dev / "isic2019")
+
+
+@pytest.fixture(scope="session")
+def ham10000_dir(isic_dev: Path) -> Path:
+    return _require(isic_dev / "ham10000")
