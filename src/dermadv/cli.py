@@ -39,7 +39,10 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Console-script entry point: user errors print one clear line and exit with status 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        # In non-standalone mode click returns (not raises) the code of `raise typer.Exit(code)`.
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
+            sys.exit(rc)
     except DermadvError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)

@@ -52,6 +52,32 @@ _SYNONYMS: dict[str, str] = {
     "unknown": "unk",
 }
 
+# Added by the data engineer: ISIC archive taxonomy (diagnosis_2..diagnosis_3 of archive exports;
+# the most specific level that maps wins), ISIC 2017/2020 names and class-folder spellings.
+_SYNONYMS.update(
+    {
+        "malignant melanocytic proliferations (melanoma)": "mel",
+        "melanoma metastasis": "mel",
+        "benign melanocytic proliferations": "nv",
+        "melanocytic nevi": "nv",
+        "melanocytic naevi": "nv",
+        "solar or actinic keratosis": "akiec",
+        "squamous cell carcinoma, invasive": "scc",
+        "squamous cell carcinoma, nos": "scc",
+        "squamous cell carcinoma in situ": "scc",
+        "lichen planus like keratosis": "bkl",
+        "benign keratosis like lesions": "bkl",
+        "benign keratoses": "bkl",
+        "hemangioma": "vasc",
+        "angioma": "vasc",
+        "angiokeratoma": "vasc",
+        "pyogenic granuloma": "vasc",
+        "vascular lesions": "vasc",
+        "benign soft tissue proliferations - vascular": "vasc",
+        "basal cell carcinomas": "bcc",
+    }
+)
+
 
 def canonical_diagnosis(label: str) -> str | None:
     """Map a label as written in an ISIC/HAM10000 file to its canonical code, or None if unknown."""

@@ -1,9 +1,279 @@
-"""CLI command(s): attack (placeholder until implemented)."""
+"""CLI: ``dermadv attack`` (run a resumable attack campaign) and ``dermadv attack summarize RUN``."""
 
 from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def _split_list(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise typer.BadParameter(f"{what}: empty list")
+    return items
+
+
+def _eps_list(text: str | None) -> list[float] | None:
+    items = _split_list(text, "--eps")
+    if items is None:
+        return None
+    try:
+        values = [float(t) for t in items]
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"--eps: expected comma-separated numbers (pixel units 0..255), got {text!r}"
+        ) from exc
+    if any(v <= 0 for v in values):
+        raise typer.BadParameter(f"--eps: values must be > 0, got {text!r}")
+    return values
+
+
+def _fmt(v: Any, pct: bool = False) -> str:
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "-"
+        return f"{100 * v:.1f}%" if pct else f"{v:.3g}"
+    return "-" if v is None else str(v)
+
+
+def format_table(table: list[dict[str, Any]]) -> str:
+    """Human-readable success table."""
+    head = [
+        "attack",
+        "images",
+        "misclass.",
+        "attempted",
+        "success",
+        "rate",
+        "95% CI",
+        "med.queries(succ)",
+        "med.queries(all)",
+        "med.s",
+    ]
+    lines = [head]
+    for r in table:
+        ci = (
+            "-"
+            if r["ci_low"] is None or (isinstance(r["ci_low"], float) and math.isnan(r["ci_low"]))
+            else f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%"
+        )
+        lines.append(
+            [
+                r["attack"],
+                str(r["images"]),
+                str(r["misclassified"]),
+                str(r["attempted"]),
+                str(r["successful"]),
+                _fmt(r["success_rate"], pct=True),
+                ci,
+                _fmt(r["median_queries_success"]),
+                _fmt(r["median_queries_all"]),
+                _fmt(r["median_seconds"]),
+            ]
+        )
+        if r.get("errors"):
+            lines[-1][0] += f" ({r['errors']} errors)"
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the dermadv app."""
+    """Add ``attack`` (a group: the campaign itself, plus ``summarize``) to the dermadv app."""
+    attack_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @attack_app.callback(invoke_without_command=True)
+    def attack(
+        ctx: typer.Context,
+        model: str = typer.Option(
+            None, "--model", help="Model: file, registered name (e.g. sklesion) or module:function."
+        ),
+        model_option: list[str] = typer.Option(
+            None, "--model-option", help="Model option KEY=VALUE (repeatable), e.g. classes=mel,nv."
+        ),
+        data: Path = typer.Option(None, "--data", help="Dataset directory or metadata CSV."),
+        split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
+        subset: str = typer.Option(None, "--subset", help="Subset of the split to attack, e.g. val."),
+        attacks: str = typer.Option(
+            None,
+            "--attacks",
+            help="Comma-separated attacks (fgsm,pgd,pixel,color,rotation). Default: all the model supports "
+            "(gradient attacks only on white-box models; naming one for a black-box model is an error).",
+        ),
+        out: Path = typer.Option(
+            None, "--out", help="Run directory (created; rerun the same command to resume)."
+        ),
+        limit: int = typer.Option(None, "--limit", min=1, help="Attack at most N images."),
+        ids: str = typer.Option(None, "--ids", help="Comma-separated image ids to attack."),
+        direction: str = typer.Option(
+            "mel->nv", "--direction", help="mel->nv attacks melanomas, nv->mel attacks naevi."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Campaign seed; each job's seed derives from it."),
+        batch_images: int = typer.Option(
+            1, "--batch-images", min=1, help="Evolve N images' populations together (one forward pass)."
+        ),
+        popsize: int = typer.Option(None, "--popsize", min=1, help="Differential evolution population size."),
+        max_generations: int = typer.Option(
+            None, "--max-generations", min=1, help="Stop after this many generations (study: 20)."
+        ),
+        threshold: float = typer.Option(
+            None,
+            "--threshold",
+            min=0.0,
+            max=1.0,
+            help="Stop early when the wrong class reaches this confidence (study: 0.9).",
+        ),
+        fitness: str = typer.Option(None, "--fitness", help="Fitness: study (confidence) or margin."),
+        eps: str = typer.Option(None, "--eps", help="Epsilons in pixel units, e.g. 1,2,4,8: FGSM tries each, PGD uses the largest."),
+        melanoma_classes: str = typer.Option(
+            None, "--melanoma-classes", help="Model classes counted as melanoma (comma-separated)."
+        ),
+        benign_classes: str = typer.Option(
+            None, "--benign-classes", help="Model classes counted as benign (comma-separated)."
+        ),
+        device: str = typer.Option(
+            None, "--device", help="torch device (cpu, cuda); default: cuda if present."
+        ),
+        retry_errors: bool = typer.Option(False, "--retry-errors", help="Redo jobs stored as errors."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Run attacks on every selected image into RUN (resumable: rerun the same command).
+
+        Writes RUN/results.sqlite (one row per image x attack), RUN/images/*.png and RUN/run.json,
+        then prints the success table. See also `dermadv attack summarize RUN`.
+        """
+        if ctx.invoked_subcommand is not None:
+            return
+        if model is None and data is None and out is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit(0)
+        import click
+
+        for name, value in (("--model", model), ("--data", data), ("--out", out)):
+            if value is None:
+                raise click.UsageError(f"Missing option '{name}'.", ctx=ctx)
+        if subset is not None and split is None:
+            raise click.UsageError("--subset needs --split", ctx=ctx)
+        if fitness is not None and fitness not in ("study", "margin"):
+            raise typer.BadParameter(f"--fitness must be 'study' or 'margin', got {fitness!r}")
+
+        from dermadv.campaign.runner import DIRECTION_SOURCE, check_direction, file_sha256, run_campaign
+        from dermadv.campaign.store import ResultsStore
+        from dermadv.campaign.summary import summarize_run
+        from dermadv.data import dataset_hash, select_samples
+        from dermadv.models.registry import load_model, parse_model_options
+
+        check_direction(direction)
+        attack_names = _split_list(attacks, "--attacks")
+        options = {
+            "popsize": popsize,
+            "max_generations": max_generations,
+            "threshold": threshold,
+            "fitness": fitness,
+            "eps": _eps_list(eps),
+        }
+        clf = load_model(
+            model,
+            melanoma_classes=_split_list(melanoma_classes, "--melanoma-classes"),
+            benign_classes=_split_list(benign_classes, "--benign-classes"),
+            device=device,
+            **parse_model_options(model_option),
+        )
+        samples = select_samples(
+            data,
+            split=split,
+            subset=subset,
+            classes=(DIRECTION_SOURCE[direction][0],),
+            ids=_split_list(ids, "--ids"),
+            limit=limit,
+        )
+        model_path = Path(model).expanduser()
+        model_hash = file_sha256(model_path) if model_path.is_file() else None
+        data_info = {
+            "path": str(Path(data).resolve()),
+            "split": str(split.resolve()) if split else None,
+            "subset": subset,
+        }
+        provenance = {
+            "model_spec": model,
+            "data": {
+                **data_info,
+                "hash": dataset_hash(samples),
+                "n_selected": len(samples),
+                "ids": [s.image_id for s in samples],
+            },
+        }
+        if retry_errors and (out / "results.sqlite").exists():
+            with ResultsStore(out) as store:
+                store.delete("error")
+        result = run_campaign(
+            clf,
+            samples,
+            out,
+            attack_names,
+            direction=direction,
+            seed=seed,
+            batch_images=batch_images,
+            attack_options=options,
+            data_info=data_info,
+            provenance=provenance,
+            model_file_hash=model_hash,
+            progress=progress,
+        )
+        for note in result.notes:
+            typer.echo(f"note: {note}", err=True)
+        summary = summarize_run(out)
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "run": str(out),
+                        "attacks_run": result.attacks,
+                        "jobs": result.planned,
+                        "already_done": result.already_done,
+                        "ran": result.ran,
+                        "seconds": round(result.seconds, 3),
+                        "notes": result.notes,
+                        "summary": summary,
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            typer.echo(
+                f"{out}: {result.ran} job(s) run, {result.already_done} already done, "
+                f"{result.planned} in this selection ({result.seconds:.1f} s)"
+            )
+            typer.echo(format_table(summary["attacks"]))
+            typer.echo(f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}")
+
+    @attack_app.command("summarize")
+    def summarize(
+        run: Path = typer.Argument(..., help="Campaign run directory (holds results.sqlite and run.json)."),
+        out: Path = typer.Option(
+            None, "--out", help="Where to write summary.csv/heatmap.png (default RUN/summary)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    ) -> None:
+        """Success table per attack (Wilson 95% CI, median queries and time) as CSV, plus the
+        before/after melanoma-score heat map PNG."""
+        from dermadv.campaign.summary import summarize_run
+
+        summary = summarize_run(run, out)
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            typer.echo(format_table(summary["attacks"]))
+            typer.echo(f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}")
+
+    app.add_typer(
+        attack_app,
+        name="attack",
+        help="Attack a model on real images (resumable campaign); `attack summarize RUN` tabulates a run.",
+    )

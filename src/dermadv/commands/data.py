@@ -1,9 +1,136 @@
-"""CLI command(s): data (placeholder until implemented)."""
+"""CLI: ``dermadv data check`` (layout, counts, every problem) and ``dermadv data split``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from dermadv.errors import DataError
+
+data_app = typer.Typer(
+    name="data",
+    help="Inspect a dataset (layout, counts, problems) and make train/validation splits.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the dermadv app."""
+    """Add the ``data`` sub-commands to the dermadv app."""
+    app.add_typer(data_app, name="data")
+
+
+def _counts_lines(counts: dict[str, int], indent: str = "  ") -> list[str]:
+    width = max((len(k) for k in counts), default=0)
+    return [f"{indent}{k:<{width}}  {v:>6}" for k, v in counts.items()]
+
+
+@data_app.command("check")
+def check(
+    path: Path = typer.Argument(..., help="Dataset directory or its label CSV."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable JSON report."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Do not decode the images (faster)."),
+) -> None:
+    """Detect a dataset's layout, count images per diagnosis and list every problem with its file.
+
+    Problems: missing or unreadable images (every image is decoded unless --no-verify), unknown or
+    ambiguous labels, duplicate ids, images with no label row. Exit status 1 when any problem is
+    found (or the dataset cannot be read at all), 0 when the dataset is clean.
+    """
+    from dermadv.data import check_dataset, summarize_problems
+
+    try:
+        ds = check_dataset(path, verify_images=not no_verify, progress=True)
+    except DataError as exc:
+        if as_json:
+            problem = {"kind": "invalid_dataset", "image_id": None, "path": str(path), "message": str(exc)}
+            typer.echo(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "ok": False,
+                        "layout": None,
+                        "error": str(exc),
+                        "problem_counts": {"invalid_dataset": 1},
+                        "problems": [problem],
+                    },
+                    indent=2,
+                )
+            )
+        else:
+            typer.echo(f"dataset: {path}\nlayout: not recognised\n1 problem:\n  [invalid_dataset] {exc}")
+        raise typer.Exit(1) from None
+
+    report = ds.to_dict()
+    if as_json:
+        typer.echo(json.dumps({"path": str(path), "ok": not ds.problems, **report}, indent=2))
+    else:
+        lines = [
+            f"dataset: {ds.root}",
+            f"layout:  {ds.layout}" + (f" ({ds.csv_path.name})" if ds.csv_path else ""),
+        ]
+        if ds.metadata_paths:
+            lines.append("metadata: " + ", ".join(p.name for p in ds.metadata_paths))
+        verified = "decoded" if ds.verified else "found (not decoded: --no-verify)"
+        lines.append(
+            f"images:  {len(ds)} usable ({verified}), {ds.n_lesions()} lesions, hash {report['hash']}"
+        )
+        lines += _counts_lines(ds.counts())
+        meta = report["with_metadata"]
+        lines.append("with metadata: " + ", ".join(f"{k} {v}/{len(ds)}" for k, v in meta.items()))
+        lines.append(summarize_problems(ds.problems) + (":" if ds.problems else ""))
+        lines += [f"  [{p.kind}] {p}" for p in ds.problems]
+        typer.echo("\n".join(lines))
+    if ds.problems:
+        raise typer.Exit(1)
+
+
+@data_app.command("split")
+def split(
+    path: Path = typer.Argument(..., help="Dataset directory or its label CSV."),
+    out: Path = typer.Option(..., "--out", "-o", help="Split CSV to write (a JSON sidecar goes beside it)."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of each diagnosis for validation."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same split."),
+    classes: str = typer.Option("mel,nv", "--classes", help="Comma-separated diagnoses to keep."),
+    all_classes: bool = typer.Option(False, "--all-classes", help="Keep every diagnosis (multi-class)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing, different split file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the split summary as JSON."),
+) -> None:
+    """Write a train/validation split: stratified by diagnosis, grouped by lesion, reproducible by seed.
+
+    Writes OUT (columns image_id,diagnosis,lesion_id,subset) and OUT's .json sidecar (seed, fraction,
+    classes, counts, dataset path and hash). Images of one lesion never straddle train and val.
+    """
+    from dermadv.data import load_dataset, make_split, read_split, sidecar_path
+
+    if all_classes and classes != "mel,nv":
+        raise DataError("give either --classes or --all-classes, not both")
+    ds = load_dataset(path)
+    sp = make_split(ds, val_fraction=val_fraction, seed=seed, classes=None if all_classes else classes)
+    status = "written"
+    if out.exists():
+        try:
+            same = read_split(out).hash() == sp.hash()
+        except DataError:
+            same = False
+        if same:
+            status = "unchanged (identical split already there)"
+        elif not force:
+            raise DataError(f"{out}: exists and holds a different split; pass --force to overwrite it")
+    sidecar = sp.write(out) if status == "written" or not sidecar_path(out).exists() else sidecar_path(out)
+    summary = {"csv": str(out), "sidecar": str(sidecar), "status": status.split(" ")[0], **sp.describe()}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    lines = [
+        f"split {status}: {out} (+ {sidecar.name})",
+        f"dataset: {ds.csv_path or ds.root} ({ds.layout}), seed {seed}, val fraction {val_fraction}",
+    ]
+    lesions = sp.lesion_counts()
+    for sub, counts in sp.counts().items():
+        lines.append(f"{sub}: {sum(counts.values())} images, {lesions[sub]} lesions")
+        lines += _counts_lines(counts)
+    lines.append(f"split hash: {sp.hash()}")
+    typer.echo("\n".join(lines))

@@ -1,9 +1,106 @@
-"""CLI command(s): evaluate (placeholder until implemented)."""
+"""CLI command: ``dermadv evaluate`` (any model, melanoma vs naevus metrics with 95% CIs)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def _split_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the dermadv app."""
+
+    @app.command("evaluate")
+    def evaluate_command(
+        model: str = typer.Option(
+            ..., "--model", help="Model: checkpoint/TorchScript/Keras/ONNX file, name, or module:function."
+        ),
+        data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
+        split: Path = typer.Option(None, "--split", help="Split CSV; with it only --subset images are used."),
+        subset: str = typer.Option(
+            None, help="Split subset: train or val [default: val when --split is given]."
+        ),
+        ids: str = typer.Option(None, help="Comma-separated image ids to evaluate."),
+        limit: int = typer.Option(None, help="Evaluate at most N images."),
+        threshold: float = typer.Option(0.5, help="Melanoma iff p_mel/(p_mel+p_benign) >= threshold."),
+        out: Path = typer.Option(
+            None, "--out", help="Directory for predictions.csv, metrics.json, roc.png..."
+        ),
+        isic_submission: bool = typer.Option(
+            False, "--isic-submission", help="Also write an ISIC 2019 challenge submission CSV (needs --out)."
+        ),
+        melanoma_classes: str = typer.Option(
+            None, help="Model classes counted as melanoma (comma-separated)."
+        ),
+        benign_classes: str = typer.Option(
+            None, help="Model classes counted as benign naevus (comma-separated)."
+        ),
+        batch_size: int = typer.Option(None, help="Inference batch size [default: the model's]."),
+        device: str = typer.Option(None, help="Torch device for torch models (cpu, cuda) [default: auto]."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+        json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
+    ) -> None:
+        """Evaluate a model on melanoma vs naevus images: accuracy, sensitivity, specificity (Wilson 95% CIs)
+        and ROC AUC (DeLong 95% CI) at a threshold; with --out also predictions.csv, metrics.json, roc.png
+        and the confusion matrix. Other diagnoses are predicted but left out of the metrics."""
+        from dermadv.data import load_dataset, select_samples
+        from dermadv.errors import DermadvError
+        from dermadv.evaluate import evaluate_model, format_report, write_evaluation
+        from dermadv.models.registry import load_model
+
+        if isic_submission and out is None:
+            raise DermadvError("--isic-submission needs --out DIR to write the submission file into")
+        if subset is not None and split is None:
+            raise DermadvError("--subset needs --split")
+        use_subset = subset if subset is not None else ("val" if split is not None else None)
+        clf = load_model(
+            model,
+            melanoma_classes=_split_list(melanoma_classes),
+            benign_classes=_split_list(benign_classes),
+            device=device,
+        )
+        dataset = load_dataset(data, progress=not no_progress)
+        samples = select_samples(
+            dataset, split=split, subset=use_subset, classes=None, ids=_split_list(ids), limit=limit
+        )
+        ev = evaluate_model(
+            clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress
+        )
+        summary = ev.summary()
+        if out is not None:
+            from dermadv.data import dataset_hash
+
+            data_record = {
+                "dataset": dataset.describe(),
+                "split": None if split is None else str(Path(split).resolve()),
+                "subset": use_subset,
+                "ids": _split_list(ids),
+                "limit": limit,
+                "hash": dataset_hash(samples),
+            }
+            settings = {
+                "model": model,
+                "threshold": threshold,
+                "batch_size": batch_size,
+                "device": device,
+                "melanoma_classes": sorted(clf.melanoma),
+                "benign_classes": sorted(clf.benign),
+            }
+            files = write_evaluation(
+                ev, clf, out, data=data_record, settings=settings, isic_submission=isic_submission
+            )
+            summary["files"] = {k: str(v) for k, v in files.items()}
+        if json_out:
+            typer.echo(json.dumps(summary, indent=2))
+            return
+        typer.echo(format_report(ev, clf.name))
+        if out is not None:
+            typer.echo(f"wrote {', '.join(p.name for p in files.values())} to {out}")

@@ -1,9 +1,93 @@
-"""CLI command(s): perturb (placeholder until implemented)."""
+"""CLI: ``dermadv perturb`` -- the systematic perturbation sweep (the study's Supplementary Figure 1)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def _split_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()] or None
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    """The sweep table as aligned text."""
+    head = ["perturbation", "n", "correct", "FN", "FP", "accuracy", "change (95% CI)", "flipped"]
+    lines = [head]
+    for r in rows:
+        change = "" if r["perturbation"] == "none" else (
+            f"{r['delta_accuracy']:+.3f} ({r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f})")
+        lines.append([r["label"], str(r["n"]), str(r["correct"]), str(r["false_negatives"]),
+                      str(r["false_positives"]), f"{r['accuracy']:.3f}", change, str(r["flipped"])])
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+
+
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the dermadv app."""
+    """Add ``perturb`` to the dermadv app."""
+
+    @app.command("perturb")
+    def perturb(
+        model: str = typer.Option(..., "--model", help="Model: file, registered name or module:function."),
+        data: Path = typer.Option(..., "--data", help="Dataset directory or metadata CSV."),
+        split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
+        subset: str = typer.Option(None, "--subset", help="Subset of the split, e.g. val."),
+        out: Path = typer.Option(Path("runs/perturb"), "--out", help="Run directory (rerun to resume)."),
+        perturbations: str = typer.Option(
+            "study", "--perturbations",
+            help="Comma-separated specs: study (rot180, rot45, +-5/10/50 per RGB channel), rot:ANGLE, "
+            "shift:{r,g,b,rgb}:N, hue:F, blur:SIGMA, jpeg:Q, brightness:F, contrast:F, "
+            "decoder:{pil,tf,other}. The unmodified set is always included.",
+        ),
+        batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per forward pass."),
+        limit: int = typer.Option(None, "--limit", min=1, help="Use at most N images."),
+        threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
+                                        help="Melanoma decision threshold on p_mel/(p_mel+p_ben)."),
+        model_option: list[str] = typer.Option(None, "--model-option", help="Model option KEY=VALUE."),
+        melanoma_classes: str = typer.Option(None, "--melanoma-classes", help="Classes counted as melanoma."),
+        benign_classes: str = typer.Option(None, "--benign-classes", help="Classes counted as benign."),
+        device: str = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Accuracy, false negatives/positives and flipped predictions of a model on a whole (validation)
+        set after each fixed perturbation, with paired 95% CIs of the change.
+
+        Writes RUN/perturbation.csv, perturbation.json, perturbation.png, perturbation_scores.csv,
+        per-perturbation results in RUN/perturb/ (a rerun skips finished ones) and RUN/run.json.
+        """
+        from dermadv.data import select_samples
+        from dermadv.errors import DataError
+        from dermadv.models.registry import load_model
+        from dermadv.perturb.corruptions import parse_specs
+        from dermadv.perturb.sweep import run_sweep
+
+        if subset is not None and split is None:
+            raise DataError("--subset needs --split (the split CSV the subset comes from)")
+        parse_specs(perturbations)  # bad specs fail before the model loads
+        options: dict[str, Any] = {}
+        if model_option:
+            from dermadv.models.registry import parse_model_options
+
+            options = parse_model_options(model_option)
+        clf = load_model(model, melanoma_classes=_split_list(melanoma_classes),
+                         benign_classes=_split_list(benign_classes), device=device, **options)
+        samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
+        result = run_sweep(
+            clf, samples, out, perturbations, batch_size=batch_size, threshold=threshold, progress=progress,
+            extra_settings={"model_spec": model, "data": str(Path(data).resolve()),
+                            "split": str(split.resolve()) if split else None, "subset": subset, "limit": limit},
+        )
+        if as_json:
+            typer.echo(json.dumps({"run": str(out), "rows": result.rows, "files": result.files,
+                                   "resumed": result.skipped, "computed": result.computed,
+                                   "seconds": round(result.seconds, 2)}, indent=2))
+            return
+        typer.echo(format_rows(result.rows))
+        typer.echo(f"{out}: {len(result.computed)} perturbation(s) computed, {len(result.skipped)} resumed "
+                   f"({result.seconds:.1f} s). Table: {result.files['csv']}  plot: {result.files['png']}")

@@ -1,9 +1,225 @@
-"""CLI command(s): readerstudy (placeholder until implemented)."""
+"""CLI: ``dermadv reader-study build | serve | readers add/list/revoke | export | analyze``."""
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from dermadv.errors import DataError
+
+study_app = typer.Typer(
+    help="Blinded reader study with dermatologists: build, serve, manage readers, export, analyze.",
+    no_args_is_help=True,
+)
+readers_app = typer.Typer(help="Create, list and revoke readers of a study.", no_args_is_help=True)
+study_app.add_typer(readers_app, name="readers")
+
+DbOpt = typer.Option(None, "--db", help="Database URL (default sqlite:///STUDY/answers.sqlite); "
+                     "postgresql://... accepted.")
+
+
+def _require_web() -> None:
+    from dermadv.errors import require
+
+    for mod in ("fastapi", "sqlalchemy", "uvicorn"):
+        require(mod, "readerstudy", "The reader study")
+
+
+def _store(study_dir: Path, db: str | None):  # noqa: ANN202
+    _require_web()
+    from dermadv.readerstudy.store import AnswerStore
+    from dermadv.readerstudy.study import load_study
+
+    return AnswerStore(load_study(study_dir), db)
+
+
+@study_app.command("build")
+def build(
+    out: Path = typer.Option(..., "--out", help="New study directory to create."),
+    runs: Optional[list[Path]] = typer.Option(None, "--from", help="Attack RUN directory (repeatable)."),
+    per_attack: int = typer.Option(34, help="Successful adversarial images per attack type."),
+    unmodified: int = typer.Option(102, help="Unmodified images (half melanoma, half naevus)."),
+    attack: Optional[list[str]] = typer.Option(None, "--attack", help="Only these attack types (repeatable)."),
+    images: Optional[Path] = typer.Option(None, "--images", help="Folder of images for a hand-made study."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV for --images: image, ground truth "
+                                            "[, condition, attack, ...]."),
+    seed: int = typer.Option(0, help="Seed for drawing images from the runs."),
+    title: str = typer.Option("Dermoscopy reader study", help="Title shown to readers."),
+    confidence: str = typer.Option("required", help="Confidence rating 1-5: required, optional or off."),
+    allow_change: bool = typer.Option(False, "--allow-change/--no-allow-change",
+                                      help="Let readers go back and change answers (changes are logged)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Assemble a study: opaque image names, ground truth and provenance kept in the hidden manifest."""
+    from dermadv.readerstudy.build import build_from_images, build_from_runs
+
+    common = {"title": title, "confidence": confidence, "allow_change": allow_change}
+    if images is not None or manifest is not None:
+        if runs:
+            raise DataError("use either --from RUN... or --images/--manifest, not both")
+        if images is None or manifest is None:
+            raise DataError("a hand-made study needs both --images FOLDER and --manifest CSV")
+        study = build_from_images(images, manifest, out, **common)
+        summary: dict = {}
+    elif runs:
+        study, summary = build_from_runs(runs, out, per_attack=per_attack, unmodified=unmodified, seed=seed,
+                                         attacks=attack or None, **common)
+    else:
+        raise DataError("give --from RUN (repeatable) or --images FOLDER --manifest CSV")
+    counts: dict[str, int] = {}
+    for im in study.images:
+        k = f"{im.condition}/{im.ground_truth}" + (f"/{im.attack}" if im.attack else "")
+        counts[k] = counts.get(k, 0) + 1
+    result = {"study": str(study.root), "study_id": study.study_id, "images": len(study.images),
+              "counts": counts, "shortfalls": summary.get("shortfalls", [])}
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"study {study.root}: {len(study.images)} images")
+    for k, v in sorted(counts.items()):
+        typer.echo(f"  {k}: {v}")
+    for s in result["shortfalls"]:
+        typer.secho(f"  shortfall: {s}", fg=typer.colors.YELLOW, err=True)
+
+
+@study_app.command("serve")
+def serve(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port."),
+    db: Optional[str] = DbOpt,
+    coordinator_token: Optional[str] = typer.Option(
+        None, "--coordinator-token", envvar="DERMADV_COORDINATOR_TOKEN",
+        help="Coordinator password (default: a random one, printed at start)."),
+) -> None:
+    """Start the web app: readers answer via their invite links; coordinator pages at /coordinator."""
+    _require_web()
+    import uvicorn
+
+    from dermadv.readerstudy.app import create_app
+    from dermadv.readerstudy.study import load_study
+
+    if coordinator_token is not None and len(coordinator_token) < 8:
+        raise DataError("--coordinator-token must be at least 8 characters")
+    study = load_study(study_dir)
+    app = create_app(study, db, coordinator_token)
+    base = f"http://{host}:{port}"
+    typer.echo(f"reader study {study.title!r}: {len(study.images)} images, database {app.state.store.url}", err=True)
+    typer.echo(f"coordinator page: {base}/coordinator", err=True)
+    if coordinator_token is None:
+        typer.echo(f"coordinator token: {app.state.coordinator_token}", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("DERMADV_LOG_LEVEL", "warning"),
+                access_log=False)
+
+
+@readers_app.command("add")
+def readers_add(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    name: str = typer.Option(..., help="Reader's name."),
+    role: str = typer.Option("", help="Role, e.g. 'consultant dermatologist'."),
+    years: Optional[float] = typer.Option(None, help="Years of experience."),
+    base_url: str = typer.Option("http://127.0.0.1:8000", help="Server address for the invite link."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Create a reader and print their invite link (shown once: only a hash of the token is stored)."""
+    store = _store(study_dir, db)
+    reader, token = store.add_reader(name, role, years)
+    link = f"{base_url.rstrip('/')}/r/{token}"
+    if json_out:
+        typer.echo(json.dumps({"id": reader.id, "name": reader.name, "token": token, "invite_url": link,
+                               "seed": reader.seed}))
+    else:
+        typer.echo(f"reader {reader.id} ({reader.name}): {link}")
+
+
+@readers_app.command("list")
+def readers_list(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    db: Optional[str] = DbOpt,
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List readers with their progress."""
+    rows = _store(study_dir, db).progress()
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        typer.echo(f"{r['id']:>4}  {r['name']:<24} {r['role']:<24} {r['answered']:>4}/{r['total']:<4} {r['status']}")
+
+
+@readers_app.command("revoke")
+def readers_revoke(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    reader_id: int = typer.Argument(..., help="Reader id (see 'readers list')."),
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Revoke a reader's invite link (their answers are kept)."""
+    from dermadv.readerstudy.store import UnknownReader
+
+    try:
+        reader = _store(study_dir, db).revoke(reader_id)
+    except UnknownReader as exc:
+        raise DataError(str(exc)) from exc
+    typer.echo(f"reader {reader.id} ({reader.name}) revoked")
+
+
+@study_app.command("export")
+def export(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    out: Path = typer.Option(..., "--out", help="CSV file to write."),
+    fmt: str = typer.Option("full", "--format", help="full (one row per answer with ground truth) or "
+                            "original (Image_name, Diagnosis; needs --reader)."),
+    reader: Optional[int] = typer.Option(None, "--reader", help="Reader id for --format original."),
+    db: Optional[str] = DbOpt,
+) -> None:
+    """Export answers as CSV (atomically written)."""
+    from dermadv.readerstudy.store import export_csv_text, original_csv_text
+    from dermadv.readerstudy.study import atomic_write_text
+
+    store = _store(study_dir, db)
+    rows = store.export_rows()
+    if fmt == "full":
+        text = export_csv_text(rows)
+    elif fmt == "original":
+        if reader is None:
+            raise DataError("--format original needs --reader ID (one two-column file per reader)")
+        store.get_reader(reader)
+        text = original_csv_text(rows, reader)
+    else:
+        raise DataError(f"--format must be 'full' or 'original', got {fmt!r}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    typer.echo(f"{out}: {text.count(chr(10)) - 1} answers", err=True)
+
+
+@study_app.command("analyze")
+def analyze(
+    answers: Path = typer.Argument(..., help="Answers CSV from 'reader-study export'."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the report JSON, tables and figure."),
+    reference_band: Optional[str] = typer.Option(None, "--reference-band",
+                                                 help="LOW,HIGH band (0-1) drawn on the figure."),
+    min_answers: int = typer.Option(10, help="Readers with fewer answers are reported but not analysed."),
+    json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
+) -> None:
+    """Per-reader sensitivity/specificity/AUC with CIs, logistic regression, MRMC; figure."""
+    from dermadv.errors import require
+
+    require("statsmodels", "readerstudy", "The reader-study analysis")
+    from dermadv.readerstudy.analysis import analyze_file, format_report, parse_band
+
+    band = parse_band(reference_band) if reference_band else None
+    result = analyze_file(answers, out_dir=out, reference_band=band, min_answers=min_answers)
+    if json_out:
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        typer.echo(format_report(result))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the dermadv app."""
+    """Add the reader-study commands to the dermadv app."""
+    app.add_typer(study_app, name="reader-study")

@@ -1,9 +1,40 @@
-"""CLI command(s): report (placeholder until implemented)."""
+"""CLI: ``dermadv report`` -- one self-contained HTML report from run folders."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the dermadv app."""
+    """Add ``report`` to the dermadv app."""
+
+    @app.command("report")
+    def report(
+        runs: list[Path] = typer.Argument(
+            ..., help="Run folders: evaluate runs (metrics.json, predictions.csv), perturb runs "
+            "(perturbation.json) and attack runs (results.sqlite); the kind is detected from the files."),
+        out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write."),
+        reference: Path = typer.Option(
+            None, "--reference",
+            help="CSV of reference results to show beside your models: columns model (or name), any of "
+            "accuracy, sensitivity, specificity, auc (fractions or %), optional source."),
+        title: str = typer.Option("dermadv report", "--title", help="Report title."),
+        examples: int = typer.Option(2, "--examples", min=0, help="Example images per attack and model."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Write ONE self-contained HTML report (figures embedded, no external resources) with model
+        metrics and CIs, ROC curves, the perturbation table and plot, attack success per model side by
+        side, the before/after confidence heat map and example attack grids."""
+        from dermadv.report.html import SECTIONS, build_report
+        from dermadv.report.runs import detect_run
+
+        path = build_report(runs, out, reference_csv=reference, title=title, examples_per_attack=examples)
+        kinds = {str(r): detect_run(r).kinds for r in runs}
+        if as_json:
+            typer.echo(json.dumps({"report": str(path), "runs": kinds, "sections": [k for k, _ in SECTIONS],
+                                   "bytes": path.stat().st_size}, indent=2))
+        else:
+            typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB; open it in any browser, offline)")

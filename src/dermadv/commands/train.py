@@ -1,9 +1,110 @@
-"""CLI command(s): train (placeholder until implemented)."""
+"""CLI command: ``dermadv train`` (fine-tune a torchvision classifier on a split)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import typer
 
 
+def _parse_classes(text: str) -> tuple[str, ...]:
+    from dermadv.errors import DermadvError
+    from dermadv.labels import DIAGNOSES, canonical_diagnosis
+
+    out = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        code = canonical_diagnosis(part)
+        if code is None:
+            raise DermadvError(
+                f"--classes: unknown diagnosis {part.strip()!r}; use codes from {list(DIAGNOSES)}"
+            )
+        out.append(code)
+    return tuple(out)
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's command(s) to the dermadv app."""
+
+    @app.command("train")
+    def train_command(
+        data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
+        split: Path = typer.Option(..., "--split", help="Split CSV (from `dermadv data split`)."),
+        out: Path = typer.Option(..., "--out", help="Run directory; an existing run there is resumed."),
+        arch: str = typer.Option(
+            "inception_v3", help="torchvision architecture (resnet18, efficientnet_b0, ...)."
+        ),
+        weights: str = typer.Option(
+            "imagenet", help="'imagenet' (torchvision), 'none' (random init) or a path to a state dict."
+        ),
+        epochs: int = typer.Option(20, help="Total number of epochs (raise it to continue a finished run)."),
+        batch_size: int = typer.Option(32, help="Training batch size."),
+        lr: float = typer.Option(0.001, help="SGD learning rate."),
+        momentum: float = typer.Option(0.9, help="SGD momentum."),
+        weight_decay: float = typer.Option(0.0, help="SGD weight decay."),
+        lr_schedule: str = typer.Option(
+            "none", help="'none' (constant lr) or 'cosine' (annealed over --epochs)."
+        ),
+        image_size: int = typer.Option(
+            None, help="Input size in pixels [default: 299 for inception_v3, else 224]."
+        ),
+        color_jitter: bool = typer.Option(
+            False, "--color-jitter", help="Random colour balance: each RGB channel x a gain in [1-r, 1+r]."
+        ),
+        color_jitter_range: float = typer.Option(0.1, help="r for --color-jitter."),
+        seed: int = typer.Option(0, help="Seed for initialisation, data order and augmentation."),
+        workers: int = typer.Option(0, help="DataLoader worker processes (0: load in the main process)."),
+        device: str = typer.Option("auto", help="auto, cpu or cuda."),
+        classes: str = typer.Option("mel,nv", help="Comma-separated classes, in output order."),
+        checkpoint_every: int = typer.Option(
+            0, help="Also save last.pt every N batches (0: at the end of each epoch only)."
+        ),
+        cache_dir: Path = typer.Option(
+            None, help="Decoded-image cache [default: $DERMADV_CACHE or RUN_DIR/../.dermadv-cache]."
+        ),
+        no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+        json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
+    ) -> None:
+        """Fine-tune a classifier (default: ImageNet Inception v3, SGD lr 0.001 momentum 0.9) with rotation,
+        crop and flip augmentation; validate every epoch (loss, accuracy, sensitivity, specificity, AUC);
+        keep best.pt (best val AUC) and last.pt (resume: run the same command again)."""
+        from dermadv.models.train import TrainSettings, train
+
+        settings = TrainSettings(
+            data=data,
+            split=str(split),
+            out=str(out),
+            arch=arch,
+            weights=weights,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            image_size=image_size,
+            color_jitter=color_jitter_range if color_jitter else 0.0,
+            seed=seed,
+            workers=workers,
+            device=device,
+            classes=_parse_classes(classes),
+            checkpoint_every=checkpoint_every,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+        )
+        result = train(settings, progress=not no_progress)
+        summary = result.summary()
+        if json_out:
+            typer.echo(json.dumps(summary, indent=2, default=str))
+            return
+        best = result.best_metrics
+        typer.echo(f"run: {result.out}  ({result.epochs_run} epoch(s) recorded, {result.seconds:.0f} s)")
+        if best:
+            auc = best["auc"]
+            typer.echo(
+                f"best: epoch {result.best_epoch}, val AUC {auc['value']:.3f} "
+                f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}], accuracy {best['accuracy']['value']:.3f}, "
+                f"sensitivity {best['sensitivity']['value']:.3f}, "
+                f"specificity {best['specificity']['value']:.3f} -> {result.best}"
+            )

@@ -1,0 +1,194 @@
+"""Attack results and the Attack interface: perturbation + search + criterion -> AttackResult.
+
+Every attack takes the uint8 image *as the model is given it* (``model.prepare``: resized to
+``model.input_size``; any other size is prepared first) and returns one :class:`AttackResult`.
+Queries are counted honestly as images scored by the model: the initial prediction (1), every
+candidate of every generation, and for gradient attacks one per image per forward+backward pass
+plus the final checks. An image the model already gets wrong is not attacked ("misclassified",
+1 query).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dermadv.attacks.criteria import Misclassification, check_direction
+from dermadv.errors import DermadvError, NotWhiteBoxError
+from dermadv.models.base import Classifier, Metadata
+
+OUTCOMES: tuple[str, ...] = ("success", "failure", "misclassified", "error")
+
+
+class AttackConfigError(DermadvError, ValueError):
+    """An attack name or option is invalid (the message says which and what is allowed)."""
+
+
+@dataclass
+class AttackResult:
+    """One attack on one image (a row of a campaign's results table)."""
+
+    image_id: str
+    attack: str
+    direction: str  # "mel->nv" or "nv->mel"
+    outcome: str  # "success" | "failure" | "misclassified" (not attacked) | "error"
+    true_group: str  # "melanoma" | "benign"
+    initial_probs: list[float]
+    final_probs: list[float] | None
+    initial_conf: float  # P(true group) before the attack
+    final_conf: float | None  # P(true group) on the adversarial image
+    params: dict[str, Any]
+    queries: int
+    generations: int
+    seconds: float
+    original: np.ndarray | None = field(default=None, repr=False)  # uint8 at model input size
+    adversarial: np.ndarray | None = field(default=None, repr=False)
+    error: str | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "success"
+
+    def to_dict(self, images: bool = False) -> dict[str, Any]:
+        """Plain-Python fields (JSON-ready); the uint8 images only if ``images``."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("original", "adversarial")}
+        if images:
+            d["original"], d["adversarial"] = self.original, self.adversarial
+        return d
+
+
+@dataclass
+class Job:
+    """One image being attacked: the prepared image, its criterion and bookkeeping."""
+
+    index: int
+    image_id: str
+    image: np.ndarray
+    metadata: Metadata
+    criterion: Misclassification
+    seed: int
+    initial_probs: np.ndarray
+    queries: int = 1  # the initial prediction
+
+
+def _per_image(value: Any, n: int, what: str) -> list[Any]:
+    if isinstance(value, (str, int, np.integer)) or value is None:
+        return [value] * n
+    items = list(value)
+    if len(items) != n:
+        raise ValueError(f"{what}: got {len(items)} values for {n} images")
+    return items
+
+
+def metadata_list(metadatas: Sequence[Metadata]) -> list[Metadata] | None:
+    """None when no image has metadata (models without metadata get None), else the list."""
+    return None if all(m is None for m in metadatas) else list(metadatas)
+
+
+class Attack(ABC):
+    """One attack. Subclasses set ``name``/``white_box_only`` and implement :meth:`_attack`."""
+
+    name: str = "attack"
+    white_box_only: bool = False
+
+    def __init__(self, threshold: float = 0.9, fitness: str = "auto", batch_size: int | None = None) -> None:
+        Misclassification(threshold=threshold, fitness=fitness)  # validates
+        if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+            raise AttackConfigError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
+        self.threshold = float(threshold)
+        self.fitness = fitness
+        self.batch_size = batch_size
+
+    # ----- public API ---------------------------------------------------------------------------
+    def run(self, model: Classifier, image: np.ndarray, metadata: Metadata = None, *, image_id: str,
+            direction: str = "mel->nv", seed: int = 0) -> AttackResult:
+        """Attack one image (uint8 H x W x 3, normally already at ``model.input_size``)."""
+        return self.run_many(model, [image], [metadata], image_ids=[image_id], direction=direction,
+                             seeds=[seed])[0]
+
+    def run_many(self, model: Classifier, images: Sequence[np.ndarray] | np.ndarray,
+                 metadatas: Sequence[Metadata] | None = None, *, image_ids: Sequence[str],
+                 direction: str | Sequence[str] = "mel->nv",
+                 seeds: Sequence[int] | None = None) -> list[AttackResult]:
+        """Attack several images together, batching what the model sees across them.
+
+        Each image keeps its own random stream (``seeds[i]``), so the results equal running
+        :meth:`run` on each image alone (up to the model's batch-size-dependent rounding).
+        ``direction`` is one string for all images or one per image.
+        """
+        self.check_model(model)
+        t0 = time.perf_counter()
+        batch = model.prepare(images)
+        n = len(batch)
+        ids = [str(i) for i in _per_image(image_ids, n, "image_ids")]
+        metas = _per_image(metadatas, n, "metadatas") if metadatas is not None else [None] * n
+        dirs = [check_direction(d) for d in _per_image(direction, n, "direction")]
+        seed_list = [int(s) for s in _per_image(seeds if seeds is not None else 0, n, "seeds")]
+        probs0 = model.predict_proba(batch, metadata_list(metas), batch_size=self.batch_size or max(n, 1))
+        results: list[AttackResult | None] = [None] * n
+        jobs: list[Job] = []
+        for i in range(n):
+            crit = Misclassification(dirs[i], self.threshold, self.fitness)
+            job = Job(i, ids[i], batch[i], metas[i], crit, seed_list[i], probs0[i])
+            if crit.is_correct(model, probs0[i])[0]:
+                jobs.append(job)
+            else:
+                results[i] = self.finish(model, job, None, None, {}, 0, t0, outcome="misclassified")
+        if jobs:
+            for job, res in zip(jobs, self._attack(model, jobs, t0), strict=True):
+                results[job.index] = res
+        return [r for r in results if r is not None]
+
+    def check_model(self, model: Classifier) -> None:
+        """Raise NotWhiteBoxError if this attack needs gradients the model cannot give."""
+        if self.white_box_only and not getattr(model, "white_box", False):
+            raise NotWhiteBoxError(
+                f"attack {self.name!r} needs gradients, but model {model.name!r} "
+                f"({type(model).__name__}) is a black-box model with no differentiable torch forward; "
+                "use a black-box attack (pixel, color, rotation) or a white-box model"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """The attack's settings (recorded in run.json beside results)."""
+        return {"attack": self.name, "white_box_only": self.white_box_only, "threshold": self.threshold,
+                "fitness": self.fitness, "batch_size": self.batch_size}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "attack")
+        return f"{type(self).__name__}({inner})"
+
+    # ----- for subclasses -----------------------------------------------------------------------
+    @abstractmethod
+    def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
+        """Attack the correctly classified images; one result per job, in order."""
+
+    def score(self, model: Classifier, images: np.ndarray, metadatas: Sequence[Metadata]) -> np.ndarray:
+        """Probabilities for a batch of candidate images in one call (``batch_size`` or all at once)."""
+        bs = self.batch_size or len(images)
+        return model.predict_proba(images, metadata_list(metadatas), batch_size=bs)
+
+    def finish(
+        self, model: Classifier, job: Job, final_probs: np.ndarray | None, adversarial: np.ndarray | None,
+        params: dict[str, Any], generations: int, t0: float, outcome: str | None = None,
+    ) -> AttackResult:
+        """Build the result; the outcome is judged by the criterion on ``final_probs``."""
+        crit = job.criterion
+        init_conf = float(crit.confidences(model, job.initial_probs)[0][0])
+        final_conf = None
+        if final_probs is not None:
+            final_conf = float(crit.confidences(model, final_probs)[0][0])
+            if outcome is None:
+                outcome = "success" if crit.is_success(model, final_probs)[0] else "failure"
+        return AttackResult(
+            image_id=job.image_id, attack=self.name, direction=crit.direction, outcome=str(outcome),
+            true_group=crit.true_group, initial_probs=[float(p) for p in job.initial_probs],
+            final_probs=None if final_probs is None else [float(p) for p in final_probs],
+            initial_conf=init_conf, final_conf=final_conf, params=params, queries=job.queries,
+            generations=int(generations), seconds=time.perf_counter() - t0, original=job.image,
+            adversarial=adversarial,
+        )

@@ -1,0 +1,107 @@
+"""What counts as a successful attack, kept apart from the search (foolbox style).
+
+The study's definition: the image is a melanoma, the model called it melanoma before the attack
+(P(melanoma group) > P(benign group)), and after the attack P(benign group) > P(melanoma group).
+Group probabilities come from :meth:`Classifier.group_probs`, so a binary and a multi-class model are
+judged alike (for a 7-class model, P(benign group) is P(nv) unless the groups are changed).
+Direction ``"nv->mel"`` attacks naevi toward melanoma with the roles swapped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dermadv.models.base import Classifier
+
+#: Attack directions: true group -> target group.
+DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
+
+#: Fitness functions (lower is better): "study" = P(true group), the study's objective;
+#: "margin" = P(true group) - P(target group); "auto" = study for a model whose classes all belong
+#: to the two groups (binary), margin otherwise (multi-class, where probability can leak elsewhere).
+FITNESSES: tuple[str, ...] = ("auto", "study", "margin")
+
+
+def check_direction(direction: str) -> str:
+    """Validate an attack direction, naming the valid ones."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    return direction
+
+
+class Misclassification:
+    """Untargeted-to-a-group criterion: push the true group's probability below the target group's.
+
+    Parameters
+    ----------
+    direction : "mel->nv" (default; melanoma made to look benign) or "nv->mel".
+    threshold : the search may stop once P(target group) > threshold (the study: 0.9).
+    fitness : "auto" (default), "study" or "margin" (see ``FITNESSES``).
+    """
+
+    def __init__(self, direction: str = "mel->nv", threshold: float = 0.9, fitness: str = "auto") -> None:
+        self.direction = check_direction(direction)
+        if not (0.0 <= float(threshold) <= 1.0):
+            raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+        if fitness not in FITNESSES:
+            raise ValueError(f"fitness {fitness!r} is not one of {', '.join(FITNESSES)}")
+        self.threshold = float(threshold)
+        self.fitness_name = fitness
+
+    @property
+    def true_group(self) -> str:
+        return "melanoma" if self.direction == "mel->nv" else "benign"
+
+    @property
+    def target_group(self) -> str:
+        return "benign" if self.direction == "mel->nv" else "melanoma"
+
+    def target_indices(self, model: Classifier) -> list[int]:
+        """Indices of the model's classes in the target group (for gradient losses)."""
+        return model.benign_indices if self.direction == "mel->nv" else model.melanoma_indices
+
+    def confidences(self, model: Classifier, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(P(true group), P(target group)) per row of an N x K probability array."""
+        p_mel, p_ben = model.group_probs(np.atleast_2d(probs))
+        return (p_mel, p_ben) if self.direction == "mel->nv" else (p_ben, p_mel)
+
+    def resolved_fitness(self, model: Classifier) -> str:
+        """"study" or "margin": what "auto" means for this model."""
+        if self.fitness_name != "auto":
+            return self.fitness_name
+        binary = set(model.classes) <= set(model.melanoma) | set(model.benign)
+        return "study" if binary else "margin"
+
+    def fitness(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+        """Objective to minimise, one value per row."""
+        p_true, p_target = self.confidences(model, probs)
+        if self.resolved_fitness(model) == "study":
+            return p_true
+        return p_true - p_target
+
+    def is_correct(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+        """Whether the model gets the true group right: P(true) > P(target) (worth attacking)."""
+        p_true, p_target = self.confidences(model, probs)
+        return p_true > p_target
+
+    def is_success(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+        """Whether the (perturbed) image now fools the model: P(target) > P(true)."""
+        p_true, p_target = self.confidences(model, probs)
+        return p_target > p_true
+
+    def should_stop(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+        """Whether the search may stop: P(target group) > threshold."""
+        return self.confidences(model, probs)[1] > self.threshold
+
+    def describe(self, model: Classifier | None = None) -> dict[str, Any]:
+        d: dict[str, Any] = {"criterion": "misclassification", "direction": self.direction,
+                             "threshold": self.threshold, "fitness": self.fitness_name}
+        if model is not None:
+            d["fitness_resolved"] = self.resolved_fitness(model)
+        return d
+
+    def __repr__(self) -> str:
+        return (f"Misclassification(direction={self.direction!r}, threshold={self.threshold}, "
+                f"fitness={self.fitness_name!r})")

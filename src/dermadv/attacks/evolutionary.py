@@ -1,0 +1,111 @@
+"""Black-box attacks: a perturbation searched by batched differential evolution under a criterion.
+
+Per image: the initial prediction (1 query), then the initial population and one population of
+trials per generation, each scored in ONE ``predict_proba`` call -- with ``run_many`` the
+candidates of all images still searching are concatenated into that one call. The search stops
+when a member of the population reaches the criterion's threshold (P(target group) > 0.9 by
+default; checked after the initial population and after every generation), at ``maxiter``
+generations, or on convergence if enabled. The result is the fittest member of the final
+population; success is judged on it by the criterion (the model's probabilities for exactly that
+uint8 image, already computed during the search, so no extra query).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dermadv.attacks.base import Attack, AttackConfigError, AttackResult, Job
+from dermadv.attacks.de import DEOptions, DESearch
+from dermadv.models.base import Classifier
+from dermadv.perturb.base import Perturbation
+
+
+class EvolutionaryAttack(Attack):
+    """Differential evolution over a :class:`Perturbation`'s parameters.
+
+    Options (scipy semantics, see :mod:`dermadv.attacks.de`): ``popsize`` (multiplier: max(5,
+    popsize * D) candidates), ``maxiter`` (generations after the initial population), ``mutation``,
+    ``recombination``, ``init``, ``tol``, ``atol``; ``threshold`` and ``fitness`` (criterion);
+    ``batch_score`` (True: a generation is one forward pass; False: one candidate at a time, same
+    search trajectory); ``batch_size`` (cap on images per forward pass; None = whole population).
+    """
+
+    perturbation: Perturbation
+
+    def __init__(
+        self,
+        perturbation: Perturbation,
+        *,
+        popsize: int = 20,
+        maxiter: int = 20,
+        mutation: float | tuple[float, float] = (0.5, 1.0),
+        recombination: float = 1.0,
+        init: str = "latinhypercube",
+        tol: float = 0.0,
+        atol: float = -1.0,
+        threshold: float = 0.9,
+        fitness: str = "auto",
+        batch_score: bool = True,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(threshold=threshold, fitness=fitness, batch_size=batch_size)
+        if isinstance(mutation, list):
+            mutation = tuple(mutation)
+        try:
+            self.options = DEOptions(popsize, maxiter, mutation, recombination, init, tol, atol)
+        except ValueError as exc:
+            raise AttackConfigError(f"{self.name}: {exc}") from None
+        self.perturbation = perturbation
+        self.batch_score = bool(batch_score)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update(perturbation=self.perturbation.describe(), search=self.options.describe(),
+                 batch_score=self.batch_score)
+        return d
+
+    def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
+        searches = [
+            DESearch(self.perturbation.bounds(job.image.shape), self.options, np.random.default_rng(job.seed))
+            for job in jobs
+        ]
+        results: dict[int, AttackResult] = {}
+        while len(results) < len(jobs):
+            active = [i for i in range(len(jobs)) if i not in results]
+            cands = {i: searches[i].ask() for i in active}
+            probs = self._score_candidates(model, [jobs[i] for i in active], [cands[i] for i in active])
+            for i, p in zip(active, probs, strict=True):
+                job, search = jobs[i], searches[i]
+                job.queries += len(p)
+                search.tell(job.criterion.fitness(model, p), p)
+                if not search.done and job.criterion.should_stop(model, search.extras).any():
+                    search.stop("threshold")
+                if search.done:
+                    results[i] = self._result(model, job, search, t0)
+        return [results[i] for i in range(len(jobs))]
+
+    def _score_candidates(
+        self, model: Classifier, jobs: list[Job], cands: list[np.ndarray]
+    ) -> list[np.ndarray]:
+        """Probabilities for each job's candidates; all jobs' candidates in one forward pass."""
+        images = [self.perturbation.apply(job.image, c) for job, c in zip(jobs, cands, strict=True)]
+        metas = [job.metadata for job, im in zip(jobs, images, strict=True) for _ in range(len(im))]
+        if self.batch_score:
+            probs = self.score(model, np.concatenate(images), metas)
+        else:  # one candidate per model call: same trajectory, for checking and small devices
+            flat = [im for batch in images for im in batch]
+            probs = np.concatenate(
+                [self.score(model, im[None], [m]) for im, m in zip(flat, metas, strict=True)]
+            )
+        return np.split(probs, np.cumsum([len(im) for im in images])[:-1])
+
+    def _result(self, model: Classifier, job: Job, search: DESearch, t0: float) -> AttackResult:
+        best = search.best_x
+        adversarial = self.perturbation.apply(job.image, best[None])[0]
+        params = self.perturbation.describe_params(best, job.image.shape)
+        params.update(fitness=search.best_energy, stop_reason=search.stop_reason,
+                      population=search.size)
+        final = np.asarray(search.best_extra)
+        return self.finish(model, job, final, adversarial, params, search.generation, t0)

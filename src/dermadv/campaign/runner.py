@@ -1,0 +1,519 @@
+"""Campaign runner: plan (image, attack) jobs, run them with an executor, commit each to the store.
+
+The pieces are separate so other executors (e.g. Ray) can reuse them:
+
+- :func:`plan_jobs` lists the jobs still to do (skipping those in the store), each with its seed;
+- :func:`group_jobs` cuts them into work units (one job, or up to ``batch_images`` images of one
+  attack evolved together with ``Attack.run_many``);
+- :func:`run_unit` runs one unit in any process and returns ``(job, AttackResult)`` pairs, turning a
+  corrupt image into an error result instead of stopping the campaign;
+- :class:`LocalExecutor` runs units in this process; :func:`run_campaign` drives an executor and
+  commits every result (``ResultsStore.add``) as it arrives, so a kill at any moment loses nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dermadv.campaign.seeds import job_seed
+from dermadv.campaign.store import ResultsStore, atomic_write_json
+from dermadv.errors import DataError, ModelError, ModelOutputError
+
+DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
+#: Which data diagnoses an attack direction starts from, and the model-class group they belong to.
+DIRECTION_SOURCE: dict[str, tuple[str, str]] = {"mel->nv": ("mel", "melanoma"), "nv->mel": ("nv", "benign")}
+RUN_INFO = "run.json"
+#: Keys of a model description that do not change results (excluded from the settings hash).
+_NON_RESULT_MODEL_KEYS = frozenset({"device", "batch_size", "path", "file", "source"})
+
+
+@dataclass(frozen=True)
+class Job:
+    """One (image, attack) pair of a campaign, with the seed that makes it reproducible."""
+
+    image_id: str
+    attack: str
+    seed: int
+    direction: str
+    sample: Any  # dermadv.data.Sample: image_id, path, diagnosis, metadata()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.image_id, self.attack)
+
+
+def check_direction(direction: str) -> str:
+    """Validate an attack direction ("mel->nv" or "nv->mel")."""
+    if direction not in DIRECTIONS:
+        raise DataError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
+    return direction
+
+
+def plan_jobs(
+    samples: Sequence[Any],
+    attacks: Sequence[str],
+    seed: int,
+    direction: str = "mel->nv",
+    done: Iterable[tuple[str, str]] = (),
+) -> list[Job]:
+    """Jobs for every sample x attack not in ``done``, image-major (each image decoded once)."""
+    done = set(done)
+    seen: set[str] = set()
+    jobs = []
+    for sample in samples:
+        if sample.image_id in seen:
+            raise DataError(f"image id {sample.image_id!r} is selected twice; image ids must be unique")
+        seen.add(sample.image_id)
+        for attack in attacks:
+            if (sample.image_id, attack) not in done:
+                jobs.append(
+                    Job(sample.image_id, attack, job_seed(seed, sample.image_id, attack), direction, sample)
+                )
+    return jobs
+
+
+def group_jobs(jobs: Sequence[Job], batch_images: int = 1) -> list[list[Job]]:
+    """Work units: consecutive chunks of ``batch_images`` images; within a chunk, one unit per attack."""
+    if batch_images < 1:
+        raise ValueError(f"batch_images must be >= 1, got {batch_images}")
+    image_order: list[str] = []
+    by_image: dict[str, list[Job]] = {}
+    for job in jobs:
+        if job.image_id not in by_image:
+            image_order.append(job.image_id)
+            by_image[job.image_id] = []
+        by_image[job.image_id].append(job)
+    units: list[list[Job]] = []
+    for start in range(0, len(image_order), batch_images):
+        chunk = [j for i in image_order[start : start + batch_images] for j in by_image[i]]
+        attacks = list(dict.fromkeys(j.attack for j in chunk))
+        units.extend([j for j in chunk if j.attack == a] for a in attacks)
+    return units
+
+
+def true_group(direction: str) -> str:
+    """The model-class group the attacked images truly belong to."""
+    return DIRECTION_SOURCE[check_direction(direction)][1]
+
+
+def error_result(job: Job, message: str, seconds: float = 0.0) -> Any:
+    """An AttackResult recording that ``job`` could not be run (corrupt image, bad model output)."""
+    from dermadv.attacks.base import AttackResult
+
+    return AttackResult(
+        image_id=job.image_id,
+        attack=job.attack,
+        direction=job.direction,
+        outcome="error",
+        true_group=true_group(job.direction),
+        initial_probs=[],
+        final_probs=None,
+        initial_conf=float("nan"),
+        final_conf=None,
+        params={},
+        queries=0,
+        generations=0,
+        seconds=seconds,
+        original=None,
+        adversarial=None,
+        error=message,
+    )
+
+
+def load_prepared(model: Any, sample: Any) -> np.ndarray:
+    """Decode a sample's image with the model's decoder and resize it to the model's input size."""
+    if sample.path is None:
+        raise DataError(f"{sample.image_id}: no image file for this sample")
+    return model.prepare(model.load_image(str(sample.path)))[0]
+
+
+def _metadata(model: Any, sample: Any) -> dict | None:
+    return sample.metadata() if getattr(model, "needs_metadata", False) else None
+
+
+def run_unit(
+    model: Any,
+    attacks: Mapping[str, Any],
+    unit: Sequence[Job],
+    cache: dict[str, np.ndarray | str] | None = None,
+) -> list[tuple[Job, Any]]:
+    """Run one work unit (jobs of one attack) and return ``(job, result)`` for each of its jobs.
+
+    A single job uses ``Attack.run``; several use ``Attack.run_many`` (their populations evolve
+    together, one forward pass per generation). Images that cannot be read become error results.
+    ``cache`` (image_id -> prepared image or error message) avoids decoding an image per attack.
+    """
+    if not unit:
+        return []
+    attack = attacks[unit[0].attack]
+    cache = {} if cache is None else cache
+    out: list[tuple[Job, Any]] = []
+    ready: list[tuple[Job, np.ndarray]] = []
+    for job in unit:
+        if job.image_id not in cache:
+            try:
+                cache[job.image_id] = load_prepared(model, job.sample)
+            except DataError as exc:
+                cache[job.image_id] = str(exc)
+        image = cache[job.image_id]
+        if isinstance(image, str):
+            out.append((job, error_result(job, image)))
+        else:
+            ready.append((job, image))
+    if len(ready) == 1:
+        job, image = ready[0]
+        t0 = time.perf_counter()
+        try:
+            result = attack.run(
+                model,
+                image,
+                _metadata(model, job.sample),
+                image_id=job.image_id,
+                direction=job.direction,
+                seed=job.seed,
+            )
+        except ModelOutputError as exc:
+            result = error_result(job, str(exc), time.perf_counter() - t0)
+        out.append((job, result))
+    elif ready:
+        jobs = [j for j, _ in ready]
+        t0 = time.perf_counter()
+        try:
+            results = attack.run_many(
+                model,
+                [im for _, im in ready],
+                [_metadata(model, j.sample) for j in jobs],
+                image_ids=[j.image_id for j in jobs],
+                direction=jobs[0].direction,
+                seeds=[j.seed for j in jobs],
+            )
+        except ModelOutputError as exc:
+            results = [error_result(j, str(exc), time.perf_counter() - t0) for j in jobs]
+        out.extend(zip(jobs, results, strict=True))
+    return out
+
+
+class Executor(Protocol):
+    """Runs work units and yields ``(job, result)`` pairs as they finish (any order)."""
+
+    def run(self, units: Sequence[Sequence[Job]]) -> Iterator[tuple[Job, Any]]: ...
+
+
+@dataclass
+class LocalExecutor:
+    """Runs work units one after another in this process."""
+
+    model: Any
+    attacks: Mapping[str, Any]
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def run(self, units: Sequence[Sequence[Job]]) -> Iterator[tuple[Job, Any]]:
+        for unit in units:
+            wanted = {j.image_id for j in unit}
+            for stale in [k for k in self._cache if k not in wanted]:  # keep memory to one chunk
+                del self._cache[stale]
+            yield from run_unit(self.model, self.attacks, unit, self._cache)
+
+
+# ----- attacks --------------------------------------------------------------------------------
+def resolve_attacks(names: Sequence[str] | None, model: Any) -> tuple[list[str], list[str]]:
+    """Validate attack names against the model: returns (attacks to run, notes for the user).
+
+    With ``names=None`` every attack the model supports runs (gradient attacks only on white-box
+    models). Naming a gradient attack for a black-box model is refused up front with a clear error.
+    """
+    from dermadv.attacks import ATTACK_NAMES, attack_class
+
+    notes: list[str] = []
+    if names is None:
+        chosen = list(ATTACK_NAMES)
+        explicit = False
+    else:
+        chosen = list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+        explicit = True
+        if not chosen:
+            raise DataError(f"no attack named; choose from {', '.join(ATTACK_NAMES)}")
+        unknown = [n for n in chosen if n not in ATTACK_NAMES]
+        if unknown:
+            raise DataError(f"unknown attack(s) {unknown}; choose from {', '.join(ATTACK_NAMES)}")
+    if not getattr(model, "white_box", False):
+        grad = [n for n in chosen if attack_class(n).white_box_only]
+        if grad and explicit:
+            raise ModelError(
+                f"{', '.join(grad)} need(s) gradients, but model {model.name!r} is a black-box model "
+                f"(no differentiable torch forward); drop {', '.join(grad)} from --attacks or use a "
+                "white-box model (dermadv checkpoint or TorchScript)"
+            )
+        if grad:
+            notes.append(f"skipping gradient attack(s) {', '.join(grad)}: model {model.name!r} is black-box")
+            chosen = [n for n in chosen if n not in grad]
+    return chosen, notes
+
+
+#: Campaign option names (command line) -> attack option names where they differ.
+OPTION_ALIASES: dict[str, str] = {"max_generations": "maxiter"}
+
+
+def build_attacks(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Instantiate attacks; each gets the options it accepts (e.g. ``eps`` only goes to fgsm/pgd).
+
+    ``options`` use campaign names (``max_generations``) or attack names (``maxiter``); None values
+    mean "the attack's default".
+    """
+    from dermadv.attacks import attack_options, make_attack
+
+    given = {OPTION_ALIASES.get(k, k): v for k, v in options.items() if v is not None}
+    built = {}
+    for name in names:
+        accepted = attack_options(name)
+        opts = {k: v for k, v in given.items() if k in accepted}
+        if (
+            "eps" in opts
+            and not isinstance(accepted["eps"], (tuple, list))
+            and isinstance(opts["eps"], (tuple, list))
+        ):
+            opts["eps"] = max(opts["eps"])  # one-eps attacks (pgd) take the largest of the list
+        built[name] = make_attack(name, **opts)
+    return built
+
+
+def describe_attack(attack: Any) -> dict[str, Any]:
+    """An attack's configuration (its ``describe()`` if it has one, else its public attributes)."""
+    if hasattr(attack, "describe"):
+        return dict(attack.describe())
+    out: dict[str, Any] = {
+        "name": getattr(attack, "name", type(attack).__name__),
+        "class": type(attack).__name__,
+    }
+    for key, value in sorted(vars(attack).items()):
+        if not key.startswith("_") and isinstance(value, (int, float, str, bool, list, tuple, type(None))):
+            out[key] = value
+    return out
+
+
+# ----- provenance -----------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    """Versions of dermadv and the libraries whose numbers end up in results."""
+    import dermadv
+
+    out = {
+        "dermadv": dermadv.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+    }
+    for mod in ("torch", "torchvision", "keras", "onnxruntime", "scipy", "sklesion"):
+        module = sys.modules.get(mod)
+        if module is not None:
+            out[mod] = str(getattr(module, "__version__", "?"))
+    return out
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def settings_hash(settings: Mapping[str, Any]) -> str:
+    """Stable hash of the settings that determine results."""
+    blob = json.dumps(settings, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def result_settings(
+    model: Any,
+    attacks: Mapping[str, Any],
+    direction: str,
+    seed: int,
+    data: Mapping[str, Any],
+    model_file_hash: str | None = None,
+    batch_images: int = 1,
+) -> dict[str, Any]:
+    """Everything that changes a job's result: a rerun into the same RUN must match these."""
+    model_desc = {k: v for k, v in model.describe().items() if k not in _NON_RESULT_MODEL_KEYS}
+    return {
+        "model": model_desc,
+        "model_file_sha256": model_file_hash,
+        "data": dict(data),
+        "direction": direction,
+        "seed": int(seed),
+        # images evolved together share forward passes, whose float rounding can differ slightly
+        "batch_images": int(batch_images),
+        "attacks": {name: describe_attack(a) for name, a in sorted(attacks.items())},
+    }
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def check_run_info(run_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Compare ``settings`` with an existing run.json; DataError naming what differs.
+
+    Attacks not yet in the run may be added (their settings are new keys); everything already
+    there must be identical, so no stored row would have been computed differently.
+    """
+    path = run_dir / RUN_INFO
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable run description ({exc})") from exc
+    old = info.get("settings", {})
+    old_flat, new_flat = (
+        _flat({k: v for k, v in old.items() if k != "attacks"}),
+        _flat({k: v for k, v in settings.items() if k != "attacks"}),
+    )
+    for name, desc in settings.get("attacks", {}).items():
+        if name in old.get("attacks", {}):
+            old_flat.update(_flat(old["attacks"][name], f"attacks.{name}"))
+            new_flat.update(_flat(desc, f"attacks.{name}"))
+    diffs = [
+        f"{k}: {old_flat.get(k)!r} -> {new_flat.get(k)!r}"
+        for k in sorted(set(old_flat) | set(new_flat))
+        if old_flat.get(k) != new_flat.get(k)
+    ]
+    if diffs:
+        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
+        raise DataError(
+            f"{run_dir} holds a campaign run with different settings ({shown}). Rerun with the same "
+            "settings to resume it, or choose a new --out directory."
+        )
+    return info
+
+
+def write_run_info(
+    run_dir: Path, settings: Mapping[str, Any], extra: Mapping[str, Any], previous: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Write run.json atomically: settings (+hash), provenance, and the history of invocations."""
+    merged = dict(settings)
+    if previous:
+        attacks = dict(previous.get("settings", {}).get("attacks", {}))
+        attacks.update(settings.get("attacks", {}))
+        merged["attacks"] = attacks
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    info = {
+        "kind": "dermadv-attack-campaign",
+        "created": (previous or {}).get("created", now),
+        "updated": now,
+        "settings_hash": settings_hash(merged),
+        "settings": merged,
+        **dict(extra),
+        "versions": versions(),
+        "invocations": [*(previous or {}).get("invocations", []), {"at": now, "argv": sys.argv[1:]}],
+    }
+    atomic_write_json(run_dir / RUN_INFO, info)
+    return info
+
+
+def read_run_info(run_dir: str | Path) -> dict[str, Any]:
+    """The run.json of a campaign run directory."""
+    path = Path(run_dir) / RUN_INFO
+    if not path.exists():
+        raise DataError(f"{run_dir}: no {RUN_INFO}; not a campaign run directory")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable run description ({exc})") from exc
+
+
+# ----- the campaign ---------------------------------------------------------------------------
+@dataclass
+class CampaignOutcome:
+    """What one invocation did."""
+
+    run_dir: Path
+    attacks: list[str]
+    planned: int
+    already_done: int
+    ran: int
+    notes: list[str]
+    seconds: float
+
+
+def run_campaign(
+    model: Any,
+    samples: Sequence[Any],
+    run_dir: str | Path,
+    attacks: Sequence[str] | None = None,
+    *,
+    direction: str = "mel->nv",
+    seed: int = 0,
+    batch_images: int = 1,
+    attack_options: Mapping[str, Any] | None = None,
+    data_info: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    model_file_hash: str | None = None,
+    executor: Executor | None = None,
+    progress: bool = True,
+) -> CampaignOutcome:
+    """Run every attack on every sample into ``run_dir``, resuming whatever is already stored.
+
+    ``data_info`` identifies the data (path, split, subset...) and is part of the settings a rerun
+    must match; ``provenance`` is extra JSON recorded in run.json (e.g. the data hash).
+    """
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    check_direction(direction)
+    if batch_images < 1:
+        raise DataError(f"--batch-images must be >= 1, got {batch_images}")
+    names, notes = resolve_attacks(attacks, model)
+    built = build_attacks(names, attack_options or {})
+    run_dir = Path(run_dir)
+    settings = result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images)
+    previous = check_run_info(run_dir, settings)
+    with ResultsStore(run_dir) as store:
+        write_run_info(
+            run_dir,
+            settings,
+            {
+                "model_description": model.describe(),
+                **dict(provenance or {}),
+                "scope": {"attacks": names, "n_images": len(samples)},
+            },
+            previous,
+        )
+        done = store.done_keys()
+        jobs = plan_jobs(samples, names, seed, direction, done)
+        total = len(samples) * len(names)
+        executor = executor or LocalExecutor(model, built)
+        ran = 0
+        bar = tqdm(
+            total=total,
+            initial=total - len(jobs),
+            desc="attack",
+            unit="job",
+            file=sys.stderr,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        try:
+            for job, result in executor.run(group_jobs(jobs, batch_images)):
+                store.add(result, seed=job.seed, diagnosis=getattr(job.sample, "diagnosis", None))
+                ran += 1
+                bar.set_postfix_str(f"{job.image_id} {job.attack}: {result.outcome}", refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+    return CampaignOutcome(run_dir, names, total, total - len(jobs), ran, notes, time.perf_counter() - t0)

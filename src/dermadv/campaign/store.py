@@ -1,0 +1,280 @@
+"""The results store of a campaign: one SQLite row per (image, attack), committed as each finishes.
+
+Layout of a RUN directory::
+
+    RUN/results.sqlite   table ``results``: one row per (image_id, attack); PRIMARY KEY guards
+                         against doing a job twice. WAL mode, one transaction per row.
+    RUN/images/          ``<image_id>__original.png`` and ``<image_id>__<attack>.png``: lossless PNG
+                         at the model's input size, written atomically before the row is committed.
+    RUN/run.json         what produced the results (model, data, settings, versions).
+
+The store is the single source of truth for everything downstream (summaries, reports, the
+reader study). Image paths in rows are relative to RUN so a run directory can be moved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.errors import DataError
+
+DB_NAME = "results.sqlite"
+IMAGES_DIR = "images"
+SCHEMA_VERSION = 1
+OUTCOMES: tuple[str, ...] = ("success", "failure", "misclassified", "error")
+
+#: (column, SQL type); JSON columns hold lists/dicts.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("image_id", "TEXT NOT NULL"),
+    ("attack", "TEXT NOT NULL"),
+    ("direction", "TEXT"),
+    ("outcome", "TEXT NOT NULL"),
+    ("true_group", "TEXT"),
+    ("diagnosis", "TEXT"),
+    ("initial_probs", "TEXT"),
+    ("final_probs", "TEXT"),
+    ("initial_conf", "REAL"),
+    ("final_conf", "REAL"),
+    ("params", "TEXT"),
+    ("queries", "INTEGER"),
+    ("generations", "INTEGER"),
+    ("seconds", "REAL"),
+    ("error", "TEXT"),
+    ("seed", "INTEGER"),
+    ("original_path", "TEXT"),
+    ("adversarial_path", "TEXT"),
+    ("finished_at", "TEXT"),
+)
+JSON_COLUMNS = frozenset({"initial_probs", "final_probs", "params"})
+COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _ in COLUMNS)
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe version of an image id or attack name (a short hash keeps odd ids unique)."""
+    safe = _SAFE.sub("_", text)
+    if safe != text or not safe:
+        safe = f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} as JSON")
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=_json_default, sort_keys=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers (and a rerun after a kill) see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Atomically write a uint8 H x W x 3 RGB array as a lossless PNG."""
+    import io
+
+    from PIL import Image
+
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{path.name}: expected a uint8 H x W x 3 image, got {arr.dtype} {arr.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _get(result: Any, key: str, default: Any = None) -> Any:
+    if isinstance(result, Mapping):
+        return result.get(key, default)
+    return getattr(result, key, default)
+
+
+class ResultsStore:
+    """Resumable, append-only store of attack results in ``run_dir``.
+
+    ``add`` is atomic and idempotent: a job already in the store is left untouched, so a rerun
+    after a crash (or two writers racing) never duplicates or changes a result.
+    """
+
+    def __init__(self, run_dir: str | Path, create: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.db_path = self.run_dir / DB_NAME
+        self.images_dir = self.run_dir / IMAGES_DIR
+        if not create and not self.db_path.exists():
+            raise DataError(f"{self.run_dir}: not a campaign run directory (no {DB_NAME} in it)")
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise DataError(f"{self.run_dir}: exists and is not a directory")
+        if create:
+            self.images_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            raise DataError(f"{self.db_path}: cannot open results database ({exc})") from exc
+
+    # ----- schema -------------------------------------------------------------------------------
+    def _init_schema(self) -> None:
+        cols = ",\n  ".join(f"{name} {typ}" for name, typ in COLUMNS)
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS results (\n  {cols},\n  PRIMARY KEY (image_id, attack))"
+        )
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise DataError(
+                f"{self.db_path}: written by a newer dermadv (schema {version} > {SCHEMA_VERSION}); upgrade"
+            )
+
+    def close(self) -> None:
+        """Close the database connection."""
+        self._conn.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- paths --------------------------------------------------------------------------------
+    def original_relpath(self, image_id: str) -> str:
+        """Path, relative to the run directory, of an image's unperturbed PNG."""
+        return f"{IMAGES_DIR}/{safe_name(image_id)}__original.png"
+
+    def adversarial_relpath(self, image_id: str, attack: str) -> str:
+        """Path, relative to the run directory, of an image's PNG after ``attack``."""
+        return f"{IMAGES_DIR}/{safe_name(image_id)}__{safe_name(attack)}.png"
+
+    def path(self, relpath: str | None) -> Path | None:
+        """Absolute path of a row's ``original_path`` / ``adversarial_path``."""
+        return None if relpath is None else self.run_dir / relpath
+
+    # ----- writing ------------------------------------------------------------------------------
+    def has(self, image_id: str, attack: str) -> bool:
+        """Whether the job (image_id, attack) is already stored."""
+        cur = self._conn.execute("SELECT 1 FROM results WHERE image_id=? AND attack=?", (image_id, attack))
+        return cur.fetchone() is not None
+
+    def add(self, result: Any, *, seed: int | None = None, diagnosis: str | None = None) -> bool:
+        """Store one finished job (an AttackResult, or a mapping with its fields).
+
+        Images are written (atomically) first, then the row is committed in one transaction.
+        Returns False, changing nothing, when the (image_id, attack) row already exists.
+        """
+        image_id, attack = str(_get(result, "image_id")), str(_get(result, "attack"))
+        outcome = _get(result, "outcome")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"result for {image_id}/{attack}: outcome {outcome!r} not in {OUTCOMES}")
+        if self.has(image_id, attack):
+            return False
+        original_path = adversarial_path = None
+        original = _get(result, "original")
+        if original is not None:
+            original_path = self.original_relpath(image_id)
+            target = self.run_dir / original_path
+            if not target.exists():  # identical for every attack of the image: write once
+                write_png(target, original)
+        adversarial = _get(result, "adversarial")
+        if adversarial is not None:
+            adversarial_path = self.adversarial_relpath(image_id, attack)
+            write_png(self.run_dir / adversarial_path, adversarial)
+        row = {
+            "image_id": image_id,
+            "attack": attack,
+            "direction": _get(result, "direction"),
+            "outcome": outcome,
+            "true_group": _get(result, "true_group"),
+            "diagnosis": diagnosis if diagnosis is not None else _get(result, "diagnosis"),
+            "initial_probs": _dumps(_get(result, "initial_probs")),
+            "final_probs": _dumps(_get(result, "final_probs")),
+            "initial_conf": _float_or_none(_get(result, "initial_conf")),
+            "final_conf": _float_or_none(_get(result, "final_conf")),
+            "params": _dumps(_get(result, "params") or {}),
+            "queries": int(_get(result, "queries") or 0),
+            "generations": int(_get(result, "generations") or 0),
+            "seconds": float(_get(result, "seconds") or 0.0),
+            "error": _get(result, "error"),
+            "seed": seed if seed is not None else _get(result, "seed"),
+            "original_path": original_path,
+            "adversarial_path": adversarial_path,
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        placeholders = ", ".join("?" for _ in COLUMN_NAMES)
+        cur = self._conn.execute(
+            f"INSERT OR IGNORE INTO results ({', '.join(COLUMN_NAMES)}) VALUES ({placeholders})",
+            [row[c] for c in COLUMN_NAMES],
+        )
+        return cur.rowcount == 1
+
+    def delete(self, outcome: str) -> int:
+        """Delete every row with ``outcome`` (e.g. "error" to retry them); returns how many."""
+        cur = self._conn.execute("DELETE FROM results WHERE outcome=?", (outcome,))
+        return cur.rowcount
+
+    # ----- reading ------------------------------------------------------------------------------
+    def done_keys(self) -> set[tuple[str, str]]:
+        """The (image_id, attack) jobs already stored."""
+        return {(i, a) for i, a in self._conn.execute("SELECT image_id, attack FROM results")}
+
+    def __len__(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+    def rows(self, attack: str | None = None, outcome: str | None = None) -> list[dict[str, Any]]:
+        """Stored rows as dicts (JSON columns decoded), ordered by image_id then attack."""
+        where, args = [], []
+        if attack is not None:
+            where.append("attack=?")
+            args.append(attack)
+        if outcome is not None:
+            if outcome not in OUTCOMES:
+                raise ValueError(f"outcome {outcome!r} not in {OUTCOMES}")
+            where.append("outcome=?")
+            args.append(outcome)
+        sql = f"SELECT {', '.join(COLUMN_NAMES)} FROM results"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY image_id, attack"
+        out = []
+        for values in self._conn.execute(sql, args):
+            row = dict(zip(COLUMN_NAMES, values, strict=True))
+            for col in JSON_COLUMNS:
+                if row[col] is not None:
+                    row[col] = json.loads(row[col])
+            out.append(row)
+        return out
+
+    def attacks(self) -> list[str]:
+        """Attack names present in the store, sorted."""
+        return [a for (a,) in self._conn.execute("SELECT DISTINCT attack FROM results ORDER BY attack")]
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -1,0 +1,317 @@
+"""Evaluate any classifier on a dataset: melanoma vs naevus metrics with 95% CIs, and the files
+that let anyone check them.
+
+Images are decoded with the MODEL's decoder (``model.load_image``), resized by the model
+(``predict_proba``) and each sample's clinical metadata is passed along. Every sample gets
+probabilities; only melanoma (``mel``) and naevus (``nv``) samples enter the binary metrics, where
+truth is ``diagnosis == "mel"`` and the prediction is ``melanoma_score >= threshold`` with
+``melanoma_score = p_mel / (p_mel + p_ben)`` over the model's class groups.
+
+Outputs (:func:`write_evaluation`): predictions.csv, metrics.json, confusion.txt / confusion.json,
+roc.png, and optionally an ISIC 2019 challenge submission CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.errors import DataError
+from dermadv.labels import canonical_diagnosis
+from dermadv.metrics import binary_metrics, format_confusion, format_metrics_table, melanoma_score
+
+#: ISIC 2019 challenge diagnosis columns, in the ground-truth file's order.
+ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
+_CANONICAL_TO_ISIC = {
+    "mel": "MEL",
+    "nv": "NV",
+    "bcc": "BCC",
+    "akiec": "AK",
+    "bkl": "BKL",
+    "df": "DF",
+    "vasc": "VASC",
+    "scc": "SCC",
+    "unk": "UNK",
+}
+
+
+@dataclass
+class Evaluation:
+    """Predictions of one model on a list of samples, and the binary metrics on the mel/nv ones."""
+
+    samples: list[Any]
+    classes: tuple[str, ...]
+    probs: np.ndarray  # N x K over ``classes``
+    scores: np.ndarray  # N melanoma scores
+    included: np.ndarray  # N bool: sample is mel or nv
+    threshold: float
+    metrics: dict[str, Any]
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def y_true(self) -> np.ndarray:
+        """1 for melanoma, 0 for naevus, over the included samples."""
+        return np.array([s.diagnosis == "mel" for s in self.samples], dtype=int)[self.included]
+
+    def summary(self) -> dict[str, Any]:
+        """The four metrics as {"value", "ci_low", "ci_high"} plus confusion and n (``--json``)."""
+        out: dict[str, Any] = {}
+        for key in ("auc", "accuracy", "sensitivity", "specificity"):
+            m = self.metrics[key]
+            out[key] = {"value": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"]}
+        out["confusion"] = dict(self.metrics["confusion"])
+        out["n"] = self.metrics["n"]
+        out["threshold"] = self.threshold
+        out["n_predicted"] = len(self.samples)
+        return out
+
+
+def predict_samples(
+    model: Any,
+    samples: Sequence[Any],
+    batch_size: int | None = None,
+    progress: bool = True,
+    io_workers: int = 2,
+) -> np.ndarray:
+    """Probabilities (N x K) for samples, decoding the next batch in threads while the model runs."""
+    from tqdm import tqdm
+
+    missing = [s.image_id for s in samples if s.path is None]
+    if missing:
+        raise DataError(f"no image file for {len(missing)} sample(s), e.g. {missing[:3]}")
+    bs = int(batch_size or model.batch_size)
+    if bs < 1:
+        raise ValueError(f"batch_size must be positive, got {bs}")
+    batches = [list(samples[i : i + bs]) for i in range(0, len(samples), bs)]
+    out: list[np.ndarray] = []
+    bar = tqdm(total=len(samples), desc="predicting", unit="img", disable=not progress, leave=False)
+    with ThreadPoolExecutor(max_workers=max(1, io_workers)) as pool:
+
+        def submit(batch: list[Any]) -> list[Any]:
+            return [pool.submit(model.load_image, str(s.path)) for s in batch]
+
+        pending = submit(batches[0]) if batches else []
+        for i, batch in enumerate(batches):
+            images = [f.result() for f in pending]
+            pending = submit(batches[i + 1]) if i + 1 < len(batches) else []
+            meta = [s.metadata() for s in batch]
+            out.append(model.predict_proba(images, metadata=meta, batch_size=bs))
+            bar.update(len(batch))
+    bar.close()
+    if not out:
+        return np.zeros((0, len(model.classes)))
+    return np.concatenate(out)
+
+
+def evaluate_model(
+    model: Any,
+    samples: Sequence[Any],
+    threshold: float = 0.5,
+    batch_size: int | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Predict every sample and compute the binary metrics on its melanoma and naevus samples."""
+    samples = list(samples)
+    if not samples:
+        raise DataError("no images to evaluate (check --data, --split, --subset, --ids, --limit)")
+    included = np.array([s.diagnosis in ("mel", "nv") for s in samples])
+    y = np.array([s.diagnosis == "mel" for s in samples], dtype=int)[included]
+    if not y.any() or y.all():
+        raise DataError(
+            f"the {int(included.sum())} melanoma/naevus image(s) selected are all "
+            f"{'melanoma' if y.any() else 'naevus'}; AUC, sensitivity and specificity need both"
+        )
+    t0 = time.time()
+    probs = predict_samples(model, samples, batch_size=batch_size, progress=progress)
+    seconds = time.time() - t0
+    scores = melanoma_score(model, probs)
+    metrics = binary_metrics(y, scores[included], threshold=threshold)
+    return Evaluation(
+        samples=samples,
+        classes=tuple(model.classes),
+        probs=probs,
+        scores=scores,
+        included=included,
+        threshold=float(threshold),
+        metrics=metrics,
+        seconds=seconds,
+    )
+
+
+# ----- output files -------------------------------------------------------------------------------
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def predictions_csv(ev: Evaluation) -> str:
+    """image_id, diagnosis, p_<class>..., melanoma_score, predicted (melanoma|benign), in_metrics."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(
+        ["image_id", "diagnosis"]
+        + [f"p_{c}" for c in ev.classes]
+        + ["melanoma_score", "predicted", "in_metrics"]
+    )
+    for s, p, sc, inc in zip(ev.samples, ev.probs, ev.scores, ev.included, strict=True):
+        pred = "melanoma" if sc >= ev.threshold else "benign"
+        w.writerow(
+            [s.image_id, s.diagnosis] + [repr(float(v)) for v in p] + [repr(float(sc)), pred, int(inc)]
+        )
+    return buf.getvalue()
+
+
+def isic_class_mapping(classes: Sequence[str]) -> dict[str, str]:
+    """Model class -> ISIC 2019 column; classes that map to no ISIC diagnosis go to UNK."""
+    mapping = {}
+    for c in classes:
+        code = canonical_diagnosis(c)
+        mapping[c] = _CANONICAL_TO_ISIC.get(code or "", "UNK")
+    return mapping
+
+
+def isic_submission_csv(ev: Evaluation) -> str:
+    """ISIC 2019 challenge submission: ``image`` + MEL..UNK probabilities (absent classes are 0)."""
+    mapping = isic_class_mapping(ev.classes)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["image", *ISIC2019_COLUMNS])
+    col = {c: i for i, c in enumerate(ISIC2019_COLUMNS)}
+    for s, p in zip(ev.samples, ev.probs, strict=True):
+        row = np.zeros(len(ISIC2019_COLUMNS))
+        for k, c in enumerate(ev.classes):
+            row[col[mapping[c]]] += p[k]
+        row = np.clip(row, 0.0, 1.0)
+        w.writerow([s.image_id] + [f"{v:.6f}" for v in row])
+    return buf.getvalue()
+
+
+def plot_roc(ev: Evaluation, path: Path, title: str = "") -> None:
+    """ROC curve (PNG) with AUC and its 95% CI in the legend and the operating point marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    y = ev.y_true
+    fpr, tpr, _ = roc_curve(y, ev.scores[ev.included])
+    m = ev.metrics
+    auc = m["auc"]
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.plot(fpr, tpr, lw=2, label=f"AUC {auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+    sens, spec = m["sensitivity"]["value"], m["specificity"]["value"]
+    ax.plot(
+        [1 - spec],
+        [sens],
+        "o",
+        color="crimson",
+        ms=8,
+        label=f"threshold {ev.threshold:g}: sens {sens:.2f}, spec {spec:.2f}",
+    )
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.set_title(title or f"melanoma vs naevus, n = {m['n']} ({m['n_melanoma']} melanoma)", fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_evaluation(
+    ev: Evaluation,
+    model: Any,
+    out: str | Path,
+    data: Mapping[str, Any] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    isic_submission: bool = False,
+) -> dict[str, Path]:
+    """Write every output file into ``out``; returns their paths by name."""
+    from dermadv.models.checkpoint import versions
+
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "predictions": out / "predictions.csv",
+        "metrics": out / "metrics.json",
+        "confusion_txt": out / "confusion.txt",
+        "confusion_json": out / "confusion.json",
+        "roc": out / "roc.png",
+    }
+    _write_text(files["predictions"], predictions_csv(ev))
+    _write_text(files["confusion_txt"], format_confusion(ev.metrics["confusion"]) + "\n")
+    _write_text(files["confusion_json"], json.dumps(ev.metrics["confusion"], indent=2) + "\n")
+    plot_roc(ev, files["roc"])
+    if isic_submission:
+        files["isic_submission"] = out / "isic_submission.csv"
+        _write_text(files["isic_submission"], isic_submission_csv(ev))
+    excluded: dict[str, int] = {}
+    for s, inc in zip(ev.samples, ev.included, strict=True):
+        if not inc:
+            excluded[s.diagnosis] = excluded.get(s.diagnosis, 0) + 1
+    record = {
+        "metrics": ev.metrics,
+        "summary": ev.summary(),
+        "model": model.describe(),
+        "data": {
+            **dict(data or {}),
+            "n_images": len(ev.samples),
+            "n_in_metrics": int(ev.included.sum()),
+            "excluded_from_metrics": excluded,
+        },
+        "settings": dict(settings or {}),
+        "truth": "melanoma = diagnosis 'mel', benign = 'nv'; other diagnoses excluded from the metrics",
+        "score": "melanoma_score = p_mel / (p_mel + p_benign) over the model's class groups; "
+        "predicted melanoma iff melanoma_score >= threshold",
+        "isic_class_mapping": isic_class_mapping(ev.classes) if isic_submission else None,
+        "versions": versions(),
+        "seconds": round(ev.seconds, 3),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": {k: p.name for k, p in files.items() if k != "metrics"},
+    }
+    _write_text(files["metrics"], json.dumps(record, indent=2, default=str) + "\n")
+    return files
+
+
+def format_report(ev: Evaluation, model_name: str = "") -> str:
+    """The human-readable table the CLI prints."""
+    head = f"model {model_name}: " if model_name else ""
+    n_excl = int((~ev.included).sum())
+    lines = [
+        f"{head}{len(ev.samples)} image(s) predicted in {ev.seconds:.1f} s"
+        + (f"; {n_excl} not melanoma/naevus, excluded from the metrics" if n_excl else ""),
+        "",
+        format_metrics_table(ev.metrics),
+        "CIs: AUC DeLong; proportions Wilson score.",
+    ]
+    return "\n".join(lines)

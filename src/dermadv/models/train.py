@@ -1,0 +1,707 @@
+"""Fine-tune a torchvision classifier on a dermadv split (the study's melanoma vs naevus model).
+
+Defaults follow Du-Harpur et al. (2021): Inception v3 from ImageNet at 299 px, SGD (lr 0.001,
+momentum 0.9), cross-entropy (plus 0.4 x the auxiliary head's loss for Inception v3), random
+rotation, random resized crop, horizontal and vertical flips, optional colour jitter
+(:mod:`dermadv.models.augment`). Each epoch is validated on the split's ``val`` subset; the best
+epoch by validation AUC is ``best.pt``, the latest state ``last.pt`` (written atomically at the end of
+every epoch and every ``checkpoint_every`` batches, and on Ctrl-C / SIGTERM). Running again with the
+same ``out`` resumes from ``last.pt``; different settings or split are refused.
+
+RUN_DIR holds: best.pt, last.pt, history.csv, history.json, train.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.data.cache import ImageCache, default_cache_dir
+from dermadv.errors import DataError, DermadvError
+from dermadv.models.augment import Augmentation, augment
+from dermadv.models.checkpoint import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    arch_kwargs,
+    build_model,
+    default_input_size,
+    make_checkpoint,
+    module_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    versions,
+)
+
+#: Shorter side of cached training images relative to the input size (room for the random crop).
+CACHE_SCALE = 1.15
+
+#: Settings that must match to resume a run (``epochs``, ``workers``, ``device`` may change).
+RESUME_KEYS = (
+    "arch",
+    "weights",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "image_size",
+    "color_jitter",
+    "seed",
+    "classes",
+    "aux_weight",
+    "lr_schedule",
+    "decoder",
+    "resize",
+)
+
+
+@dataclass
+class TrainSettings:
+    """All hyper-parameters of a training run (recorded in every checkpoint)."""
+
+    data: str
+    split: str
+    out: str
+    arch: str = "inception_v3"
+    weights: str = "imagenet"
+    epochs: int = 20
+    batch_size: int = 32
+    lr: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    image_size: int | None = None  # default: 299 for inception_v3, else 224
+    color_jitter: float = 0.0  # per-channel gain range r (0 = off; --color-jitter gives 0.1)
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    classes: tuple[str, ...] = ("mel", "nv")
+    aux_weight: float = 0.4
+    lr_schedule: str = "none"  # "none" | "cosine" (over `epochs`)
+    checkpoint_every: int = 0  # also save last.pt every N batches (0: only at epoch ends)
+    decoder: str = "pil"
+    resize: str = "bilinear"
+    amp: bool = True  # mixed precision on CUDA
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.classes = tuple(self.classes)
+        if self.image_size is None:
+            self.image_size = default_input_size(self.arch)
+        checks = [
+            (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 2, f"--batch-size must be >= 2 (batch norm), got {self.batch_size}"),
+            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
+            (0 <= self.momentum < 1, f"--momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
+            (self.image_size >= 32, f"--image-size must be >= 32, got {self.image_size}"),
+            (
+                not (self.arch == "inception_v3" and self.image_size < 75),
+                f"inception_v3 needs --image-size >= 75, got {self.image_size}",
+            ),
+            (0 <= self.color_jitter < 1, f"colour jitter range must be in [0, 1), got {self.color_jitter}"),
+            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (
+                self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+                f"--device must be auto, cpu or cuda, got {self.device!r}",
+            ),
+            (
+                len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes),
+                f"--classes needs at least two distinct classes, got {list(self.classes)}",
+            ),
+            ("mel" in self.classes, f"--classes must include 'mel' (melanoma), got {list(self.classes)}"),
+            (
+                self.lr_schedule in ("none", "cosine"),
+                f"--lr-schedule must be none or cosine, got {self.lr_schedule!r}",
+            ),
+            (self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise DermadvError(message)
+
+    @property
+    def augmentation(self) -> Augmentation:
+        return Augmentation(size=int(self.image_size), color_jitter=self.color_jitter)
+
+    def record(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["classes"] = list(self.classes)
+        d["augmentation"] = self.augmentation.describe()
+        d["optimizer"] = "SGD"
+        d["loss"] = "cross-entropy" + (
+            f" + {self.aux_weight} x auxiliary head" if self.arch in ("inception_v3", "googlenet") else ""
+        )
+        return d
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    out: Path
+    best: Path
+    last: Path
+    epochs_run: int
+    epochs: int
+    best_epoch: int | None
+    best_metrics: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: dict[str, int] | None = None
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "best": str(self.best),
+            "last": str(self.last),
+            "epochs_run": self.epochs_run,
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "best_val": self.best_metrics,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# ----- helpers ------------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise DermadvError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def _worker_init(worker_id: int) -> None:  # pragma: no cover - runs in DataLoader workers
+    import torch
+
+    s = torch.initial_seed() % 2**32
+    np.random.seed(s)
+    random.seed(s)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to ``path`` atomically."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class TrainImages:
+    """torch Dataset over samples; items are requested as (index, epoch) and augmented from the cache."""
+
+    def __init__(
+        self, paths: Sequence[str], labels: Sequence[int], cache: ImageCache, aug: Augmentation, seed: int
+    ) -> None:
+        self.paths, self.labels = list(paths), list(labels)
+        self.cache, self.aug, self.seed = cache, aug, seed
+        self.cache_size = max(aug.size, int(round(aug.size * CACHE_SCALE)))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: tuple[int, int]):  # noqa: ANN204 - (uint8 tensor, int)
+        index, epoch = key
+        rng = np.random.default_rng([self.seed, epoch, index])
+        img = self.cache.get(self.paths[index], self.cache_size)
+        return augment(img, self.aug, rng), self.labels[index]
+
+
+def epoch_order(n: int, seed: int, epoch: int, batch_size: int) -> list[list[int]]:
+    """The batches of an epoch: a permutation seeded by (seed, epoch); a trailing batch of 1 is dropped
+    (batch norm cannot train on it)."""
+    perm = np.random.default_rng([seed, epoch, 1_000_003]).permutation(n).tolist()
+    batches = [perm[i : i + batch_size] for i in range(0, n, batch_size)]
+    if batches and len(batches[-1]) == 1 and len(batches) > 1:
+        batches.pop()
+    return batches
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag checked between batches, so state is saved consistently."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signal is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _loss(outputs: Any, target: Any, aux_weight: float) -> Any:
+    """Cross-entropy of the main head (+ ``aux_weight`` x each auxiliary head in train mode)."""
+    import torch
+    import torch.nn.functional as F
+
+    if isinstance(outputs, torch.Tensor):
+        return F.cross_entropy(outputs, target)
+    main, *aux = [o for o in outputs if o is not None]
+    loss = F.cross_entropy(main, target)
+    for a in aux:
+        loss = loss + aux_weight * F.cross_entropy(a, target)
+    return loss
+
+
+# ----- the run ------------------------------------------------------------------------------------
+class Trainer:
+    """One training run in ``settings.out`` (see module docstring)."""
+
+    def __init__(
+        self, settings: TrainSettings, progress: bool = True, log: Callable[[str], None] | None = None
+    ) -> None:
+        self.s = settings
+        self.progress = progress
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.out = Path(settings.out).expanduser()
+        self.last_path = self.out / "last.pt"
+        self.best_path = self.out / "best.pt"
+
+    # -- data --
+    def _load_samples(self) -> None:
+        from dermadv.data import dataset_hash, load_dataset, read_split, select_samples
+
+        s = self.s
+        split_path = Path(s.split).expanduser()
+        if not split_path.is_file():
+            raise DataError(f"{split_path}: split file not found (make one with `dermadv data split`)")
+        dataset = load_dataset(s.data, progress=self.progress)
+        split = read_split(split_path, dataset)
+        self.train_samples = select_samples(dataset, split, subset="train", classes=s.classes)
+        self.val_samples = select_samples(dataset, split, subset="val", classes=s.classes)
+        for name, samples in (("train", self.train_samples), ("val", self.val_samples)):
+            if not samples:
+                raise DataError(f"{split_path}: no {name} images of classes {list(s.classes)}")
+        counts = {c: sum(x.diagnosis == c for x in self.train_samples) for c in s.classes}
+        empty = [c for c, k in counts.items() if k == 0]
+        if empty:
+            raise DataError(
+                f"{split_path}: no training images of class(es) {empty}; drop them from --classes"
+            )
+        val_diag = {x.diagnosis for x in self.val_samples}
+        if "mel" not in val_diag or "nv" not in val_diag:
+            raise DataError(
+                f"{split_path}: the val subset needs melanoma and naevus images for the AUC "
+                f"(has {sorted(val_diag)})"
+            )
+        missing = [x.image_id for x in self.train_samples + self.val_samples if x.path is None]
+        if missing:
+            raise DataError(f"{s.data}: no image file for {len(missing)} image(s), e.g. {missing[:3]}")
+        self.data_record = {
+            "data": str(Path(s.data).expanduser().resolve()),
+            "split": str(split_path.resolve()),
+            "split_sha256": _file_sha256(split_path),
+            "split_hash": split.hash(),
+            "train_hash": dataset_hash(self.train_samples),
+            "val_hash": dataset_hash(self.val_samples),
+            "n_train": len(self.train_samples),
+            "n_val": len(self.val_samples),
+            "train_counts": counts,
+            "val_counts": {c: sum(x.diagnosis == c for x in self.val_samples) for c in s.classes},
+        }
+
+    # -- resume --
+    def _check_resume(self, ckpt: dict[str, Any]) -> None:
+        old = ckpt.get("training", {})
+        new = self.s.record()
+        keys = list(RESUME_KEYS) + (["epochs"] if self.s.lr_schedule == "cosine" else [])
+        diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+        for k in ("train_hash", "val_hash"):
+            if ckpt.get("data", {}).get(k) != self.data_record[k]:
+                diffs.append(
+                    f"{k.replace('_hash', '')} images differ from the run's split "
+                    f"({ckpt.get('data', {}).get('split')})"
+                )
+        if diffs:
+            raise DermadvError(
+                f"{self.last_path}: cannot resume: settings or data differ from the run being resumed ("
+                + "; ".join(diffs)
+                + "). Use a new --out directory, or the original settings"
+            )
+
+    def run(self) -> TrainResult:
+        import torch
+
+        s = self.s
+        t0 = time.time()
+        self._load_samples()
+        self.out.mkdir(parents=True, exist_ok=True)
+        device = resolve_device(s.device)
+        torch_device = torch.device(device)
+        resume = read_checkpoint(self.last_path) if self.last_path.is_file() else None
+        if resume is not None:
+            self._check_resume(resume)
+
+        cache = ImageCache(s.cache_dir or default_cache_dir(self.out), s.decoder, s.resize)
+        size = int(s.image_size)
+        train_ds = TrainImages(
+            [str(x.path) for x in self.train_samples],
+            [s.classes.index(x.diagnosis) for x in self.train_samples],
+            cache,
+            s.augmentation,
+            s.seed,
+        )
+        fill_workers = max(1, s.workers or min(4, os.cpu_count() or 1))
+        cache.fill(
+            [str(x.path) for x in self.train_samples],
+            train_ds.cache_size,
+            fill_workers,
+            self.progress,
+            "caching train images",
+        )
+        cache.fill(
+            [str(x.path) for x in self.val_samples],
+            (size, size),
+            fill_workers,
+            self.progress,
+            "caching val images",
+        )
+
+        seed_everything(s.seed)
+        kwargs = arch_kwargs(s.arch, s.weights.lower() != "none")
+        if resume is not None:
+            module = module_from_checkpoint(resume, str(self.last_path))
+        else:
+            module = build_model(s.arch, len(s.classes), s.weights)
+        module.to(torch_device)
+        optimizer = torch.optim.SGD(
+            module.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
+        )
+        scheduler = (
+            torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=s.epochs)
+            if s.lr_schedule == "cosine"
+            else None
+        )
+        use_amp = s.amp and torch_device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+        history: list[dict[str, Any]] = []
+        start_epoch, start_batch, best_auc, best_epoch, best_metrics = 0, 0, -math.inf, None, {}
+        partial = {"loss_sum": 0.0, "n_seen": 0}
+        resumed_from = None
+        if resume is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+            if scheduler is not None and resume.get("scheduler"):
+                scheduler.load_state_dict(resume["scheduler"])
+            if use_amp and resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
+            start_epoch, start_batch = int(resume["epoch"]), int(resume.get("batch", 0))
+            partial = dict(resume.get("partial", partial))
+            history = list(resume.get("history", []))
+            best_auc = float(resume.get("best_auc", -math.inf))
+            best_epoch = resume.get("best_epoch")
+            best_metrics = dict(resume.get("best_metrics", {}))
+            self._restore_rng(resume.get("rng", {}), torch_device)
+            resumed_from = {"epoch": start_epoch, "batch": start_batch}
+            if start_epoch >= s.epochs:
+                self.log(
+                    f"{self.out}: already trained for {start_epoch} epoch(s) (--epochs {s.epochs}); "
+                    "nothing to do"
+                )
+            else:
+                self.log(
+                    f"resuming {self.out} at epoch {start_epoch + 1}"
+                    + (f", batch {start_batch + 1}" if start_batch else "")
+                )
+
+        from dermadv.models.base import TorchModuleClassifier
+
+        evaluator = TorchModuleClassifier(
+            module,
+            s.classes,
+            (size, size),
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            name=s.arch,
+            decoder=s.decoder,
+            device=device,
+            batch_size=max(s.batch_size, 32),
+        )
+        mean_t, std_t = evaluator._mean_t, evaluator._std_t
+
+        def state(epoch: int, batch: int, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
+            return make_checkpoint(
+                module,
+                arch=s.arch,
+                classes=s.classes,
+                input_size=(size, size),
+                model_kwargs=kwargs,
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+                decoder=s.decoder,
+                resize=s.resize,
+                training=s.record(),
+                data=self.data_record,
+                metrics=metrics,
+                epoch=epoch,
+                kind=kind,
+                batch=batch,
+                history=history,
+                best_auc=best_auc,
+                best_epoch=best_epoch,
+                best_metrics=best_metrics,
+            )
+
+        def save_last(epoch: int, batch: int) -> None:
+            ck = state(epoch, batch, "last", history[-1]["val"] if history else {})
+            ck.update(
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict() if scheduler is not None else None,
+                scaler=scaler.state_dict() if use_amp else None,
+                rng=self._rng_state(torch_device),
+                partial=dict(partial),
+            )
+            save_checkpoint(ck, self.last_path)
+
+        with _StopFlag() as stop:
+            for epoch in range(start_epoch, s.epochs):
+                te = time.time()
+                module.train()
+                batches = epoch_order(len(train_ds), s.seed, epoch, s.batch_size)
+                first = start_batch if epoch == start_epoch else 0
+                if first == 0:
+                    partial = {"loss_sum": 0.0, "n_seen": 0}
+                loader = torch.utils.data.DataLoader(
+                    train_ds,
+                    batch_sampler=[[(i, epoch) for i in b] for b in batches[first:]],
+                    num_workers=s.workers,
+                    worker_init_fn=_worker_init,
+                    pin_memory=torch_device.type == "cuda",
+                    generator=torch.Generator().manual_seed(s.seed + epoch),
+                )
+                from tqdm import tqdm
+
+                bar = tqdm(
+                    total=len(batches),
+                    initial=first,
+                    desc=f"epoch {epoch + 1}/{s.epochs}",
+                    unit="batch",
+                    disable=not self.progress,
+                    leave=False,
+                    file=sys.stderr,
+                )
+                for bi, (x, y) in enumerate(loader, start=first):
+                    x = x.to(torch_device, non_blocking=True).float()
+                    y = y.to(torch_device, non_blocking=True)
+                    x = (x - mean_t) / std_t
+                    with torch.autocast(torch_device.type, enabled=use_amp):
+                        loss = _loss(module(x), y, s.aux_weight)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    partial["loss_sum"] += float(loss.detach()) * len(y)
+                    partial["n_seen"] += len(y)
+                    bar.update()
+                    bar.set_postfix(loss=f"{partial['loss_sum'] / partial['n_seen']:.4f}")
+                    done = bi + 1
+                    if stop.signal is not None:
+                        bar.close()
+                        save_last(epoch, done)
+                        self.log(
+                            f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}"
+                        )
+                        raise KeyboardInterrupt
+                    if s.checkpoint_every and done % s.checkpoint_every == 0 and done < len(batches):
+                        save_last(epoch, done)
+                bar.close()
+                if scheduler is not None:
+                    scheduler.step()
+                train_loss = partial["loss_sum"] / max(1, partial["n_seen"])
+                val = self._validate(evaluator, cache, size)
+                module.train()
+                row = {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "val": val,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "seconds": round(time.time() - te, 2),
+                }
+                history.append(row)
+                improved = val["auc"]["value"] > best_auc
+                if improved:
+                    best_auc, best_epoch, best_metrics = val["auc"]["value"], epoch + 1, val
+                    save_checkpoint(state(epoch + 1, 0, "best", val), self.best_path)
+                partial = {"loss_sum": 0.0, "n_seen": 0}
+                save_last(epoch + 1, 0)
+                self._write_history(history)
+                self.log(self._epoch_line(row, improved))
+                if stop.signal is not None:
+                    raise KeyboardInterrupt
+
+        result = TrainResult(
+            out=self.out,
+            best=self.best_path,
+            last=self.last_path,
+            epochs_run=len(history),
+            epochs=s.epochs,
+            best_epoch=best_epoch,
+            best_metrics=best_metrics,
+            history=history,
+            resumed_from=resumed_from,
+            seconds=time.time() - t0,
+        )
+        info = {
+            "settings": s.record(),
+            "data": self.data_record,
+            "versions": versions(),
+            "device": device,
+            "summary": result.summary(),
+        }
+        write_atomic(self.out / "train.json", json.dumps(info, indent=2, default=str) + "\n")
+        return result
+
+    # -- validation --
+    def _validate(self, evaluator: Any, cache: ImageCache, size: int) -> dict[str, Any]:
+        from dermadv.metrics import binary_metrics, melanoma_score
+
+        evaluator.module.eval()
+        probs = []
+        bs = evaluator.batch_size
+        for start in range(0, len(self.val_samples), bs):
+            chunk = self.val_samples[start : start + bs]
+            images = np.stack([cache.get(str(x.path), (size, size)) for x in chunk])
+            probs.append(evaluator.predict_proba(images))
+        p = np.concatenate(probs)
+        labels = np.array([self.s.classes.index(x.diagnosis) for x in self.val_samples])
+        loss = float(-np.log(np.clip(p[np.arange(len(p)), labels], 1e-12, 1)).mean())
+        keep = np.array([x.diagnosis in ("mel", "nv") for x in self.val_samples])
+        y = np.array([x.diagnosis == "mel" for x in self.val_samples], dtype=int)[keep]
+        metrics = binary_metrics(y, melanoma_score(evaluator, p)[keep], threshold=0.5)
+        metrics["loss"] = loss
+        return metrics
+
+    @staticmethod
+    def _epoch_line(row: dict[str, Any], improved: bool) -> str:
+        v = row["val"]
+        auc = v["auc"]
+        return (
+            f"epoch {row['epoch']:>3}  train loss {row['train_loss']:.4f}  val loss {v['loss']:.4f}  "
+            f"acc {v['accuracy']['value']:.3f}  sens {v['sensitivity']['value']:.3f}  "
+            f"spec {v['specificity']['value']:.3f}  AUC {auc['value']:.3f} "
+            f"[{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]  ({row['seconds']:.0f} s)"
+            + ("  *best" if improved else "")
+        )
+
+    def _write_history(self, history: list[dict[str, Any]]) -> None:
+        write_atomic(self.out / "history.json", json.dumps(history, indent=2) + "\n")
+        buf = io.StringIO()
+        cols = [
+            "epoch",
+            "train_loss",
+            "val_loss",
+            "val_accuracy",
+            "val_sensitivity",
+            "val_specificity",
+            "val_auc",
+            "val_auc_ci_low",
+            "val_auc_ci_high",
+            "lr",
+            "seconds",
+        ]
+        w = csv.writer(buf)
+        w.writerow(cols)
+        for r in history:
+            v = r["val"]
+            w.writerow(
+                [
+                    r["epoch"],
+                    f"{r['train_loss']:.6f}",
+                    f"{v['loss']:.6f}",
+                    f"{v['accuracy']['value']:.6f}",
+                    f"{v['sensitivity']['value']:.6f}",
+                    f"{v['specificity']['value']:.6f}",
+                    f"{v['auc']['value']:.6f}",
+                    f"{v['auc']['ci_low']:.6f}",
+                    f"{v['auc']['ci_high']:.6f}",
+                    r["lr"],
+                    r["seconds"],
+                ]
+            )
+        write_atomic(self.out / "history.csv", buf.getvalue())
+
+    # -- RNG state --
+    @staticmethod
+    def _rng_state(device: Any) -> dict[str, Any]:
+        import torch
+
+        st = np.random.get_state()
+        rng = {
+            "torch": torch.get_rng_state(),
+            "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0],
+            "numpy_key": torch.from_numpy(st[1].astype(np.int64)),
+            "numpy_pos": int(st[2]),
+        }
+        if device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(device)
+        return rng
+
+    @staticmethod
+    def _restore_rng(rng: dict[str, Any], device: Any) -> None:
+        import torch
+
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "python" in rng:
+            random.setstate((rng["python_version"], tuple(rng["python"]), None))
+        if "numpy_key" in rng:
+            np.random.set_state(
+                ("MT19937", rng["numpy_key"].numpy().astype(np.uint32), rng["numpy_pos"], 0, 0.0)
+            )
+        if "cuda" in rng and device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], device)
+
+
+def train(
+    settings: TrainSettings, progress: bool = True, log: Callable[[str], None] | None = None
+) -> TrainResult:
+    """Train (or resume) a run; see :class:`Trainer`."""
+    return Trainer(settings, progress=progress, log=log).run()

@@ -1,0 +1,95 @@
+"""Parametric image perturbations: ``apply(image, params P x D) -> P perturbed uint8 images``.
+
+Every perturbation is a batched tensor operation over a whole population of parameter vectors, so
+an attack can score all candidates of one generation in one forward pass. Each is exact and
+documented down to its rounding: the uint8 images returned are exactly what the model is shown.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+
+def check_image(image: Any, what: str = "image") -> np.ndarray:
+    """Validate one uint8 H x W x 3 RGB array (scikit-learn style: say exactly what was wrong)."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy uint8 H x W x 3 array, got {type(image).__name__}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what}: expected a uint8 H x W x 3 RGB array, got {image.dtype} {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{what}: empty image of shape {image.shape}")
+    return image
+
+
+def check_images(images: Any, what: str = "images") -> np.ndarray:
+    """Validate a uint8 N x H x W x 3 batch (a single H x W x 3 image becomes a batch of one)."""
+    if not isinstance(images, np.ndarray):
+        raise TypeError(f"{what}: expected a numpy uint8 N x H x W x 3 array, got {type(images).__name__}")
+    if images.ndim == 3:
+        images = images[None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"{what}: expected a uint8 N x H x W x 3 array, got {images.dtype} {images.shape}")
+    return images
+
+
+class Perturbation(ABC):
+    """A family of image transforms indexed by a real parameter vector of length ``len(param_names)``.
+
+    Subclasses set ``name`` and ``param_names`` and implement :meth:`bounds` and :meth:`apply`.
+    """
+
+    name: str = "perturbation"
+    param_names: tuple[str, ...] = ()
+
+    @property
+    def dim(self) -> int:
+        """Number of parameters D."""
+        return len(self.param_names)
+
+    @abstractmethod
+    def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
+        """(low, high) for each parameter, for an image of shape (H, W, 3)."""
+
+    @abstractmethod
+    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """Perturb one uint8 H x W x 3 image with each row of ``params`` (P x D): uint8 P x H x W x 3."""
+
+    def describe_params(
+        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+    ) -> dict[str, Any]:
+        """The parameter vector as a readable dict of plain Python numbers (recorded in results)."""
+        p = self.check_params(params)[0]
+        return {n: float(v) for n, v in zip(self.param_names, p, strict=True)}
+
+    def describe(self) -> dict[str, Any]:
+        """Settings of this perturbation (recorded beside results)."""
+        return {"name": self.name, "params": list(self.param_names)}
+
+    def check_params(self, params: Any) -> np.ndarray:
+        """Validate ``params`` as a finite float64 P x D array (a single vector becomes 1 x D)."""
+        arr = np.asarray(params, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr[None]
+        if arr.ndim != 2 or arr.shape[1] != self.dim:
+            raise ValueError(
+                f"{self.name}: params must be P x {self.dim} ({', '.join(self.param_names)}), "
+                f"got shape {np.shape(params)}"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{self.name}: params contain NaN or infinite values")
+        return arr
+
+    def __repr__(self) -> str:
+        settings = {k: v for k, v in self.describe().items() if k not in ("name", "params")}
+        inner = ", ".join(f"{k}={v!r}" for k, v in settings.items())
+        return f"{type(self).__name__}({inner})"
+
+
+def to_uint8(x: Any) -> np.ndarray:
+    """Float tensor in pixel units -> uint8 numpy by round-half-to-even then clipping to 0..255."""
+    import torch
+
+    return torch.round(x).clamp_(0, 255).to(torch.uint8).cpu().numpy()

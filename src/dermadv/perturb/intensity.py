@@ -1,0 +1,51 @@
+"""Additive intensity shift per RGB channel (the systematic +-5, 10, 50 sweep of the study).
+
+Arithmetic: ``clip(x + s, 0, 255)`` per channel, then round-half-to-even for non-integer offsets
+(integer offsets, the usual case, are exact integer arithmetic).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dermadv.perturb.base import Perturbation, check_image, check_images
+
+
+def shift_channels(images: np.ndarray, offsets: Any) -> np.ndarray:
+    """Add ``offsets`` (3 values, or N x 3) to the RGB channels of uint8 images; clip to 0..255."""
+    import torch
+
+    batch = check_images(images)
+    s = np.asarray(offsets, dtype=np.float64)
+    if s.ndim == 1:
+        s = np.broadcast_to(s, (len(batch), 3))
+    if s.shape != (len(batch), 3):
+        raise ValueError(f"offsets: expected 3 or {len(batch)} x 3 values, got shape {np.shape(offsets)}")
+    x = torch.from_numpy(np.array(batch, dtype=np.uint8)).to(torch.float64)  # copy: may be a read-only view
+    st = torch.from_numpy(np.array(s, dtype=np.float64)).view(-1, 1, 1, 3)
+    return torch.round(x + st).clamp_(0, 255).to(torch.uint8).numpy()
+
+
+class ChannelShift(Perturbation):
+    """Params (s_r, s_g, s_b) in [-max_shift, max_shift] pixel units, added to each channel."""
+
+    name = "shift"
+    param_names = ("s_r", "s_g", "s_b")
+
+    def __init__(self, max_shift: float = 50.0) -> None:
+        if not float(max_shift) > 0:
+            raise ValueError(f"ChannelShift: max_shift must be > 0, got {max_shift!r}")
+        self.max_shift = float(max_shift)
+
+    def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
+        return [(-self.max_shift, self.max_shift)] * 3
+
+    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
+        image = check_image(image)
+        p = self.check_params(params)
+        return shift_channels(np.broadcast_to(image, (len(p), *image.shape)), p)  # P x H x W x 3
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "params": list(self.param_names), "max_shift": self.max_shift}

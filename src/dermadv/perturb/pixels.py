@@ -1,0 +1,61 @@
+"""Few-pixel perturbation: set d pixels to arbitrary colours (the one-pixel attack of Su et al.).
+
+Each pixel is (x, y, r, g, b) with x the column and y the row. Real-valued parameters from the
+search are FLOORED: x in [0, W) -> 0..W-1, y in [0, H) -> 0..H-1, colours in [0, 256) -> 0..255
+(values at the upper bound are clipped to the last valid integer). Pixels are written in order,
+so if two land on the same position the later one wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dermadv.perturb.base import Perturbation, check_image
+
+
+class FewPixels(Perturbation):
+    """Params (x1, y1, r1, g1, b1, ..., xd, yd, rd, gd, bd): d pixels replaced by colours."""
+
+    name = "pixel"
+
+    def __init__(self, d: int = 3) -> None:
+        if int(d) != d or d < 1:
+            raise ValueError(f"FewPixels: d (number of pixels) must be a positive integer, got {d!r}")
+        self.d = int(d)
+        self.param_names = tuple(f"{k}{i}" for i in range(1, self.d + 1) for k in ("x", "y", "r", "g", "b"))
+
+    def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
+        h, w = image_shape[0], image_shape[1]
+        return [(0.0, float(w)), (0.0, float(h)), (0.0, 256.0), (0.0, 256.0), (0.0, 256.0)] * self.d
+
+    def integer_params(self, params: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+        """P x d x 5 int64 (x, y, r, g, b) actually written, after flooring and clipping."""
+        h, w = image_shape[0], image_shape[1]
+        p = np.floor(self.check_params(params)).astype(np.int64).reshape(-1, self.d, 5)
+        hi = np.array([w - 1, h - 1, 255, 255, 255])
+        return np.clip(p, 0, hi)
+
+    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
+        import torch
+
+        image = check_image(image)
+        q = torch.from_numpy(self.integer_params(params, image.shape))
+        n = q.shape[0]
+        out = torch.from_numpy(np.array(image, dtype=np.uint8)).unsqueeze(0).repeat(n, 1, 1, 1)
+        rows = torch.arange(n)
+        for k in range(self.d):  # in order: a later pixel overwrites an earlier one at the same spot
+            out[rows, q[:, k, 1], q[:, k, 0]] = q[:, k, 2:].to(torch.uint8)
+        return out.numpy()
+
+    def describe_params(
+        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+    ) -> dict[str, Any]:
+        """The pixels actually written (integers); pass ``image_shape`` to clip positions to it."""
+        q = self.integer_params(params, image_shape or (1 << 30, 1 << 30))[0]
+        return {"pixels": [dict(zip(("x", "y", "r", "g", "b"), map(int, row), strict=True)) for row in q]}
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "params": list(self.param_names), "d": self.d,
+                "rounding": "floor, clipped to the image and 0..255"}

@@ -1,0 +1,358 @@
+"""The systematic perturbation sweep (the study's Supplementary Figure 1, and beyond).
+
+Every image of a (validation) set goes through the model unmodified and after each fixed
+perturbation (:mod:`dermadv.perturb.corruptions`); for each perturbation we count correct
+classifications, false negatives (melanoma called naevus) and false positives (naevus called
+melanoma), the change in accuracy from the unmodified set with a paired 95% CI, and how many
+predictions flipped.
+
+Paired CI: the accuracy difference d = p_perturbed - p_unmodified of two proportions measured on the
+same images, by Bonett & Price's adjusted Wald interval for paired proportions (2012), which depends
+only on the discordant pairs (images right before and wrong after, and the reverse).
+The exact McNemar test (binomial on the discordant pairs) gives a p-value beside it.
+
+Run layout (``RUN`` = ``--out``): ``perturb/<spec>.json`` per perturbation (atomic; a rerun skips
+those done for the same model, data and threshold), ``perturbation.csv`` / ``perturbation.json``
+(summary), ``perturbation_scores.csv`` (per-image melanoma scores), ``perturbation.png`` (bar plot)
+and ``run.json`` (model description, data hash, settings, versions).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.errors import DataError, DermadvError
+from dermadv.metrics import melanoma_score
+from dermadv.perturb.corruptions import Corruption, parse_specs
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "perturbation", "label", "n", "correct", "false_negatives", "false_positives", "accuracy",
+    "delta_accuracy", "delta_ci_low", "delta_ci_high", "flipped", "flipped_to_benign",
+    "flipped_to_melanoma", "sensitivity", "specificity", "mcnemar_p",
+)
+CI_METHOD = "Bonett-Price adjusted Wald interval for the difference of paired proportions, 95%"
+
+
+# ----- statistics -------------------------------------------------------------------------------
+def paired_difference_ci(
+    base_ok: np.ndarray, new_ok: np.ndarray, z: float = 1.959963984540054
+) -> tuple[float, float, float]:
+    """Difference of paired proportions mean(new_ok) - mean(base_ok) with a 95% CI.
+
+    The interval is Bonett & Price's adjusted Wald interval for paired proportions (J Educ Behav
+    Stat 2012;37:479): with discordant counts b (right before, wrong after) and c (wrong before,
+    right after), p_b = (b + 1)/(n + 2), p_c = (c + 1)/(n + 2) and the CI is
+    (p_c - p_b) +- z sqrt((p_b + p_c - (p_c - p_b)^2) / (n + 2)). Unlike the plain Wald or
+    Newcombe intervals it keeps a sensible width when no prediction changed (b = c = 0).
+    Returns (observed difference (c - b)/n, low, high); ``base_ok``/``new_ok`` are per-image booleans.
+    """
+    base_ok = np.asarray(base_ok, dtype=bool)
+    new_ok = np.asarray(new_ok, dtype=bool)
+    n = len(base_ok)
+    if n == 0 or len(new_ok) != n:
+        raise ValueError(f"need two equal-length non-empty outcome vectors, got {n} and {len(new_ok)}")
+    b = int(np.sum(base_ok & ~new_ok))
+    c = int(np.sum(~base_ok & new_ok))
+    pb, pc = (b + 1) / (n + 2), (c + 1) / (n + 2)
+    centre = pc - pb
+    half = z * math.sqrt(max(pb + pc - centre**2, 0.0) / (n + 2))
+    return (c - b) / n, max(-1.0, centre - half), min(1.0, centre + half)
+
+
+def mcnemar_exact_p(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c."""
+    if b + c == 0:
+        return 1.0
+    from scipy.stats import binomtest
+
+    return float(binomtest(min(b, c), b + c, 0.5).pvalue)
+
+
+def summarize(
+    spec: str, label: str, y_true: np.ndarray, scores: np.ndarray, base_scores: np.ndarray,
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """One row of the sweep table from melanoma scores (perturbed and unmodified) on the same images."""
+    y = np.asarray(y_true, dtype=bool)
+    pred = np.asarray(scores) >= threshold
+    base = np.asarray(base_scores) >= threshold
+    ok, base_ok = pred == y, base == y
+    n = len(y)
+    fn = int(np.sum(y & ~pred))
+    fp = int(np.sum(~y & pred))
+    diff, lo, hi = paired_difference_ci(base_ok, ok)
+    b = int(np.sum(base_ok & ~ok))
+    c = int(np.sum(~base_ok & ok))
+    n_mel, n_ben = int(y.sum()), int((~y).sum())
+    baseline = spec == "none"
+    return {
+        "perturbation": spec,
+        "label": label,
+        "n": n,
+        "correct": int(ok.sum()),
+        "false_negatives": fn,
+        "false_positives": fp,
+        "accuracy": round(float(ok.mean()), 3),
+        "delta_accuracy": round(diff, 3),
+        "delta_ci_low": None if baseline else round(lo, 3),
+        "delta_ci_high": None if baseline else round(hi, 3),
+        "flipped": int(np.sum(pred != base)),
+        "flipped_to_benign": int(np.sum(base & ~pred)),
+        "flipped_to_melanoma": int(np.sum(~base & pred)),
+        "sensitivity": round((n_mel - fn) / n_mel, 3) if n_mel else None,
+        "specificity": round((n_ben - fp) / n_ben, 3) if n_ben else None,
+        "mcnemar_p": None if baseline else round(mcnemar_exact_p(b, c), 4),
+    }
+
+
+# ----- run files --------------------------------------------------------------------------------
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and os.replace."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _slug(spec: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in spec.replace("+", "p"))
+
+
+def samples_hash(samples: Sequence[Any]) -> str:
+    """Provenance hash of the sample list (``dermadv.data.dataset_hash`` when available)."""
+    try:
+        from dermadv.data import dataset_hash
+
+        return str(dataset_hash(samples))
+    except ImportError:  # pragma: no cover - data package not installed yet
+        h = hashlib.sha256()
+        for s in samples:
+            h.update(f"{s.image_id}\x1f{s.diagnosis}\x1e".encode())
+        return h.hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    """Versions of dermadv, Python and the numerical stack."""
+    import dermadv
+
+    out = {"dermadv": dermadv.__version__, "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "torchvision", "keras"):
+        if mod in sys.modules:
+            out[mod] = getattr(sys.modules[mod], "__version__", "?")
+    return out
+
+
+@dataclass
+class SweepResult:
+    """What a sweep produced: the summary rows (baseline first) and where files lie."""
+
+    out: Path
+    rows: list[dict[str, Any]]
+    skipped: list[str] = field(default_factory=list)  # specs resumed from disk
+    computed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {k: str(self.out / v) for k, v in (
+            ("csv", "perturbation.csv"), ("json", "perturbation.json"), ("png", "perturbation.png"),
+            ("scores", "perturbation_scores.csv"), ("run", "run.json"))}
+
+
+def _load_prepared(model: Any, samples: Sequence[Any], decoder: str | None = None) -> np.ndarray:
+    from dermadv.data.images import load_image
+
+    imgs = [load_image(s.path, decoder=decoder) if decoder else model.load_image(str(s.path)) for s in samples]
+    return model.prepare(imgs)
+
+
+def run_sweep(
+    model: Any,
+    samples: Sequence[Any],
+    out: str | Path,
+    perturbations: str | Sequence[str] | None = None,
+    batch_size: int | None = None,
+    threshold: float = 0.5,
+    progress: bool = True,
+    extra_settings: dict[str, Any] | None = None,
+) -> SweepResult:
+    """Run (or resume) the sweep of ``perturbations`` over ``samples`` with ``model``; write ``out``.
+
+    ``samples`` are :class:`dermadv.data.Sample` records (diagnosis ``mel`` or ``nv``, with a path).
+    The unmodified set is always evaluated first. Each perturbation's per-image scores are stored in
+    ``out/perturb/<spec>.json`` as soon as it finishes; a rerun with the same model, data and
+    threshold reuses them. Returns the summary rows (also written to CSV/JSON/PNG).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    corruptions: list[Corruption] = parse_specs(perturbations if perturbations is not None else None)
+    samples = list(samples)
+    if not samples:
+        raise DataError("no images selected for the perturbation sweep (check --data/--split/--subset)")
+    bad = [s.image_id for s in samples if s.diagnosis not in ("mel", "nv")]
+    if bad:
+        raise DataError(
+            f"the perturbation sweep scores melanoma vs naevus, but {len(bad)} selected image(s) have other "
+            f"diagnoses (first: {bad[0]}); select classes mel and nv only"
+        )
+    missing = [s.image_id for s in samples if s.path is None]
+    if missing:
+        raise DataError(f"{len(missing)} selected image(s) have no image file (first: {missing[0]})")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    bs = int(batch_size or getattr(model, "batch_size", 32) or 32)
+    if bs < 1:
+        raise ValueError(f"batch size must be >= 1, got {bs}")
+
+    out = Path(out)
+    (out / "perturb").mkdir(parents=True, exist_ok=True)
+    description = model.describe()
+    data_hash = samples_hash(samples)
+    fingerprint = hashlib.sha256(
+        json.dumps({"model": description, "data": data_hash, "threshold": threshold}, sort_keys=True,
+                   default=str).encode()
+    ).hexdigest()[:16]
+    run_path = out / "run.json"
+    if run_path.exists():
+        try:
+            old = json.loads(run_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            old = {}
+        if old.get("kind") == "perturbation" and old.get("fingerprint") not in (None, fingerprint):
+            raise DermadvError(
+                f"{out} holds a perturbation sweep of a different model, data set or threshold "
+                f"(fingerprint {old.get('fingerprint')} != {fingerprint}); choose another --out"
+            )
+    settings = {"perturbations": [c.spec for c in corruptions], "batch_size": bs, "threshold": threshold,
+                "ci_method": CI_METHOD, **(extra_settings or {})}
+    run_info = {"kind": "perturbation", "fingerprint": fingerprint, "model": description,
+                "data_hash": data_hash, "n_images": len(samples), "settings": settings,
+                "versions": versions(), "status": "running"}
+    atomic_write_text(run_path, json.dumps(run_info, indent=2, default=str))
+
+    ids = [s.image_id for s in samples]
+    y_true = np.array([s.diagnosis == "mel" for s in samples])
+    metadata = [s.metadata() for s in samples] if getattr(model, "needs_metadata", False) else None
+
+    def done_file(c: Corruption) -> Path:
+        return out / "perturb" / f"{_slug(c.spec)}.json"
+
+    def load_done(c: Corruption) -> dict[str, Any] | None:
+        p = done_file(c)
+        if not p.exists():
+            return None
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+        if rec.get("fingerprint") != fingerprint or rec.get("image_ids") != ids:
+            return None
+        return rec
+
+    records: dict[str, dict[str, Any]] = {}
+    skipped: list[str] = []
+    for c in corruptions:
+        rec = load_done(c)
+        if rec is not None:
+            records[c.spec] = rec
+            skipped.append(c.spec)
+    pending = [c for c in corruptions if c.spec not in records]
+
+    prepared: np.ndarray | None = None
+    if any(not c.file_level for c in pending):
+        prepared = np.empty((len(samples), *model.input_size, 3), dtype=np.uint8)
+        bar = tqdm(total=len(samples), desc="loading images", unit="img", file=sys.stderr, disable=not progress)
+        for i in range(0, len(samples), bs):
+            prepared[i : i + bs] = _load_prepared(model, samples[i : i + bs])
+            bar.update(min(bs, len(samples) - i))
+        bar.close()
+
+    computed: list[str] = []
+    bar = tqdm(total=len(pending) * len(samples), desc="perturbation sweep", unit="img", file=sys.stderr,
+               disable=not progress)
+    for c in pending:
+        bar.set_postfix_str(c.spec)
+        scores = np.empty(len(samples), dtype=np.float64)
+        for i in range(0, len(samples), bs):
+            j = min(i + bs, len(samples))
+            if c.file_level:
+                batch = _load_prepared(model, samples[i:j], decoder=c.decoder_for(model.decoder))
+            else:
+                assert prepared is not None
+                batch = c.apply(prepared[i:j], decoder=model.decoder)
+            meta = None if metadata is None else metadata[i:j]
+            probs = model.predict_proba(batch, metadata=meta, batch_size=bs)
+            scores[i:j] = melanoma_score(model, probs)
+            bar.update(j - i)
+        rec = {"spec": c.spec, "label": c.label, "kind": c.kind, "params": c.params,
+               "file_level": c.file_level, "fingerprint": fingerprint, "image_ids": ids,
+               "scores": [float(s) for s in scores]}
+        if c.file_level:
+            rec["decoder"] = c.decoder_for(model.decoder)
+        atomic_write_text(done_file(c), json.dumps(rec))
+        records[c.spec] = rec
+        computed.append(c.spec)
+    bar.close()
+
+    base = np.asarray(records["none"]["scores"])
+    rows = [summarize(c.spec, c.label, y_true, np.asarray(records[c.spec]["scores"]), base, threshold)
+            for c in corruptions]
+    _write_outputs(out, rows, corruptions, records, ids, y_true, description)
+    result = SweepResult(out=out, rows=rows, skipped=skipped, computed=computed,
+                         seconds=time.perf_counter() - t0)
+    run_info.update({"status": "complete", "seconds_last_run": round(result.seconds, 2),
+                     "resumed": skipped, "computed": computed})
+    atomic_write_text(run_path, json.dumps(run_info, indent=2, default=str))
+    return result
+
+
+def _write_outputs(
+    out: Path, rows: list[dict[str, Any]], corruptions: list[Corruption], records: dict[str, dict[str, Any]],
+    ids: list[str], y_true: np.ndarray, description: dict[str, Any],
+) -> None:
+    tmp = out / ".perturbation.csv.tmp"
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(SUMMARY_COLUMNS))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out / "perturbation.csv")
+    tmp = out / ".perturbation_scores.csv.tmp"
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w2 = csv.writer(fh)
+        w2.writerow(["image_id", "melanoma", *[c.spec for c in corruptions]])
+        for k, image_id in enumerate(ids):
+            w2.writerow([image_id, int(y_true[k]), *[f"{records[c.spec]['scores'][k]:.6f}" for c in corruptions]])
+    os.replace(tmp, out / "perturbation_scores.csv")
+    atomic_write_text(out / "perturbation.json", json.dumps(
+        {"model": description.get("name"), "ci_method": CI_METHOD, "rows": rows}, indent=2))
+    from dermadv.report.figures import perturbation_bar_plot
+
+    png = perturbation_bar_plot(rows, title=f"Perturbation sweep: {description.get('name', 'model')}")
+    atomic_write_bytes(out / "perturbation.png", png)
+
+
+def read_sweep(run: str | Path) -> list[dict[str, Any]]:
+    """Summary rows of a finished sweep (``perturbation.json``)."""
+    p = Path(run) / "perturbation.json"
+    if not p.exists():
+        raise DataError(f"{run}: no perturbation.json (not a finished perturbation run)")
+    return json.loads(p.read_text(encoding="utf-8"))["rows"]

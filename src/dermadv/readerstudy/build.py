@@ -1,0 +1,317 @@
+"""Assemble a reader study: from attack runs (``--from RUN``) or from a hand-made folder + CSV.
+
+Every image is decoded and re-encoded as PNG under a random 16-hex-digit name, so neither the
+file name, the URL nor any embedded metadata (EXIF, PNG text chunks, JPEG comments) can tell a
+reader the diagnosis, the attack or the model's confidence. What each image is stays in the
+study's manifest, which the server never serves.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import secrets
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.errors import DataError
+from dermadv.labels import canonical_diagnosis
+from dermadv.readerstudy.study import (
+    ADVERSARIAL,
+    CONFIDENCE_MODES,
+    DEFAULT_CHOICES,
+    FORMAT_VERSION,
+    IMAGES_DIR,
+    MANIFEST_FILE,
+    MELANOMA,
+    NAEVUS,
+    STUDY_FILE,
+    UNMODIFIED,
+    atomic_write_text,
+    load_study,
+    Study,
+    write_manifest,
+)
+
+_IMAGE_COLUMNS = ("image", "image_name", "image_id", "file", "filename", "path")
+_TRUTH_COLUMNS = ("ground_truth", "diagnosis", "truth", "label", "dx")
+_IMAGE_SUFFIXES = ("", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def study_group(label: str) -> str | None:
+    """Map a diagnosis label ('mel', 'melanoma', 'nv', 'benign naevus', 'benign'...) to a study group."""
+    text = str(label).strip().lower()
+    if text in (MELANOMA, NAEVUS):
+        return text
+    if text in ("benign", "naevus", "nevus"):
+        return NAEVUS
+    code = canonical_diagnosis(text)
+    return {"mel": MELANOMA, "nv": NAEVUS}.get(code or "")
+
+
+def _condition(value: str, where: str) -> str:
+    text = (value or "").strip().lower()
+    if text in ("", UNMODIFIED, "original", "clean", "0", "false", "no"):
+        return UNMODIFIED
+    if text in (ADVERSARIAL, "attacked", "modified", "1", "true", "yes"):
+        return ADVERSARIAL
+    raise DataError(f"{where}: condition {value!r} is neither 'unmodified' nor 'adversarial'")
+
+
+def _reencode(src: Path, dst: Path) -> tuple[int, int]:
+    """Decode ``src`` and write it as a metadata-free PNG at ``dst``; returns (height, width)."""
+    from PIL import Image
+
+    from dermadv.data.images import load_image
+
+    arr = load_image(src)  # DataError names the file when it is missing or corrupt
+    Image.fromarray(np.ascontiguousarray(arr)).save(dst, format="PNG")  # no EXIF/text chunks written
+    return int(arr.shape[0]), int(arr.shape[1])
+
+
+def _new_key(taken: set[str]) -> str:
+    while True:
+        key = secrets.token_hex(8)
+        if key not in taken:
+            taken.add(key)
+            return key
+
+
+def _settings(
+    title: str, confidence: str, allow_change: bool, build: dict[str, Any]
+) -> dict[str, Any]:
+    from dermadv import __version__
+
+    if confidence not in CONFIDENCE_MODES:
+        raise DataError(f"confidence must be one of {', '.join(CONFIDENCE_MODES)}, got {confidence!r}")
+    return {
+        "dermadv_reader_study": FORMAT_VERSION,
+        "study_id": secrets.token_hex(8),
+        "title": title,
+        "choices": [dict(c) for c in DEFAULT_CHOICES],
+        "confidence": confidence,
+        "allow_change": bool(allow_change),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dermadv_version": __version__,
+        "build": build,
+    }
+
+
+def _write_study(out: Path, items: list[dict[str, Any]], settings: dict[str, Any]) -> Study:
+    """Copy images under opaque names into a fresh directory, then move it into place atomically."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise DataError(f"{out}: already exists and is not empty; choose a new study directory")
+    tmp = out.with_name(f".{out.name}.building")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    (tmp / IMAGES_DIR).mkdir(parents=True)
+    rng = np.random.default_rng()  # manifest order must not reveal condition/diagnosis either
+    order = rng.permutation(len(items))
+    taken: set[str] = set()
+    rows = []
+    try:
+        for idx in order:
+            item = dict(items[idx])
+            src = Path(item.pop("_src"))
+            key = _new_key(taken)
+            file = f"{key}.png"
+            h, w = _reencode(src, tmp / IMAGES_DIR / file)
+            rows.append({"image_key": key, "file": file, **item, "height": h, "width": w})
+        write_manifest(tmp / MANIFEST_FILE, rows)
+        atomic_write_text(tmp / STUDY_FILE, json.dumps(settings, indent=2) + "\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    return load_study(out)
+
+
+def build_from_images(
+    images: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    title: str = "Dermoscopy reader study",
+    confidence: str = "required",
+    allow_change: bool = False,
+) -> Study:
+    """Build a study from a folder of images and a CSV naming each image and its ground truth.
+
+    The CSV needs an image column (one of image, image_name, image_id, file, filename, path; a
+    name without extension is tried with .png/.jpg/...) and a ground-truth column (ground_truth,
+    diagnosis, truth, label or dx: melanoma/naevus, mel/nv or any ISIC synonym). Optional:
+    ``condition`` (unmodified/adversarial, default unmodified), ``attack``. Every other column is
+    kept in the manifest as provenance.
+    """
+    images, manifest = Path(images), Path(manifest)
+    if not images.is_dir():
+        raise DataError(f"{images}: image folder not found")
+    if not manifest.is_file():
+        raise DataError(f"{manifest}: manifest CSV not found")
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+        img_col = next((cols[c] for c in _IMAGE_COLUMNS if c in cols), None)
+        gt_col = next((cols[c] for c in _TRUTH_COLUMNS if c in cols), None)
+        if img_col is None or gt_col is None:
+            raise DataError(
+                f"{manifest}: needs an image column ({', '.join(_IMAGE_COLUMNS)}) and a ground-truth "
+                f"column ({', '.join(_TRUTH_COLUMNS)}); found {reader.fieldnames}"
+            )
+        cond_col, attack_col = cols.get("condition"), cols.get("attack")
+        items = []
+        for lineno, row in enumerate(reader, start=2):
+            where = f"{manifest} line {lineno}"
+            name = (row[img_col] or "").strip()
+            src = next((images / f"{name}{s}" for s in _IMAGE_SUFFIXES if (images / f"{name}{s}").is_file()),
+                       None)
+            if not name or src is None:
+                raise DataError(f"{where}: image {name!r} not found in {images}")
+            group = study_group(row[gt_col] or "")
+            if group is None:
+                raise DataError(f"{where}: ground truth {row[gt_col]!r} is neither melanoma nor naevus")
+            condition = _condition(row[cond_col] if cond_col else "", where)
+            attack = (row[attack_col] or "").strip() if attack_col else ""
+            used = {img_col, gt_col, cond_col, attack_col}
+            extra = {f"src_{k}" if k in _RESERVED else k: v for k, v in row.items() if k not in used}
+            items.append({
+                "_src": src, "ground_truth": group, "condition": condition, "attack": attack,
+                "source_image_id": Path(name).stem, "source": str(src.resolve()), **extra,
+            })
+    if not items:
+        raise DataError(f"{manifest}: no images listed")
+    build = {"method": "images", "images": str(images.resolve()), "manifest": str(manifest.resolve()),
+             "n_images": len(items)}
+    return _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
+
+
+_RESERVED = frozenset({"image_key", "file", "ground_truth", "condition", "attack", "source_image_id",
+                       "source", "height", "width"})
+
+
+def build_from_runs(
+    runs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    per_attack: int = 34,
+    unmodified: int = 102,
+    seed: int = 0,
+    attacks: Sequence[str] | None = None,
+    exclude_attacked_sources: bool = True,
+    title: str = "Dermoscopy reader study",
+    confidence: str = "required",
+    allow_change: bool = False,
+) -> tuple[Study, dict[str, Any]]:
+    """Build a study from campaign RUN directories.
+
+    Per attack type, ``per_attack`` successful adversarial images are drawn at random (seeded);
+    ``unmodified`` original images are drawn half melanoma, half naevus, from the runs' originals
+    (by default excluding lesions whose adversarial version is in the study, so no reader sees the
+    same lesion twice). Shortfalls are reported in the summary and in study.json, never hidden.
+    Returns the study and that summary.
+    """
+    from dermadv.campaign.store import ResultsStore
+
+    if per_attack < 0 or unmodified < 0:
+        raise DataError("--per-attack and --unmodified must be >= 0")
+    if not runs:
+        raise DataError("give at least one --from RUN directory")
+    rng = np.random.default_rng(seed)
+    successes: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    originals: dict[tuple[str, str], dict[str, Any]] = {}
+    for run in runs:
+        run = Path(run)
+        with ResultsStore(run, create=False) as store:
+            rows = store.rows()
+        for row in rows:
+            group = _run_group(row)
+            if group is None:
+                continue
+            row = {**row, "_run": run, "_group": group}
+            if row.get("original_path") and (run / row["original_path"]).is_file():
+                originals.setdefault((str(run), row["image_id"]), row)
+            if row["outcome"] == "success" and row.get("adversarial_path"):
+                if attacks is None or row["attack"] in attacks:
+                    successes[row["attack"]].append(row)
+    items: list[dict[str, Any]] = []
+    summary: dict[str, Any] = {"adversarial": {}, "unmodified": {}, "shortfalls": []}
+    used_sources: set[tuple[str, str]] = set()
+    for attack in sorted(successes):
+        pool = sorted(successes[attack], key=lambda r: (str(r["_run"]), r["image_id"]))
+        take = min(per_attack, len(pool))
+        if take < per_attack:
+            summary["shortfalls"].append(f"attack {attack}: {len(pool)} successful images, {per_attack} asked")
+        picked = [pool[i] for i in sorted(rng.choice(len(pool), size=take, replace=False))]
+        summary["adversarial"][attack] = take
+        for row in picked:
+            used_sources.add((str(row["_run"]), row["image_id"]))
+            items.append(_run_item(row, ADVERSARIAL, row["adversarial_path"]))
+    for attack in attacks or []:
+        if attack not in successes:
+            summary["shortfalls"].append(f"attack {attack}: no successful images in the runs")
+    wanted = {MELANOMA: unmodified - unmodified // 2, NAEVUS: unmodified // 2}
+    for group, n in wanted.items():
+        pool = sorted(
+            (r for k, r in originals.items() if r["_group"] == group
+             and not (exclude_attacked_sources and (k[0], k[1]) in used_sources)),
+            key=lambda r: (str(r["_run"]), r["image_id"]),
+        )
+        # one image per lesion id across runs
+        seen, unique = set(), []
+        for r in pool:
+            if r["image_id"] not in seen:
+                seen.add(r["image_id"])
+                unique.append(r)
+        take = min(n, len(unique))
+        if take < n:
+            summary["shortfalls"].append(f"unmodified {group}: {len(unique)} images available, {n} asked")
+        summary["unmodified"][group] = take
+        for i in sorted(rng.choice(len(unique), size=take, replace=False)):
+            items.append(_run_item(unique[i], UNMODIFIED, unique[i]["original_path"]))
+    if not items:
+        raise DataError("the runs hold no usable images (no successful attacks and no originals)")
+    build = {"method": "runs", "runs": [str(Path(r).resolve()) for r in runs], "per_attack": per_attack,
+             "unmodified": unmodified, "seed": seed, "attacks": list(attacks) if attacks else None,
+             "exclude_attacked_sources": exclude_attacked_sources, **summary}
+    study = _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
+    return study, summary
+
+
+def _run_group(row: dict[str, Any]) -> str | None:
+    """Ground truth of a run row: melanoma / naevus, or None for other benign diagnoses."""
+    diagnosis = row.get("diagnosis")
+    if diagnosis:
+        return study_group(diagnosis)
+    group = str(row.get("true_group") or "")
+    return {"melanoma": MELANOMA, "benign": NAEVUS}.get(group)
+
+
+def _run_item(row: dict[str, Any], condition: str, relpath: str) -> dict[str, Any]:
+    run: Path = row["_run"]
+    adversarial = condition == ADVERSARIAL
+    return {
+        "_src": run / relpath,
+        "ground_truth": row["_group"],
+        "condition": condition,
+        "attack": row["attack"] if adversarial else "",
+        "source_image_id": row["image_id"],
+        "diagnosis": row.get("diagnosis") or "",
+        "direction": (row.get("direction") or "") if adversarial else "",
+        "initial_conf": row.get("initial_conf"),
+        "final_conf": row.get("final_conf") if adversarial else "",
+        "params": json.dumps(row.get("params") or {}, sort_keys=True) if adversarial else "",
+        "source": str((run / relpath).resolve()),
+        "initial_probs": json.dumps(row.get("initial_probs")),
+        "final_probs": json.dumps(row.get("final_probs")) if adversarial else "",
+        "queries": row.get("queries") if adversarial else "",
+        "run": str(run.resolve()),
+    }

@@ -1,0 +1,184 @@
+"""Matplotlib figures for reports, each returned as PNG bytes (Agg backend, no display needed)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any, dpi: int = 100) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def perturbation_bar_plot(rows: Sequence[dict[str, Any]], title: str = "Perturbation sweep") -> bytes:
+    """Accuracy per perturbation (bars; unmodified first) with the paired 95% CI of the change as
+    error bars, and stacked false negatives / false positives beside it."""
+    plt = _plt()
+    labels = [r["label"] for r in rows]
+    acc = np.array([float(r["accuracy"]) for r in rows])
+    base = acc[0]
+    lo = np.array([base + float(r["delta_ci_low"]) if r.get("delta_ci_low") is not None else a
+                   for r, a in zip(rows, acc, strict=True)])
+    hi = np.array([base + float(r["delta_ci_high"]) if r.get("delta_ci_high") is not None else a
+                   for r, a in zip(rows, acc, strict=True)])
+    fn = np.array([int(r["false_negatives"]) for r in rows])
+    fp = np.array([int(r["false_positives"]) for r in rows])
+    y = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.32 * len(rows) + 1.6), sharey=True,
+                                   gridspec_kw={"width_ratios": [3, 2]})
+    colors = ["#555555"] + ["#c0392b" if a < base else "#2e86c1" if a > base else "#95a5a6" for a in acc[1:]]
+    ax1.barh(y, acc, color=colors, alpha=0.85)
+    err = [np.clip(acc[1:] - lo[1:], 0, None), np.clip(hi[1:] - acc[1:], 0, None)]
+    ax1.errorbar(acc[1:], y[1:], xerr=err, fmt="none", ecolor="black", capsize=2, lw=0.8)
+    ax1.axvline(base, color="black", ls="--", lw=0.8)
+    for yi, a in zip(y, acc, strict=True):
+        ax1.text(1.01, yi, f"{a:.3f}", va="center", fontsize=7)
+    ax1.set_yticks(y, labels, fontsize=8)
+    ax1.invert_yaxis()
+    ax1.set_xlim(0, 1.1)
+    ax1.set_xlabel("accuracy (error bars: unmodified accuracy + paired 95% CI of the change)")
+    ax2.barh(y, fn, color="#e67e22", label="false negatives (melanoma → naevus)")
+    ax2.barh(y, fp, left=fn, color="#8e44ad", label="false positives (naevus → melanoma)")
+    ax2.set_xlabel("errors")
+    ax2.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+@dataclass
+class RocCurve:
+    """Inputs of one ROC curve: a label, true labels (1 = melanoma) and melanoma scores."""
+
+    label: str
+    y_true: np.ndarray
+    scores: np.ndarray
+    auc: float | None = None
+
+
+def roc_plot(curves: Sequence[RocCurve], title: str = "ROC curves") -> bytes:
+    """All models' ROC curves on one plot, AUC in the legend."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5.2))
+    for c in curves:
+        y = np.asarray(c.y_true).astype(int)
+        s = np.asarray(c.scores, dtype=float)
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        auc = c.auc if c.auc is not None else roc_auc_score(y, s)
+        ax.plot(fpr, tpr, lw=1.6, label=f"{c.label} (AUC {auc:.3f}, n={len(y)})")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("1 − specificity (naevi called melanoma)")
+    ax.set_ylabel("sensitivity (melanomas detected)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def history_plot(history: Sequence[dict[str, Any]], title: str = "Training history") -> bytes:
+    """Loss and accuracy per epoch from a list of per-epoch dicts (keys as written by ``train``)."""
+    plt = _plt()
+    epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    keys = sorted({k for h in history for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))})
+    loss_keys = [k for k in keys if "loss" in k]
+    other = [k for k in keys if "loss" not in k and k not in ("seconds", "lr", "time", "epoch_seconds")]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, ks, name in ((axes[0], loss_keys, "loss"), (axes[1], other, "metric")):
+        for k in ks:
+            ax.plot(epochs, [h.get(k, np.nan) for h in history], marker="o", ms=3, label=k)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(name)
+        if ks:
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+@dataclass
+class AttackExample:
+    """One attack to show: unmodified and adversarial images (uint8) and melanoma confidences."""
+
+    image_id: str
+    attack: str
+    original: np.ndarray
+    adversarial: np.ndarray
+    initial_conf: float
+    final_conf: float | None
+    outcome: str
+    show_difference: bool = False
+
+
+def amplified_difference(original: np.ndarray, adversarial: np.ndarray) -> tuple[np.ndarray, float]:
+    """|adversarial - original| scaled so the largest change is white; returns (image, factor)."""
+    d = np.abs(adversarial.astype(np.int16) - original.astype(np.int16)).max(axis=2)
+    peak = int(d.max())
+    factor = 255.0 / peak if peak else 1.0
+    return np.clip(d * factor, 0, 255).astype(np.uint8), factor
+
+
+def example_grid(examples: Sequence[AttackExample], title: str = "Example attacks") -> bytes:
+    """Rows of (unmodified | adversarial | amplified difference for pixel-type attacks), captioned
+    with the melanoma confidence before and after."""
+    plt = _plt()
+    ncols = 3 if any(e.show_difference for e in examples) else 2
+    fig, axes = plt.subplots(len(examples), ncols, figsize=(2.6 * ncols, 2.75 * len(examples)), squeeze=False)
+    for r, e in enumerate(examples):
+        ax = axes[r]
+        ax[0].imshow(e.original)
+        ax[0].set_title(f"{e.image_id}\nunmodified: mel {e.initial_conf:.3f}", fontsize=7)
+        ax[1].imshow(e.adversarial)
+        final = "n/a" if e.final_conf is None else f"{e.final_conf:.3f}"
+        ax[1].set_title(f"{e.attack} ({e.outcome})\nadversarial: mel {final}", fontsize=7)
+        if ncols == 3:
+            if e.show_difference:
+                diff, factor = amplified_difference(e.original, e.adversarial)
+                ax[2].imshow(diff, cmap="magma", vmin=0, vmax=255)
+                ax[2].set_title(f"|difference| ×{factor:.0f}", fontsize=7)
+            else:
+                ax[2].set_visible(False)
+        for a in ax:
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def success_bar_plot(table: dict[str, dict[str, tuple[int, int]]], title: str = "Attack success") -> bytes:
+    """Grouped bars: success rate per attack (groups) for each model (bars). ``table[model][attack]``
+    is (successes, attacked)."""
+    plt = _plt()
+    models = list(table)
+    attacks = sorted({a for m in table.values() for a in m})
+    x = np.arange(len(attacks))
+    w = 0.8 / max(len(models), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(attacks) + 2), 3.4))
+    for k, m in enumerate(models):
+        rates = [table[m][a][0] / table[m][a][1] if a in table[m] and table[m][a][1] else np.nan for a in attacks]
+        ax.bar(x + k * w - 0.4 + w / 2, rates, width=w, label=m)
+    ax.set_xticks(x, attacks)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("success rate")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)

@@ -1,0 +1,435 @@
+"""One self-contained HTML report from evaluation, perturbation and attack runs.
+
+Figures are matplotlib PNGs embedded as base64 ``data:`` URIs; the CSS is inline; the page loads
+nothing from anywhere, so it opens offline and can be attached to an e-mail. Every piece of text
+that comes from files (model names, image ids, CSV cells) is escaped with :func:`html.escape`.
+
+Sections (always present, each says when no run of its kind was given): overview, metrics,
+roc, training, perturbation, attacks, heatmap, examples, provenance.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.errors import DataError
+from dermadv.report import figures
+from dermadv.report.runs import Run, detect_run, find_paths, read_history, read_metrics, read_predictions
+
+SECTIONS: tuple[tuple[str, str], ...] = (
+    ("overview", "Overview"),
+    ("metrics", "Model performance"),
+    ("roc", "ROC curves"),
+    ("training", "Training"),
+    ("perturbation", "Systematic perturbations"),
+    ("attacks", "Adversarial attack success"),
+    ("heatmap", "Melanoma confidence before and after attack"),
+    ("examples", "Example attacks"),
+    ("provenance", "Provenance"),
+)
+METRIC_KEYS: tuple[str, ...] = ("accuracy", "sensitivity", "specificity", "auc")
+DIFFERENCE_ATTACKS = frozenset({"pixel", "fgsm", "pgd"})  # show an amplified difference image
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0 auto;max-width:1100px;
+padding:1.2em 2em;color:#222;line-height:1.45}
+h1{font-size:1.6em;border-bottom:2px solid #345;padding-bottom:.2em}
+h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ccd;padding-bottom:.15em;color:#234}
+h3{font-size:1.05em;color:#345}
+table{border-collapse:collapse;margin:.6em 0 1em;font-size:.86em}
+th,td{border:1px solid #ccd;padding:.25em .55em;text-align:right;vertical-align:top}
+th{background:#eef2f7}td.l,th.l{text-align:left}
+tr.ref td{background:#fbf8ee;font-style:italic}tr.base td{background:#f3f3f3;font-weight:600}
+.warn{background:#fff3cd;border:1px solid #e0b84a;padding:.7em 1em;border-radius:4px;margin:1em 0}
+.note{color:#555;font-size:.9em}.empty{color:#777;font-style:italic}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #dde}
+figcaption{font-size:.85em;color:#444}code{background:#f2f2f2;padding:0 .25em}
+nav a{margin-right:.9em;font-size:.9em}details pre{font-size:.75em;overflow-x:auto;background:#f7f7f7;padding:.6em}
+"""
+
+
+def esc(value: Any) -> str:
+    """HTML-escape any value as text."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def img_tag(png: bytes, alt: str, caption: str | None = None) -> str:
+    """A <figure> with the PNG embedded as a base64 data URI."""
+    data = base64.b64encode(png).decode("ascii")
+    cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
+    return f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{data}">{cap}</figure>'
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _ci(entry: Any) -> str:
+    """'0.812 (0.771–0.848)' from a binary_metrics entry."""
+    if not isinstance(entry, dict):
+        return _fmt(entry)
+    s = _fmt(entry.get("value"))
+    if entry.get("ci_low") is not None and entry.get("ci_high") is not None:
+        s += f" ({_fmt(entry['ci_low'])}–{_fmt(entry['ci_high'])})"
+    return s
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
+           row_classes: Sequence[str] | None = None) -> str:
+    """A simple table; the first ``left`` columns are left-aligned; cells are escaped."""
+    h = "".join(f'<th class="{"l" if i < left else ""}">{esc(c)}</th>' for i, c in enumerate(header))
+    body = []
+    for k, r in enumerate(rows):
+        cls = f' class="{esc(row_classes[k])}"' if row_classes and row_classes[k] else ""
+        cells = "".join(f'<td class="{"l" if i < left else ""}">{esc(c)}</td>' for i, c in enumerate(r))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{h}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+# ----- reference rows ---------------------------------------------------------------------------
+def read_reference_csv(path: str | Path) -> list[dict[str, Any]]:
+    """Reference rows to show beside our models (e.g. published ISIC 2019 results).
+
+    CSV with a ``model`` (or ``name``) column, any of ``accuracy, sensitivity, specificity, auc``
+    (fractions, or percentages when > 1) and optional ``source``/``note``. Nothing is hard-coded:
+    these numbers are exactly what the user supplies.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: reference CSV not found")
+    with p.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c.strip().lower() for c in (reader.fieldnames or [])]
+        raw = list(reader)
+    name_col = "model" if "model" in cols else "name" if "name" in cols else None
+    if name_col is None:
+        raise DataError(f"{p}: reference CSV needs a 'model' (or 'name') column; found {cols}")
+    if not any(k in cols for k in METRIC_KEYS):
+        raise DataError(f"{p}: reference CSV needs at least one of {', '.join(METRIC_KEYS)}; found {cols}")
+    out = []
+    for line, r in enumerate(raw, start=2):
+        r = {(k or "").strip().lower(): (v or "").strip() for k, v in r.items()}
+        row: dict[str, Any] = {"model": r[name_col], "source": r.get("source") or r.get("note") or ""}
+        for k in METRIC_KEYS:
+            v = r.get(k, "")
+            if v in ("", "-", "na", "NA"):
+                row[k] = None
+                continue
+            try:
+                x = float(v.rstrip("%"))
+            except ValueError:
+                raise DataError(f"{p}, line {line}: {k}={v!r} is not a number") from None
+            row[k] = x / 100 if x > 1 or v.endswith("%") else x
+            if not 0 <= row[k] <= 1:
+                raise DataError(f"{p}, line {line}: {k}={v!r} is outside 0..1 (or 0..100%)")
+        out.append(row)
+    return out
+
+
+# ----- sections ---------------------------------------------------------------------------------
+def _section(key: str, title: str, body: str) -> str:
+    return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>\n{body}\n</section>'
+
+
+def _empty(what: str) -> str:
+    return f'<p class="empty">No {esc(what)} given to this report.</p>'
+
+
+def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
+    rows, classes = [], []
+    for run in runs:
+        m = read_metrics(run)
+        if m is None:
+            continue
+        conf = m.get("confusion", {})
+        rows.append([run.label, m.get("n", "–"), *[_ci(m.get(k)) for k in METRIC_KEYS],
+                     f"TP {conf.get('tp', '–')} FN {conf.get('fn', '–')} FP {conf.get('fp', '–')} "
+                     f"TN {conf.get('tn', '–')}", ""])
+        classes.append("")
+    for ref in references:
+        rows.append([ref["model"], "–", *[_fmt(ref.get(k)) for k in METRIC_KEYS], "–", ref["source"]])
+        classes.append("ref")
+    if not rows:
+        return _empty("evaluation runs (metrics.json) or reference rows")
+    method = ""
+    for run in runs:
+        m = read_metrics(run)
+        if m:
+            methods = {k: m[k].get("method") for k in METRIC_KEYS if isinstance(m.get(k), dict)}
+            method = "; ".join(f"{k}: {v}" for k, v in methods.items() if v)
+            break
+    return (
+        _table(["model", "n", "accuracy (95% CI)", "sensitivity (95% CI)", "specificity (95% CI)",
+                "AUC (95% CI)", "confusion at 0.5", "source"], rows, row_classes=classes)
+        + f'<p class="note">Melanoma decision: melanoma score p_mel/(p_mel+p_ben) ≥ 0.5. CI methods: '
+        f"{esc(method or 'as recorded in metrics.json')}. Shaded italic rows are reference results supplied "
+        "by the user (--reference), shown as given, not recomputed.</p>"
+    )
+
+
+def _roc_section(runs: list[Run]) -> str:
+    curves = []
+    for run in runs:
+        pred = read_predictions(run)
+        if pred is None:
+            continue
+        m = read_metrics(run) or {}
+        auc = m.get("auc", {}).get("value") if isinstance(m.get("auc"), dict) else None
+        curves.append(figures.RocCurve(run.label, pred[0], pred[1], auc))
+    if not curves:
+        return _empty("evaluation runs with predictions.csv")
+    return img_tag(figures.roc_plot(curves), "ROC curves", "All evaluated models on one plot (melanoma vs naevus).")
+
+
+def _training_section(runs: list[Run]) -> str:
+    parts = []
+    for run in runs:
+        h = read_history(run)
+        if h:
+            parts.append(img_tag(figures.history_plot(h, title=f"Training history: {run.label}"),
+                                 f"training history {run.label}"))
+    return "".join(parts) or _empty("training histories (history.json/csv)")
+
+
+def _perturbation_section(runs: list[Run]) -> str:
+    parts = []
+    for run in runs:
+        data = json.loads((run.path / "perturbation.json").read_text(encoding="utf-8"))
+        rows = data["rows"]
+        table = [[r["label"], r["perturbation"], r["n"], r["correct"], r["false_negatives"], r["false_positives"],
+                  f"{float(r['accuracy']):.3f}",
+                  "" if r["perturbation"] == "none" else
+                  f"{float(r['delta_accuracy']):+.3f} ({float(r['delta_ci_low']):+.3f} to "
+                  f"{float(r['delta_ci_high']):+.3f})",
+                  r["flipped"], r.get("mcnemar_p", "")] for r in rows]
+        parts.append(f"<h3>{esc(run.label)}</h3>")
+        parts.append(_table(
+            ["perturbation", "spec", "n", "correct", "false neg. (mel→nv)", "false pos. (nv→mel)", "accuracy",
+             "change (95% CI)", "predictions flipped", "McNemar p"], table, left=2,
+            row_classes=["base" if r["perturbation"] == "none" else "" for r in rows]))
+        parts.append(img_tag(figures.perturbation_bar_plot(rows, title=f"Perturbation sweep: {run.label}"),
+                             f"perturbation bar plot {run.label}"))
+        parts.append(f'<p class="note">Change: accuracy after the perturbation minus unmodified accuracy on '
+                     f"the same images; CI: {esc(data.get('ci_method', ''))}. McNemar: exact test on the "
+                     "discordant pairs.</p>")
+    return "".join(parts) or _empty("perturbation runs (dermadv perturb)")
+
+
+def _attack_rows(run: Run) -> list[dict[str, Any]]:
+    from dermadv.campaign.store import ResultsStore
+
+    with ResultsStore(run.path, create=False) as store:
+        return store.rows()
+
+
+def _attack_model(run: Run) -> dict[str, Any]:
+    return run.info.get("model_description") or run.info.get("model") or {}
+
+
+def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]) -> str:
+    from dermadv.campaign.summary import summarize_rows
+
+    if not runs:
+        return _empty("attack runs (dermadv attack)")
+    summaries = {run.label: {s["attack"]: s for s in summarize_rows(rows_by_run[run.path])} for run in runs}
+    attacks = sorted({a for s in summaries.values() for a in s})
+    labels = list(summaries)
+    table = []
+    for a in attacks:
+        cells: list[Any] = [a]
+        for label in labels:
+            s = summaries[label].get(a)
+            if s is None or not s["attempted"]:
+                cells.append("not run" if s is None else f"0 attempted ({s['misclassified']} misclassified)")
+                continue
+            cells.append(f"{s['successful']}/{s['attempted']} = {100 * s['success_rate']:.1f}% "
+                         f"({100 * s['ci_low']:.1f}–{100 * s['ci_high']:.1f}%)")
+        table.append(cells)
+    misc = [["images given", *[max((s["images"] for s in summaries[lb].values()), default=0) for lb in labels]],
+            ["misclassified before attack (not attacked)",
+             *[max((s["misclassified"] for s in summaries[lb].values()), default=0) for lb in labels]]]
+    grouped = {lb: {a: (s["successful"], s["attempted"]) for a, s in summaries[lb].items()} for lb in labels}
+    return (
+        _table(["attack", *labels], table + misc)
+        + '<p class="note">Success = a melanoma first classified correctly is called benign after the attack '
+        "(successes / attempted, Wilson 95% CI). Images the model already misclassified are not attacked. "
+        "One column per model (the study's Supplementary Table 2).</p>"
+        + img_tag(figures.success_bar_plot(grouped), "attack success rates")
+    )
+
+
+def _heatmap_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]) -> str:
+    from dermadv.campaign.summary import confidence_pairs, plot_heatmap
+
+    parts = []
+    for run in runs:
+        pairs = confidence_pairs(rows_by_run[run.path], _attack_model(run))
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / "heatmap.png"
+            plot_heatmap(pairs, png, title=run.label)
+            parts.append(img_tag(png.read_bytes(), f"confidence heat map {run.label}",
+                                 f"{run.label}: melanoma confidence before (x) and after (y) each attack, "
+                                 "attacked images only (the study's Figure 1n)."))
+    return "".join(parts) or _empty("attack runs")
+
+
+def _load_png(path: Path | None) -> np.ndarray | None:
+    if path is None or not path.exists():
+        return None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]], per_attack: int) -> str:
+    parts = []
+    for run in runs:
+        examples = []
+        rows = rows_by_run[run.path]
+        for attack in sorted({r["attack"] for r in rows}):
+            rs = [r for r in rows if r["attack"] == attack and r.get("adversarial_path")]
+            rs.sort(key=lambda r: (r["outcome"] != "success", -(r.get("initial_conf") or 0) + (r.get("final_conf") or 0)))
+            for r in rs[:per_attack]:
+                orig = _load_png(run.path / r["original_path"]) if r.get("original_path") else None
+                adv = _load_png(run.path / r["adversarial_path"])
+                if orig is None or adv is None or orig.shape != adv.shape:
+                    continue
+                mel_before = _mel_conf(r, r.get("initial_probs"), r.get("initial_conf"), run)
+                mel_after = _mel_conf(r, r.get("final_probs"), r.get("final_conf"), run)
+                examples.append(figures.AttackExample(
+                    r["image_id"], attack, orig, adv, mel_before, mel_after, r["outcome"],
+                    show_difference=attack in DIFFERENCE_ATTACKS))
+        if examples:
+            parts.append(img_tag(figures.example_grid(examples, title=f"Example attacks: {run.label}"),
+                                 f"example attacks {run.label}",
+                                 "Left: unmodified; middle: adversarial; right (pixel-space attacks): absolute "
+                                 "difference, amplified so the largest change is white. Captions: melanoma "
+                                 "confidence p_mel/(p_mel+p_ben)."))
+    return "".join(parts) or _empty("attack runs with saved images")
+
+
+def _mel_conf(row: dict[str, Any], probs: Any, conf: Any, run: Run) -> float:
+    from dermadv.campaign.summary import melanoma_scores
+
+    model = _attack_model(run)
+    if probs:
+        v = melanoma_scores(probs, model.get("classes", []), model.get("melanoma_classes", ["mel"]),
+                            model.get("benign_classes", ["nv"]))
+        if math.isfinite(v):
+            return v
+    if conf is None:
+        return float("nan")
+    return float(conf) if row.get("true_group", "melanoma") == "melanoma" else 1 - float(conf)
+
+
+def _provenance_section(runs: list[Run]) -> str:
+    if not runs:
+        return _empty("runs")
+    parts = []
+    for run in runs:
+        parts.append(f"<details><summary>{esc(run.label)} — {esc(', '.join(run.kinds))} — "
+                     f"<code>{esc(run.path)}</code></summary><pre>{esc(json.dumps(run.info, indent=2, default=str))}"
+                     "</pre></details>")
+    return "".join(parts)
+
+
+def runs_are_synthetic(runs: Sequence[Run]) -> bool:
+    """Whether any run was made on data generated by :mod:`dermadv.synthetic`."""
+    from dermadv.synthetic import is_synthetic
+
+    for run in runs:
+        if run.info.get("synthetic") or run.info.get("settings", {}).get("synthetic"):
+            return True
+        for p in find_paths(run.info):
+            if is_synthetic(p if p.is_dir() else p.parent):
+                return True
+    return False
+
+
+def build_report(
+    runs: Sequence[str | Path],
+    out: str | Path = "report.html",
+    reference_csv: str | Path | None = None,
+    title: str = "dermadv report",
+    notes: Sequence[str] = (),
+    synthetic: bool | None = None,
+    examples_per_attack: int = 2,
+) -> Path:
+    """Write one self-contained HTML report about ``runs`` to ``out`` (atomically); returns the path.
+
+    ``synthetic``: mark the report as made on synthetic data (None: detect from the runs' data
+    paths). ``notes``: extra paragraphs for the overview (plain text, escaped).
+    """
+    if not runs:
+        raise DataError("give at least one run folder to report on")
+    parsed = [detect_run(r) for r in runs]
+    references = read_reference_csv(reference_csv) if reference_csv else []
+    evals = [r for r in parsed if "evaluation" in r.kinds]
+    perts = [r for r in parsed if "perturbation" in r.kinds]
+    atks = [r for r in parsed if "attack" in r.kinds]
+    rows_by_run = {r.path: _attack_rows(r) for r in atks}
+    if synthetic is None:
+        synthetic = runs_are_synthetic(parsed)
+
+    overview = []
+    if synthetic:
+        overview.append(
+            '<div class="warn"><strong>Synthetic data.</strong> These results were computed on procedurally '
+            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the pipeline "
+            "runs, not how any real classifier behaves. Run <code>dermadv demo --data /path/to/ISIC_2019</code> "
+            "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>")
+    overview.append(_table(["run", "kinds", "model", "folder"],
+                           [[r.path.name, ", ".join(r.kinds), r.model_name, str(r.path)] for r in parsed]))
+    overview.extend(f"<p>{esc(n)}</p>" for n in notes)
+    overview.append(f'<p class="note">Generated {esc(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))} by '
+                    f"dermadv {esc(_version())}.</p>")
+
+    bodies = {
+        "overview": "".join(overview),
+        "metrics": _metrics_section(evals, references),
+        "roc": _roc_section(evals),
+        "training": _training_section(evals),
+        "perturbation": _perturbation_section(perts),
+        "attacks": _attacks_section(atks, rows_by_run),
+        "heatmap": _heatmap_section(atks, rows_by_run),
+        "examples": _examples_section(atks, rows_by_run, examples_per_attack),
+        "provenance": _provenance_section(parsed),
+    }
+    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS)
+    doc = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{esc(title)}</h1><nav>{nav}</nav>\n"
+        + "\n".join(_section(k, t, bodies[k]) for k, t in SECTIONS)
+        + "\n</body></html>\n"
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(doc, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def _version() -> str:
+    import dermadv
+
+    return dermadv.__version__

@@ -1,0 +1,200 @@
+"""Reading run directories for reports: what kind of run a folder is and what it holds.
+
+A folder may be several kinds at once:
+
+- ``evaluation``: ``metrics.json`` and/or ``predictions.csv`` (``dermadv evaluate``), optionally a
+  training ``history`` (``history.json`` / ``history.csv``, from ``dermadv train``);
+- ``perturbation``: ``perturbation.json`` (``dermadv perturb``);
+- ``attack``: ``results.sqlite`` (``dermadv attack``).
+
+Readers are tolerant about column names so that predictions from other tools can be reported too.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dermadv.errors import DataError
+
+RUN_KINDS: tuple[str, ...] = ("evaluation", "perturbation", "attack")
+_TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
+_SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: unreadable JSON ({exc})") from exc
+
+
+@dataclass
+class Run:
+    """One run folder and its kinds."""
+
+    path: Path
+    kinds: list[str]
+    info: dict[str, Any] = field(default_factory=dict)  # run.json, if any
+
+    @property
+    def model_name(self) -> str:
+        """The model's name as recorded by whichever command wrote the run."""
+        for key in ("model", "model_description"):
+            m = self.info.get(key)
+            if isinstance(m, dict) and m.get("name"):
+                return str(m["name"])
+            if isinstance(m, str) and m:
+                return m
+        metrics = self.path / "metrics.json"
+        if metrics.exists():
+            m = read_json(metrics)
+            if isinstance(m, dict):
+                for key in ("model", "model_name"):
+                    v = m.get(key)
+                    if isinstance(v, dict) and v.get("name"):
+                        return str(v["name"])
+                    if isinstance(v, str) and v:
+                        return v
+        return self.path.name
+
+    @property
+    def label(self) -> str:
+        name = self.model_name
+        return name if name == self.path.name else f"{name} [{self.path.name}]"
+
+
+def detect_run(path: str | Path) -> Run:
+    """Classify a run folder; DataError if it is none of the known kinds."""
+    p = Path(path)
+    if not p.is_dir():
+        raise DataError(f"{p}: not a directory (give run folders written by dermadv evaluate/perturb/attack)")
+    kinds = []
+    if (p / "metrics.json").exists() or (p / "predictions.csv").exists():
+        kinds.append("evaluation")
+    if (p / "perturbation.json").exists():
+        kinds.append("perturbation")
+    if (p / "results.sqlite").exists():
+        kinds.append("attack")
+    if not kinds:
+        raise DataError(
+            f"{p}: not a dermadv run (expected metrics.json/predictions.csv, perturbation.json or "
+            "results.sqlite)"
+        )
+    info = read_json(p / "run.json") if (p / "run.json").exists() else {}
+    return Run(path=p, kinds=kinds, info=info if isinstance(info, dict) else {})
+
+
+def read_metrics(run: Run) -> dict[str, Any] | None:
+    """The binary_metrics dict of an evaluation run (accuracy/sensitivity/... with CIs), or None."""
+    p = run.path / "metrics.json"
+    if not p.exists():
+        return None
+    m = read_json(p)
+    if isinstance(m, dict) and "accuracy" not in m:
+        for key in ("metrics", "binary", "val", "validation"):
+            if isinstance(m.get(key), dict) and "accuracy" in m[key]:
+                return m[key]
+    return m if isinstance(m, dict) and "accuracy" in m else None
+
+
+def _truthy(v: str) -> int:
+    s = str(v).strip().lower()
+    if s in ("1", "1.0", "true", "mel", "melanoma", "yes"):
+        return 1
+    if s in ("0", "0.0", "false", "nv", "naevus", "nevus", "benign", "no"):
+        return 0
+    raise ValueError(v)
+
+
+def read_predictions(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
+    """(y_true 1=melanoma, melanoma score) from ``predictions.csv``, or None when absent.
+
+    Rows whose diagnosis is neither melanoma nor naevus are left out (the study's two classes).
+    """
+    p = run.path / "predictions.csv"
+    if not p.exists():
+        return None
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        cols = [c.strip() for c in (reader.fieldnames or [])]
+        rows = list(reader)
+    score_col = next((c for c in _SCORE_COLUMNS if c in cols), None)
+    true_col = next((c for c in _TRUE_COLUMNS if c in cols), None)
+    diag_col = "diagnosis" if "diagnosis" in cols else None
+    if score_col is None or (true_col is None and diag_col is None):
+        raise DataError(
+            f"{p}: need a melanoma score column (one of {', '.join(_SCORE_COLUMNS)}) and a truth column "
+            f"(one of {', '.join(_TRUE_COLUMNS)}, or diagnosis); found {cols}"
+        )
+    y, s = [], []
+    for i, r in enumerate(rows, start=2):
+        try:
+            if true_col is not None:
+                truth = _truthy(r[true_col])
+            else:
+                d = r[diag_col].strip().lower()  # type: ignore[index]
+                if d not in ("mel", "nv"):
+                    continue
+                truth = int(d == "mel")
+            y.append(truth)
+            s.append(float(r[score_col]))
+        except (ValueError, KeyError) as exc:
+            raise DataError(f"{p}, line {i}: unreadable value ({exc})") from exc
+    return np.asarray(y, dtype=int), np.asarray(s, dtype=float)
+
+
+def read_history(run: Run) -> list[dict[str, Any]] | None:
+    """Per-epoch training history (list of dicts) from history.json / history.csv, or None."""
+    for name in ("history.json", "train_history.json"):
+        p = run.path / name
+        if p.exists():
+            h = read_json(p)
+            if isinstance(h, dict):
+                h = h.get("history") or h.get("epochs")
+            if isinstance(h, list) and h and isinstance(h[0], dict):
+                return h
+    p = run.path / "history.csv"
+    if p.exists():
+        with p.open(newline="", encoding="utf-8") as fh:
+            out = []
+            for r in csv.DictReader(fh):
+                row: dict[str, Any] = {}
+                for k, v in r.items():
+                    try:
+                        row[k] = float(v)
+                    except (TypeError, ValueError):
+                        row[k] = v
+                out.append(row)
+            return out or None
+    return None
+
+
+def find_paths(obj: Any, limit: int = 200) -> list[Path]:
+    """Existing filesystem paths mentioned anywhere in a JSON-like object (for provenance checks)."""
+    found: list[Path] = []
+
+    def walk(o: Any) -> None:
+        if len(found) >= limit:
+            return
+        if isinstance(o, dict):
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+        elif isinstance(o, str) and ("/" in o or "\\" in o) and len(o) < 1000:
+            try:
+                p = Path(o)
+                if p.exists():
+                    found.append(p)
+            except OSError:
+                pass
+
+    walk(obj)
+    return found

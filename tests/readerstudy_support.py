@@ -1,0 +1,129 @@
+"""Helpers shared by the reader-study tests: a small hand-made study from real ISIC images and a
+real server subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+COORD = "coordinator-secret-token"
+
+
+def isic_images(isic2019_dir: Path, n_mel: int, n_nv: int) -> list[tuple[str, str]]:
+    """The first n_mel melanomas and n_nv naevi of the ISIC 2019 dev folder as (image_id, 'mel'|'nv')."""
+    out: list[tuple[str, str]] = []
+    with (isic2019_dir / "ISIC_2019_Training_GroundTruth.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            if float(row["MEL"]) == 1.0 and sum(d == "mel" for _, d in out) < n_mel:
+                out.append((row["image"], "mel"))
+            elif float(row["NV"]) == 1.0 and sum(d == "nv" for _, d in out) < n_nv:
+                out.append((row["image"], "nv"))
+    return out
+
+
+def make_hand_study(
+    isic2019_dir: Path, tmp: Path, *, n_mel: int = 3, n_nv: int = 3, n_adv: int = 2, extra_args: tuple = ()
+) -> Path:
+    """Build a study via the CLI from real images: unmodified ones plus colour-scaled 'adversarial' copies
+    of the first n_adv melanomas (channel gains as in the colour attack, within [0.9, 1.1])."""
+    src = tmp / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    rows = []
+    picked = isic_images(isic2019_dir, n_mel, n_nv)
+    for image_id, dx in picked:
+        rows.append({"image": f"{image_id}.jpg", "diagnosis": dx, "condition": "unmodified", "attack": ""})
+    mel = [i for i, d in picked if d == "mel"]
+    for k, image_id in enumerate(mel[:n_adv]):
+        arr = np.asarray(Image.open(isic2019_dir / "images" / f"{image_id}.jpg").convert("RGB"), dtype=np.float64)
+        gains = np.array([1.09, 0.93, 1.04]) if k % 2 == 0 else np.array([0.92, 1.07, 0.95])
+        adv = np.clip(arr * gains, 0, 255).astype(np.uint8)
+        name = f"{image_id}_color.png"
+        Image.fromarray(adv).save(src / name)
+        rows.append({"image": name, "diagnosis": "melanoma", "condition": "adversarial", "attack": "color"})
+    for image_id, _ in picked:
+        target = src / f"{image_id}.jpg"
+        if not target.exists():
+            target.symlink_to(isic2019_dir / "images" / f"{image_id}.jpg")
+    manifest = tmp / "manifest.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["image", "diagnosis", "condition", "attack"])
+        w.writeheader()
+        w.writerows(rows)
+    study = tmp / "study"
+    cli(["reader-study", "build", "--images", str(src), "--manifest", str(manifest), "--out", str(study),
+         *extra_args])
+    return study
+
+
+def cli(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m dermadv.cli ARGS`` in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "dermadv.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=REPO)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dermadv {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``dermadv reader-study serve`` as a real subprocess."""
+
+    def __init__(self, study: Path, port: int | None = None, db: str | None = None) -> None:
+        self.study, self.port, self.db = study, port or free_port(), db
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Server:
+        args = [sys.executable, "-m", "dermadv.cli", "reader-study", "serve", str(self.study),
+                "--port", str(self.port), "--coordinator-token", COORD]
+        if self.db:
+            args += ["--db", self.db]
+        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.proc.stderr.read().decode()}")
+            try:
+                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.kill()
+        raise AssertionError("server did not start in time")
+
+    def kill(self) -> None:
+        """SIGKILL: no clean shutdown, as in a crash or power cut."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stderr:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()

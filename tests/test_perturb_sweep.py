@@ -1,0 +1,228 @@
+"""The systematic perturbation sweep on real ISIC images: transforms, statistics, resume, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermadv.data import select_samples
+from dermadv.data.images import load_image, resize_uint8
+from dermadv.errors import DermadvError
+from dermadv.perturb.corruptions import SpecError, parse_one, parse_specs, study_specs
+from dermadv.perturb.sweep import paired_difference_ci, run_sweep
+
+
+@pytest.fixture(scope="module")
+def samples(isic2019_dir: Path):
+    """32 real images, 16 melanomas and 16 naevi (stratified, deterministic)."""
+    s = select_samples(isic2019_dir, classes=("mel", "nv"), limit=32)
+    assert {x.diagnosis for x in s} == {"mel", "nv"}
+    return s
+
+
+@pytest.fixture(scope="module")
+def real_image(samples) -> np.ndarray:
+    return resize_uint8(load_image(samples[0].path), (96, 96))
+
+
+def brightness_model(samples):
+    """A real white-box torch classifier whose melanoma logit falls with mean brightness: darker
+    images are called melanoma, the threshold at the median of ``samples``. Its behaviour under
+    shifts and rotations is predictable."""
+    import torch
+
+    means = [resize_uint8(load_image(s.path), (64, 64)).mean() / 255 for s in samples]
+    centre = float(np.median(means))
+
+    from dermadv.models.base import TorchModuleClassifier
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        net[2].weight.copy_(torch.tensor([[-8.0, -8.0, -8.0], [0.0, 0.0, 0.0]]))
+        net[2].bias.copy_(torch.tensor([24.0 * centre, 0.0]))  # melanoma iff mean intensity < centre
+    return TorchModuleClassifier(net, ["mel", "nv"], (64, 64), mean=(0, 0, 0), std=(1, 1, 1),
+                                 name="brightness", device="cpu", batch_size=16)
+
+
+# ----- transforms ---------------------------------------------------------------------------------
+def test_spec_language():
+    assert [c.spec for c in parse_specs(None)] == ["none", *study_specs()]
+    assert len(study_specs()) == 20 and sum(s.startswith("shift:") for s in study_specs()) == 18
+    specs = parse_specs("rot180,rot45,shift:r:+50,hue:0.05,blur:1.5,jpeg:75,brightness:1.2,decoder:pil,rot180")
+    assert [c.spec for c in specs] == ["none", "rot:180", "rot:45", "shift:r:+50", "hue:0.05", "blur:1.5",
+                                       "jpeg:75", "brightness:1.2", "decoder:pil"]
+    assert specs[-1].file_level and not specs[1].file_level
+    assert parse_one("shift:g:-5").params == {"channel": "g", "value": -5}
+    for bad, why in (("shift:x:5", "channel"), ("jpeg:0", "quality"), ("hue:0.9", "hue"),
+                     ("decoder:libjpeg", "decoder"), ("sharpen:2", "unknown"), ("rot:abc", "not a float")):
+        with pytest.raises(SpecError, match=why):
+            parse_one(bad)
+
+
+def test_rotation_180_twice_is_exact(real_image):
+    rot = parse_one("rot180")
+    batch = real_image[None]
+    once = rot.apply(batch)
+    assert not np.array_equal(once, batch)
+    np.testing.assert_array_equal(once[0], real_image[::-1, ::-1])
+    np.testing.assert_array_equal(rot.apply(once), batch)
+    tall = np.ascontiguousarray(real_image[:, :72])  # non-square too
+    np.testing.assert_array_equal(rot.apply(rot.apply(tall[None])), tall[None])
+
+
+def test_rotation_45_black_corners(real_image):
+    out = parse_one("rot45").apply(real_image[None])[0]
+    assert out[0, 0].max() == 0 and out[-1, -1].max() == 0  # exposed corners are black
+    assert abs(int(out[48, 48].astype(int).sum()) - int(real_image[48, 48].astype(int).sum())) < 30
+
+
+def test_plus50_saturates_one_channel_only(real_image):
+    img = real_image.copy()
+    img[:4, :4, 0] = 230  # make sure some red pixels saturate
+    out = parse_one("shift:r:+50").apply(img[None])[0]
+    red, red_out = img[..., 0].astype(int), out[..., 0].astype(int)
+    assert (red_out[red >= 205] == 255).all()
+    np.testing.assert_array_equal(red_out[red < 205], red[red < 205] + 50)
+    np.testing.assert_array_equal(out[..., 1:], img[..., 1:])
+    down = parse_one("shift:b:-50").apply(img[None])[0]
+    blue = img[..., 2].astype(int)
+    np.testing.assert_array_equal(down[..., 2].astype(int), np.maximum(blue - 50, 0))
+    np.testing.assert_array_equal(down[..., :2], img[..., :2])
+
+
+def test_extra_corruptions_change_images(real_image):
+    batch = real_image[None]
+    for spec in ("hue:0.05", "blur:1.5", "jpeg:30", "brightness:1.2", "contrast:0.7"):
+        out = parse_one(spec).apply(batch)
+        assert out.dtype == np.uint8 and out.shape == batch.shape
+        assert not np.array_equal(out, batch), spec
+    np.testing.assert_array_equal(parse_one("hue:0").apply(batch), batch)
+    np.testing.assert_array_equal(parse_one("brightness:1").apply(batch), batch)
+    assert parse_one("blur:1.5").apply(batch).astype(float).std() < batch.astype(float).std()
+
+
+def test_decoder_change_decodes_differently(samples):
+    c = parse_one("decoder:other")
+    assert c.decoder_for("pil") == "tf" and c.decoder_for("tf") == "pil"
+    diffs = [np.abs(load_image(s.path, "pil").astype(int) - load_image(s.path, "tf").astype(int)).max()
+             for s in samples[:8]]
+    assert max(diffs) > 0  # the two libjpeg configurations really differ on real files
+
+
+# ----- statistics ---------------------------------------------------------------------------------
+def test_paired_difference_ci_bonett_price():
+    base = np.array([True] * 20 + [False] * 10)
+    new = base.copy()
+    new[:5] = False  # 5 right -> wrong
+    new[20] = True  # 1 wrong -> right
+    diff, lo, hi = paired_difference_ci(base, new)
+    assert diff == pytest.approx(-4 / 30)
+    pb, pc = 6 / 32, 2 / 32
+    half = 1.959963984540054 * np.sqrt((pb + pc - (pc - pb) ** 2) / 32)
+    assert (lo, hi) == pytest.approx((pc - pb - half, pc - pb + half))
+    d0, lo0, hi0 = paired_difference_ci(base, base)
+    assert d0 == 0 and lo0 < 0 < hi0 and lo0 == pytest.approx(-hi0)
+    with pytest.raises(ValueError):
+        paired_difference_ci(base, base[:5])
+
+
+# ----- the sweep ----------------------------------------------------------------------------------
+SPECS = "study,hue:0.05,blur:1.5,jpeg:75,brightness:1.3,decoder:other"
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_sweep_counts_resume_and_files(samples, tmp_path):
+    model = brightness_model(samples)
+    out = tmp_path / "run"
+    res = run_sweep(model, samples, out, SPECS, batch_size=16, progress=False)
+    rows = {r["perturbation"]: r for r in res.rows}
+    assert list(rows)[0] == "none" and len(rows) == 1 + 20 + 5
+    n = len(samples)
+    y = np.array([s.diagnosis == "mel" for s in samples])
+    scores = _read_csv(out / "perturbation_scores.csv")
+    assert [r["image_id"] for r in scores] == [s.image_id for s in samples]
+    base_pred = np.array([float(r["none"]) >= 0.5 for r in scores])
+    for spec, r in rows.items():
+        assert r["n"] == n
+        assert r["correct"] + r["false_negatives"] + r["false_positives"] == n, spec
+        assert r["accuracy"] == round(r["correct"] / n, 3)
+        pred = np.array([float(x[spec]) >= 0.5 for x in scores])
+        assert r["correct"] == int((pred == y).sum())
+        assert r["false_negatives"] == int((y & ~pred).sum()) and r["false_positives"] == int((~y & pred).sum())
+        assert r["flipped"] == int((pred != base_pred).sum()) == r["flipped_to_benign"] + r["flipped_to_melanoma"]
+        base_acc = rows["none"]["correct"] / n
+        assert r["delta_accuracy"] == pytest.approx(r["correct"] / n - base_acc, abs=1e-3)
+        if spec != "none":
+            assert r["delta_ci_low"] <= r["delta_accuracy"] + 1e-3 and r["delta_accuracy"] <= r["delta_ci_high"] + 1e-3
+    # the brightness model is exactly rotation-180 invariant; brighter images are called naevus
+    assert rows["rot:180"]["flipped"] == 0
+    assert rows["rot:45"]["flipped_to_benign"] == 0  # black corners only darken
+    for ch in "rgb":
+        assert rows[f"shift:{ch}:+50"]["flipped_to_melanoma"] == 0
+        assert rows[f"shift:{ch}:-50"]["flipped_to_benign"] == 0
+    assert rows["shift:r:+50"]["flipped"] > 0
+    # files
+    table = _read_csv(out / "perturbation.csv")
+    assert [t["perturbation"] for t in table] == list(rows)
+    assert (out / "perturbation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "complete" and info["model"]["name"] == "brightness" and info["data_hash"]
+    assert info["n_images"] == n and info["settings"]["batch_size"] == 16
+    assert len(list((out / "perturb").glob("*.json"))) == len(rows)
+
+    # resume: nothing recomputed; a deleted perturbation alone is recomputed, identical numbers
+    again = run_sweep(model, samples, out, SPECS, batch_size=16, progress=False)
+    assert again.computed == [] and len(again.skipped) == len(rows) and again.rows == res.rows
+    (out / "perturb" / "shift_g_p10.json").unlink()
+    third = run_sweep(model, samples, out, SPECS, batch_size=16, progress=False)
+    assert third.computed == ["shift:g:+10"] and third.rows == res.rows
+    # another threshold means other results: refuse to mix them in one run folder
+    with pytest.raises(DermadvError, match="different model"):
+        run_sweep(model, samples, out, SPECS, threshold=0.6, progress=False)
+
+
+def test_sweep_rejects_bad_input(samples, tmp_path, isic2019_dir):
+    model = brightness_model(samples)
+    with pytest.raises(DermadvError, match="no images"):
+        run_sweep(model, [], tmp_path / "a", "rot180", progress=False)
+    bkl = select_samples(isic2019_dir, classes=("bkl",), limit=2)
+    with pytest.raises(DermadvError, match="other diagnoses"):
+        run_sweep(model, bkl, tmp_path / "b", "rot180", progress=False)
+    with pytest.raises(SpecError):
+        run_sweep(model, samples, tmp_path / "c", "rot180,wobble:3", progress=False)
+
+
+def test_cli_perturb(isic2019_dir, tmp_path):
+    import torch
+
+    from dermadv.models.checkpoint import build_model, make_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    module = build_model("mobilenet_v3_small", num_classes=2, weights="none")
+    ckpt = make_checkpoint(module, arch="mobilenet_v3_small", classes=["mel", "nv"], input_size=(64, 64),
+                           model_kwargs={})
+    model_path = save_checkpoint(ckpt, tmp_path / "tiny.pt")
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dermadv.cli", "perturb", "--model", str(model_path), "--data",
+           str(isic2019_dir), "--limit", "20", "--out", str(out), "--perturbations", "rot180,shift:b:-10",
+           "--batch-size", "20", "--json", "--no-progress"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert [r["perturbation"] for r in res["rows"]] == ["none", "rot:180", "shift:b:-10"]
+    assert all(r["correct"] + r["false_negatives"] + r["false_positives"] == 20 for r in res["rows"])
+    assert Path(res["files"]["csv"]).exists() and Path(res["files"]["png"]).exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0 and json.loads(again.stdout)["computed"] == []
+    bad = subprocess.run(cmd[:-4] + ["--perturbations", "shift:q:4"], capture_output=True, text=True, timeout=240)
+    assert bad.returncode == 2 and "channel" in bad.stderr

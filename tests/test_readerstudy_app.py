@@ -1,0 +1,335 @@
+"""Reader-study app: every refusal of item 4 (security and bad input) with nothing stored, no
+diagnosis leak in pages/URLs/images, change log, CLI readers/export, and building studies."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from PIL import Image
+from readerstudy_support import cli, make_hand_study
+
+from dermadv.errors import DataError
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from dermadv.readerstudy.app import create_app  # noqa: E402
+from dermadv.readerstudy.study import load_study  # noqa: E402
+
+COORD = "coord-token-for-tests"
+BEARER = {"Authorization": f"Bearer {COORD}"}
+
+
+@pytest.fixture(scope="module")
+def study_dir(isic2019_dir, tmp_path_factory):
+    return make_hand_study(isic2019_dir, tmp_path_factory.mktemp("rs"), n_mel=3, n_nv=3, n_adv=2)
+
+
+def _client(study_dir, tmp_path, **settings):
+    study = load_study(study_dir)
+    study.settings.update(settings)
+    app = create_app(study, f"sqlite:///{tmp_path / 'answers.sqlite'}", COORD)
+    return TestClient(app), app.state.store
+
+
+def _reader(client, name="A"):
+    r = client.post("/api/coordinator/readers", json={"name": name, "role": "derm", "years_experience": 3},
+                    headers=BEARER)
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def _send(client, token, image, answer="melanoma", confidence=3, sid="sub-0000001", **extra):
+    body = {"image": image, "answer": answer, "confidence": confidence, "submission_id": sid, "client_ms": 900,
+            **extra}
+    return client.post(f"/api/r/{token}/answers", json=body)
+
+
+def _count(store, table="answers"):
+    with store.engine.connect() as c:
+        return c.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar()
+
+
+def test_sqlite_is_wal_and_full_sync(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    with store.engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_answer_flow_idempotency_and_conflict(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    token = _reader(client)
+    nxt = client.get(f"/api/r/{token}/next").json()
+    key = nxt["image"]
+    r1 = _send(client, token, key, sid="sid-aaaaaaaa")
+    assert r1.status_code == 200 and r1.json()["status"] == "stored"
+    # the same submission re-sent (e.g. lost response) is accepted once
+    r2 = _send(client, token, key, sid="sid-aaaaaaaa")
+    assert r2.status_code == 200 and r2.json()["status"] == "duplicate"
+    assert _count(store) == 1
+    # same submission id with a different answer: refused
+    assert _send(client, token, key, answer="naevus", sid="sid-aaaaaaaa").status_code == 409
+    # a second, different answer without change permission: 409, nothing stored
+    r3 = _send(client, token, key, answer="naevus", sid="sid-bbbbbbbb")
+    assert r3.status_code == 409
+    assert store.answers_of(1)[key]["answer"] == "melanoma"
+    assert _count(store, "answer_changes") == 0
+    # an identical answer under a new id changes nothing
+    assert _send(client, token, key, sid="sid-cccccccc").json()["status"] == "unchanged"
+    assert _count(store) == 1
+    state = client.get(f"/api/r/{token}/state").json()
+    assert state["answered"] == 1 and state["next_position"] == 2
+
+
+def test_changes_allowed_are_logged(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path, allow_change=True)
+    token = _reader(client)
+    key = client.get(f"/api/r/{token}/next").json()["image"]
+    assert _send(client, token, key, sid="sid-11111111").json()["status"] == "stored"
+    r = _send(client, token, key, answer="naevus", confidence=5, sid="sid-22222222")
+    assert r.status_code == 200 and r.json()["status"] == "changed"
+    changes = store.changes()
+    assert len(changes) == 1
+    assert (changes[0]["old_answer"], changes[0]["new_answer"], changes[0]["new_confidence"]) == (
+        "melanoma", "naevus", 5)
+    row = store.export_rows()[0]
+    assert (row["answer"], row["confidence"], row["n_changes"]) == ("naevus", 5, 1)
+    # going back is possible: item 1 page renders with the stored answer pre-selected
+    client.post(f"/r/{token}/consent")
+    page = client.get(f"/r/{token}/item/1")
+    assert page.status_code == 200 and 'data-existing-answer="naevus"' in page.text
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx"}, 422),  # no image
+        ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "short"}, 422),
+        ({"image": "KEY", "answer": "bcc", "confidence": 3, "submission_id": "sid-xxxxxxxx"}, 422),
+        ({"image": "KEY", "answer": "melanoma", "confidence": 7, "submission_id": "sid-xxxxxxxx"}, 422),
+        ({"image": "KEY", "answer": "melanoma", "confidence": "3", "submission_id": "sid-xxxxxxxx"}, 422),
+        ({"image": "KEY", "answer": "melanoma", "submission_id": "sid-xxxxxxxx"}, 422),  # confidence required
+        ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "sid-x;drop table"}, 422),
+        ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx",
+          "reader_id": 2}, 422),  # unknown fields (e.g. trying to name another reader) are refused
+        ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx",
+          "client_ms": -5}, 422),
+        ({"image": "../manifest.csv0", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx"},
+         422),
+        ({"image": "0123456789abcdef", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx"},
+         404),  # not in the reader's set
+    ],
+)
+def test_malformed_and_foreign_answers_are_refused(study_dir, tmp_path, body, status):
+    client, store = _client(study_dir, tmp_path)
+    token = _reader(client)
+    key = client.get(f"/api/r/{token}/next").json()["image"]
+    if body.get("image") == "KEY":
+        body["image"] = key
+    r = client.post(f"/api/r/{token}/answers", json=body)
+    assert r.status_code == status, r.text
+    assert "detail" in r.json()
+    assert _count(store) == 0 and _count(store, "submissions") == 0
+
+
+def test_not_json_and_unshown_image_are_refused(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    token = _reader(client)
+    r = client.post(f"/api/r/{token}/answers", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    # an image of the reader's set that was never shown (skipping ahead) is refused
+    order = store.list_readers()[0].order
+    client.get(f"/api/r/{token}/next")
+    r = _send(client, token, order[3])
+    assert r.status_code == 409 and "not been shown" in r.json()["detail"]
+    assert _count(store) == 0
+
+
+def test_unknown_and_revoked_tokens(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    token = _reader(client)
+    key = client.get(f"/api/r/{token}/next").json()["image"]
+    fake = "x" * 32
+    assert client.get(f"/r/{fake}").status_code == 404
+    assert client.get(f"/api/r/{fake}/state").status_code == 404
+    assert _send(client, fake, key).status_code == 404
+    assert client.get(f"/r/{fake}/image/{key}").status_code == 404
+    rid = store.list_readers()[0].id
+    assert client.post(f"/api/coordinator/readers/{rid}/revoke", headers=BEARER).json()["revoked"]
+    assert client.get(f"/r/{token}").status_code == 403
+    assert _send(client, token, key).status_code == 403
+    assert client.get(f"/r/{token}/image/{key}").status_code == 403
+    assert _count(store) == 0
+
+
+def test_one_reader_cannot_reach_another(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    ta, tb = _reader(client, "A"), _reader(client, "B")
+    ka = client.get(f"/api/r/{ta}/next").json()["image"]
+    assert _send(client, ta, ka, sid="sid-aaaaaaaa").status_code == 200
+    # B's state shows nothing of A's; B cannot overwrite A's answer (it can only ever write its own)
+    assert client.get(f"/api/r/{tb}/state").json()["answers"] == []
+    assert _send(client, tb, ka, answer="naevus", sid="sid-aaaaaaaa").status_code == 409  # not shown to B
+    assert store.answers_of(1)[ka]["answer"] == "melanoma"
+    assert store.answers_of(2) == {}
+    # readers see their images in different orders, each reproducible from the recorded seed
+    from dermadv.readerstudy.store import reader_order
+
+    a, b = store.list_readers()
+    assert list(a.order) == reader_order(store.study.keys(), a.seed)
+    assert sorted(a.order) == sorted(b.order) == sorted(store.study.keys())
+    # coordinator endpoints need the coordinator token
+    assert client.get("/coordinator/export.csv").status_code == 401
+    assert client.get("/coordinator/export.csv", headers={"Authorization": f"Bearer {ta}"}).status_code == 401
+    assert client.post("/api/coordinator/readers", json={"name": "x"}).status_code == 401
+    assert client.get("/coordinator").text.count('name="token"') == 1  # login form, no data
+
+
+@pytest.mark.parametrize("path", [
+    "/r/{t}/image/..%2F..%2Fmanifest.csv", "/r/{t}/image/../../manifest.csv", "/r/{t}/image/%2e%2e%2fstudy.json",
+    "/r/{t}/image/{k}.png", "/r/{t}/image/{K}", "/static/..%2Fstudy.py", "/r/{t}/image/..%2f..%2fanswers.sqlite",
+])
+def test_path_traversal_is_refused(study_dir, tmp_path, path):
+    client, _ = _client(study_dir, tmp_path)
+    token = _reader(client)
+    key = client.get(f"/api/r/{token}/next").json()["image"]
+    r = client.get(path.format(t=token, k=key, K=key.upper()))
+    assert r.status_code == 404
+    assert b"image_key" not in r.content and b"study_id" not in r.content
+
+
+def test_no_diagnosis_leaks(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    token = _reader(client)
+    client.post(f"/r/{token}/consent")
+    study = store.study
+    truth = {im.key: im for im in study.images}
+    order = store.list_readers()[0].order
+    pages = {}
+    for pos, key in enumerate(order, start=1):
+        page = client.get(f"/r/{token}/item/{pos}")
+        assert page.status_code == 200
+        pages[key] = page.text
+        img = client.get(f"/r/{token}/image/{key}")
+        assert img.status_code == 200 and img.headers["content-type"] == "image/png"
+        assert "content-disposition" not in img.headers
+        with Image.open(io.BytesIO(img.content)) as im:
+            assert not im.info and not im.getexif()  # no EXIF, no text chunks
+        for word in ("ISIC_", "adversarial", "unmodified", "color", "ground", "attack"):
+            assert word not in page.text and word not in img.headers.get("etag", "")
+        _send(client, token, key, sid=f"sid-{pos:08d}")
+    # pages of a melanoma and a naevus differ only by the key, position and progress
+    mel = next(k for k in order if truth[k].ground_truth == "melanoma")
+    nv = next(k for k in order if truth[k].ground_truth == "naevus")
+
+    def normalise(key):
+        text = pages[key].replace(key, "KEY")
+        return "\n".join(line for line in text.splitlines() if "progress" not in line and "data-number" not in line
+                         and "Dermoscopic image" not in line)
+
+    assert normalise(mel) == normalise(nv)
+    assert all(len(k) == 16 for k in order) and not any(im.file.startswith("ISIC") for im in study.images)
+
+
+def test_cli_readers_and_export(study_dir, tmp_path):
+    db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    out = cli(["reader-study", "readers", "add", str(study_dir), "--name", "Dr B", "--years", "12", "--db", db,
+               "--json"])
+    info = json.loads(out.stdout)
+    assert info["invite_url"].endswith(info["token"]) and len(info["token"]) >= 32
+    listing = cli(["reader-study", "readers", "list", str(study_dir), "--db", db, "--json"])
+    assert json.loads(listing.stdout)[0]["name"] == "Dr B"
+    # answer one image through the store, then export both formats
+    study = load_study(study_dir)
+    from dermadv.readerstudy.store import AnswerStore
+
+    store = AnswerStore(study, db)
+    reader = store.reader_by_token(info["token"])
+    store.mark_shown(reader, reader.order[0])
+    store.submit(info["token"], reader.order[0], "naevus", 2, "sid-cli00001", 1500.0)
+    cli(["reader-study", "export", str(study_dir), "--db", db, "--out", str(tmp_path / "a.csv")])
+    rows = list(csv.DictReader((tmp_path / "a.csv").open()))
+    assert len(rows) == 1 and rows[0]["answer"] == "naevus" and rows[0]["confidence"] == "2"
+    assert rows[0]["ground_truth"] == study.by_key()[reader.order[0]].ground_truth
+    cli(["reader-study", "export", str(study_dir), "--db", db, "--format", "original", "--reader", "1",
+         "--out", str(tmp_path / "o.csv")])
+    assert (tmp_path / "o.csv").read_text().splitlines() == ["Image_name,Diagnosis",
+                                                             f"{reader.order[0]}.png,Benign naevus"]
+    revoked = cli(["reader-study", "readers", "revoke", str(study_dir), "1", "--db", db])
+    assert "revoked" in revoked.stdout
+    bad = cli(["reader-study", "readers", "revoke", str(study_dir), "99", "--db", db], check=False)
+    assert bad.returncode == 2 and "no reader with id 99" in bad.stderr
+
+
+def test_database_bound_to_its_study(study_dir, isic2019_dir, tmp_path):
+    other = make_hand_study(isic2019_dir, tmp_path / "other", n_mel=1, n_nv=1, n_adv=0)
+    _client(study_dir, tmp_path)  # creates answers.sqlite in tmp_path for study_dir
+    with pytest.raises(DataError, match="belongs to study"):
+        from dermadv.readerstudy.store import AnswerStore
+
+        AnswerStore(load_study(other), f"sqlite:///{tmp_path / 'answers.sqlite'}")
+
+
+def test_build_refuses_bad_manifests(isic2019_dir, tmp_path):
+    from dermadv.readerstudy.build import build_from_images
+
+    images = isic2019_dir / "images"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,diagnosis\nISIC_0000008,bcc\n")
+    with pytest.raises(DataError, match="line 2: ground truth 'bcc'"):
+        build_from_images(images, bad, tmp_path / "s1")
+    bad.write_text("image,diagnosis\nNOPE_123,mel\n")
+    with pytest.raises(DataError, match="line 2: image 'NOPE_123' not found"):
+        build_from_images(images, bad, tmp_path / "s2")
+    bad.write_text("picture,dx\n")
+    with pytest.raises(DataError, match="needs an image column"):
+        build_from_images(images, bad, tmp_path / "s3")
+    assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()
+
+
+def test_build_from_attack_runs(isic2019_dir, tmp_path):
+    """--from RUN: a run written with the campaign's ResultsStore (real images, real PNGs)."""
+    from dermadv.campaign.store import ResultsStore
+    from readerstudy_support import isic_images
+
+    from dermadv.data.images import load_image
+
+    picked = isic_images(isic2019_dir, 6, 6)
+    run = tmp_path / "run"
+    with ResultsStore(run) as store:
+        for n, (image_id, dx) in enumerate(picked):
+            img = load_image(isic2019_dir / "images" / f"{image_id}.jpg")[:128, :128]
+            for attack in ("color", "rotation"):
+                success = dx == "mel" and (n + (attack == "rotation")) % 2 == 0
+                store.add({
+                    "image_id": image_id, "attack": attack, "direction": "mel->nv",
+                    "outcome": "success" if success else "failure",
+                    "true_group": "melanoma" if dx == "mel" else "benign",
+                    "initial_probs": [0.8, 0.2], "final_probs": [0.3, 0.7] if success else [0.7, 0.3],
+                    "initial_conf": 0.8, "final_conf": 0.3 if success else 0.7,
+                    "params": {"c": [1.05, 0.95, 1.0]}, "queries": 100, "generations": 3, "seconds": 0.1,
+                    "original": img, "adversarial": np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8),
+                }, diagnosis=dx)
+    out = cli(["reader-study", "build", "--from", str(run), "--per-attack", "2", "--unmodified", "6",
+               "--out", str(tmp_path / "study"), "--json"])
+    summary = json.loads(out.stdout)
+    study = load_study(tmp_path / "study")
+    adv = [im for im in study.images if im.condition == "adversarial"]
+    unm = [im for im in study.images if im.condition == "unmodified"]
+    assert sorted(im.attack for im in adv) == ["color", "color", "rotation", "rotation"]
+    assert all(im.ground_truth == "melanoma" for im in adv)
+    # unmodified: naevi, plus melanomas whose adversarial version is not in the study (no lesion twice)
+    assert {im.source_image_id for im in unm}.isdisjoint({im.source_image_id for im in adv})
+    assert sum(im.ground_truth == "naevus" for im in unm) == 3
+    assert any("unmodified melanoma" in s for s in summary["shortfalls"])  # 2 left of 3 asked: reported
+    for im in adv:
+        assert json.loads(im.extra["params"]) == {"c": [1.05, 0.95, 1.0]} and im.extra["final_conf"] == "0.3"
+    with sqlite3.connect(run / "results.sqlite") as c:
+        assert c.execute("select count(*) from results").fetchone()[0] == 24
+    assert json.loads((tmp_path / "study" / "study.json").read_text())["build"]["per_attack"] == 2

@@ -1,0 +1,84 @@
+"""Load on loopback: 30 readers answer concurrently through the HTTP API of the real server
+subprocess (threads + httpx), re-sending some answers twice at once; zero lost or duplicated answers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+from readerstudy_support import COORD, Server, make_hand_study
+
+N_READERS = 30
+
+
+def test_thirty_concurrent_readers_lose_nothing(isic2019_dir, tmp_path):
+    study = make_hand_study(isic2019_dir, tmp_path, n_mel=4, n_nv=4, n_adv=2)  # 10 images
+    n_images = 10
+    expected: dict[tuple[int, str], tuple[str, int]] = {}
+    lock = threading.Lock()
+    statuses: list[str] = []
+    errors: list[str] = []
+    with Server(study) as server:
+        auth = {"Authorization": f"Bearer {COORD}"}
+        readers = []
+        with httpx.Client(base_url=server.base, timeout=30) as c:
+            for i in range(N_READERS):
+                r = c.post("/api/coordinator/readers", json={"name": f"reader {i}", "years_experience": i % 20},
+                           headers=auth)
+                assert r.status_code == 200, r.text
+                readers.append((r.json()["id"], r.json()["token"]))
+
+        def read_all(reader_id: int, token: str) -> None:
+            rng = np.random.default_rng(reader_id)
+            with httpx.Client(base_url=server.base, timeout=30) as c:
+                for n in range(n_images):
+                    nxt = c.get(f"/api/r/{token}/next").json()
+                    if nxt["done"]:
+                        errors.append(f"reader {reader_id} done after {n}")
+                        return
+                    body = {"image": nxt["image"], "answer": ["melanoma", "naevus"][rng.integers(2)],
+                            "confidence": int(rng.integers(1, 6)), "submission_id": f"r{reader_id}-n{n}-x",
+                            "client_ms": float(rng.integers(300, 5000))}
+                    copies = 2 if n % 3 == 0 else 1  # the same submission sent twice at once
+                    with ThreadPoolExecutor(copies) as pool:
+                        replies = list(pool.map(lambda _: c.post(f"/api/r/{token}/answers", json=body), range(copies)))
+                    for rep in replies:
+                        if rep.status_code != 200:
+                            errors.append(f"reader {reader_id}: {rep.status_code} {rep.text}")
+                            return
+                    with lock:
+                        statuses.extend(rep.json()["status"] for rep in replies)
+                        expected[(reader_id, body["image"])] = (body["answer"], body["confidence"])
+                assert c.get(f"/api/r/{token}/next").json()["done"]
+
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=read_all, args=rd, daemon=True) for rd in readers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=max(1.0, 120 - (time.monotonic() - t0)))
+        elapsed = time.monotonic() - t0
+        assert not any(t.is_alive() for t in threads), "readers still running after 120 s"
+        assert not errors, errors[:5]
+        export = httpx.get(f"{server.base}/coordinator/export.csv", headers=auth, timeout=30).text
+        progress = httpx.get(f"{server.base}/api/coordinator/progress", headers=auth, timeout=30).json()
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert len(expected) == N_READERS * n_images
+    assert len(rows) == N_READERS * n_images  # nothing lost, nothing doubled
+    got = {(int(r["reader_id"]), r["image"]): (r["answer"], int(r["confidence"])) for r in rows}
+    assert got == expected
+    assert statuses.count("stored") == N_READERS * n_images
+    assert statuses.count("duplicate") == N_READERS * 4  # items 0, 3, 6, 9 were sent twice
+    assert all(p["answered"] == n_images and p["status"] == "done" for p in progress)
+    with sqlite3.connect(study / "answers.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == N_READERS * n_images
+        assert db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == N_READERS * n_images
+        assert db.execute("SELECT COUNT(*) FROM answer_changes").fetchone()[0] == 0
+    print(f"{N_READERS * n_images} answers from {N_READERS} concurrent readers in {elapsed:.1f} s")
+    assert elapsed < 120

@@ -1,0 +1,208 @@
+"""Model construction, checkpoints, augmentation, the image cache and resumable training on real images."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dermadv.data.cache import ImageCache, shorter_side_size
+from dermadv.data.images import load_image, resize_uint8
+from dermadv.errors import DermadvError, ModelError
+from dermadv.models.augment import Augmentation, augment, crop_box
+from dermadv.models.checkpoint import (
+    CHECKPOINT_KEY,
+    arch_kwargs,
+    build_model,
+    head_parameter_names,
+    load_checkpoint_classifier,
+    make_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+torch.set_num_threads(2)
+
+
+# ----- model construction -------------------------------------------------------------------------
+def test_inception_v3_forward_backward_with_aux_logits() -> None:
+    torch.manual_seed(0)
+    model = build_model("inception_v3", 2, "none")
+    assert model.aux_logits and model.AuxLogits is not None and not model.transform_input
+    assert head_parameter_names(model, 2) == {"fc.weight", "fc.bias", "AuxLogits.fc.weight", "AuxLogits.fc.bias"}
+    model.train()
+    x = torch.randn(2, 3, 299, 299)
+    out = model(x)
+    assert out.logits.shape == (2, 2) and out.aux_logits.shape == (2, 2)
+    from dermadv.models.train import _loss
+
+    y = torch.tensor([0, 1])
+    loss = _loss(out, y, 0.4)
+    expected = torch.nn.functional.cross_entropy(out.logits, y) + 0.4 * torch.nn.functional.cross_entropy(
+        out.aux_logits, y
+    )
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert model.fc.weight.grad is not None and model.AuxLogits.fc.weight.grad is not None
+    assert model.Conv2d_1a_3x3.conv.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (2, 2)  # plain logits in eval mode
+
+
+def test_imagenet_download_failure_names_alternatives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # No network here: torchvision's real weight loading fails and the error says what to do instead.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ModelError) as err:
+        build_model("resnet18", 2, "imagenet")
+    msg = str(err.value)
+    assert "--weights none" in msg and "--weights /path/to/file.pth" in msg
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-") in msg
+
+
+def test_weights_from_local_state_dict(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    imagenet_like = build_model("resnet18", 1000, "none")  # a 1000-class state dict, like ImageNet's
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(imagenet_like.state_dict(), path)
+    model = build_model("resnet18", 2, str(path))
+    assert torch.equal(model.conv1.weight, imagenet_like.conv1.weight)
+    assert torch.equal(model.layer4[1].bn2.running_mean, imagenet_like.layer4[1].bn2.running_mean)
+    assert model.fc.weight.shape == (2, 512)  # head replaced, not loaded
+    # Wrapped in {"state_dict": ...} with DataParallel prefixes also works.
+    torch.save({"state_dict": {f"module.{k}": v for k, v in imagenet_like.state_dict().items()}}, path)
+    assert torch.equal(build_model("resnet18", 2, str(path)).conv1.weight, imagenet_like.conv1.weight)
+    # Strict on the backbone: a missing backbone tensor or another architecture is an error.
+    sd = imagenet_like.state_dict()
+    del sd["layer1.0.conv1.weight"]
+    torch.save(sd, path)
+    with pytest.raises(ModelError, match="backbone tensor.*missing.*layer1.0.conv1.weight"):
+        build_model("resnet18", 2, str(path))
+    torch.save(build_model("resnet50", 1000, "none").state_dict(), path)
+    with pytest.raises(ModelError, match="wrong shape|does not match"):
+        build_model("resnet18", 2, str(path))
+    with pytest.raises(ModelError, match="no such file"):
+        build_model("resnet18", 2, str(tmp_path / "nope.pth"))
+
+
+def test_unknown_architecture() -> None:
+    with pytest.raises(ModelError, match="unknown architecture 'resnet19'.*resnet18"):
+        build_model("resnet19", 2)
+
+
+def test_inception_imagenet_needs_transform_input() -> None:
+    assert arch_kwargs("inception_v3", pretrained=True) == {"aux_logits": True, "transform_input": True}
+    assert arch_kwargs("resnet18", pretrained=True) == {}
+
+
+# ----- checkpoint files ---------------------------------------------------------------------------
+def test_checkpoint_roundtrip_and_bad_files(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    module = build_model("mobilenet_v3_small", 2, "none").eval()
+    ckpt = make_checkpoint(
+        module,
+        arch="mobilenet_v3_small",
+        classes=("nv", "mel"),
+        input_size=(64, 64),
+        model_kwargs={},
+        training={"lr": 0.01},
+        data={"train_hash": "abc"},
+        metrics={"auc": {"value": 0.7}},
+        epoch=3,
+    )
+    path = save_checkpoint(ckpt, tmp_path / "m.pt")
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    raw = torch.load(path, weights_only=True)
+    assert raw[CHECKPOINT_KEY] == 1 and raw["decoder"] == "pil" and raw["versions"]["torch"] == torch.__version__
+    clf = load_checkpoint_classifier(path, device="cpu")
+    assert clf.classes == ("nv", "mel") and clf.input_size == (64, 64) and clf.white_box
+    assert clf.melanoma_indices == [1] and clf.benign_indices == [0]
+    d = clf.describe()
+    assert d["checkpoint"]["epoch"] == 3 and d["checkpoint"]["training"]["lr"] == 0.01
+    images = np.random.default_rng(0).integers(0, 256, (3, 80, 90, 3), dtype=np.uint8)
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([resize_uint8(im, (64, 64)) for im in images])).permute(0, 3, 1, 2).float()
+        mean = torch.tensor(clf.mean).view(1, 3, 1, 1) * 255
+        std = torch.tensor(clf.std).view(1, 3, 1, 1) * 255
+        expected = torch.softmax(module((x - mean) / std), 1).numpy()
+    np.testing.assert_allclose(clf.predict_proba(images), expected, atol=1e-5)
+
+    # The registry dispatches .pt files to the checkpoint loader.
+    from dermadv.models.registry import load_model
+
+    assert load_model(str(path)).classes == ("nv", "mel")
+
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="truncated.pt: not a readable torch checkpoint"):
+        load_checkpoint_classifier(truncated)
+    foreign = tmp_path / "plain.pt"
+    torch.save(module.state_dict(), foreign)
+    with pytest.raises(ModelError, match="plain.pt: not a dermadv checkpoint"):
+        load_checkpoint_classifier(foreign)
+    text = tmp_path / "text.pt"
+    text.write_text("hello")
+    with pytest.raises(ModelError, match="text.pt"):
+        load_checkpoint_classifier(text)
+    ckpt["arch"] = "resnet18"
+    save_checkpoint(ckpt, tmp_path / "wrong.pt")
+    with pytest.raises(ModelError, match="wrong.pt: weights do not fit architecture resnet18"):
+        load_checkpoint_classifier(tmp_path / "wrong.pt")
+    with pytest.raises(ModelError, match="not found"):
+        read_checkpoint(tmp_path / "missing.pt")
+
+
+# ----- augmentation and cache ---------------------------------------------------------------------
+def test_augmentation_is_deterministic_and_shaped(isic2019_dir: Path) -> None:
+    img = load_image(next((isic2019_dir / "images").glob("*.jpg")))
+    aug = Augmentation(size=64, color_jitter=0.1)
+    a = augment(img, aug, np.random.default_rng([0, 1, 2]))
+    b = augment(img, aug, np.random.default_rng([0, 1, 2]))
+    c = augment(img, aug, np.random.default_rng([0, 1, 3]))
+    assert a.dtype == torch.uint8 and a.shape == (3, 64, 64)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        top, left, h, w = crop_box(rng, 100, 150, (0.5, 1.0), (3 / 4, 4 / 3))
+        assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 150
+        assert 0.5 * 15000 * 0.98 <= h * w <= 15000
+    # Colour-balance gains only: a grey image stays within [0.9, 1.1] x grey per channel.
+    grey = np.full((80, 80, 3), 100, np.uint8)
+    plain = Augmentation(size=32, rotation=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), color_jitter=0.1)
+    out = augment(grey, plain, np.random.default_rng(5)).float()
+    per_channel = out.mean(dim=(1, 2))
+    assert ((per_channel >= 89.5) & (per_channel <= 110.5)).all() and per_channel.std() > 0
+
+
+def test_image_cache(tmp_path: Path, isic2019_dir: Path) -> None:
+    src = next((isic2019_dir / "images").glob("*.jpg"))
+    local = tmp_path / "img.jpg"
+    local.write_bytes(src.read_bytes())
+    cache = ImageCache(tmp_path / "cache")
+    a = cache.get(local, 100)
+    assert min(a.shape[:2]) == 100 and a.shape[:2] == shorter_side_size(load_image(local).shape, 100)
+    assert cache.contains(local, 100) and not cache.contains(local, (64, 64))
+    files = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(files) == 1
+    np.testing.assert_array_equal(cache.get(local, 100), a)
+    exact = cache.get(local, (64, 48))
+    np.testing.assert_array_equal(exact, resize_uint8(load_image(local), (64, 48)))
+    # A changed file is a different entry; a different decoder too.
+    time.sleep(0.01)
+    local.write_bytes(np.asarray(src.read_bytes()[:-1]).tobytes() + src.read_bytes()[-1:])
+    os.utime(local, ns=(time.time_ns(), time.time_ns()))
+    assert not cache.contains(local, 100)
+    assert ImageCache(tmp_path / "cache", decoder="tf").key(local, 100) != cache.key(local, 100)
+    # A damaged entry is recomputed.
+    cache.get(local, 100)
+    for f in (tmp_path / "cache").rglob("*.npy"):
+        f.write_bytes(b"garbage")
+    np.testing.assert_array_equal(cache.get(local, 100), a)
