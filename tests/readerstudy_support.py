@@ -3,12 +3,16 @@ real server subprocess on a free loopback port."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,7 +49,9 @@ def make_hand_study(
         rows.append({"image": f"{image_id}.jpg", "diagnosis": dx, "condition": "unmodified", "attack": ""})
     mel = [i for i, d in picked if d == "mel"]
     for k, image_id in enumerate(mel[:n_adv]):
-        arr = np.asarray(Image.open(isic2019_dir / "images" / f"{image_id}.jpg").convert("RGB"), dtype=np.float64)
+        arr = np.asarray(
+            Image.open(isic2019_dir / "images" / f"{image_id}.jpg").convert("RGB"), dtype=np.float64
+        )
         gains = np.array([1.09, 0.93, 1.04]) if k % 2 == 0 else np.array([0.92, 1.07, 0.95])
         adv = np.clip(arr * gains, 0, 255).astype(np.uint8)
         name = f"{image_id}_color.png"
@@ -61,15 +67,27 @@ def make_hand_study(
         w.writeheader()
         w.writerows(rows)
     study = tmp / "study"
-    cli(["reader-study", "build", "--images", str(src), "--manifest", str(manifest), "--out", str(study),
-         *extra_args])
+    cli(
+        [
+            "reader-study",
+            "build",
+            "--images",
+            str(src),
+            "--manifest",
+            str(manifest),
+            "--out",
+            str(study),
+            *extra_args,
+        ]
+    )
     return study
 
 
 def cli(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m dermadv.cli ARGS`` in a subprocess."""
-    proc = subprocess.run([sys.executable, "-m", "dermadv.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dermadv.cli", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"dermadv {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
     return proc
@@ -94,12 +112,28 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0) -> Server:
-        args = [sys.executable, "-m", "dermadv.cli", "reader-study", "serve", str(self.study),
-                "--port", str(self.port), "--coordinator-token", COORD]
+        args = [
+            sys.executable,
+            "-m",
+            "dermadv.cli",
+            "reader-study",
+            "serve",
+            str(self.study),
+            "--port",
+            str(self.port),
+            "--coordinator-token",
+            COORD,
+        ]
         if self.db:
             args += ["--db", self.db]
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            args,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -127,3 +161,66 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+@contextlib.contextmanager
+def throwaway_postgres():
+    """A private PostgreSQL server (initdb + pg_ctl, Unix socket only) for the duration of a test.
+
+    Skips the test when the PostgreSQL binaries, the 'postgres' system user (the server refuses to run
+    as root) or the psycopg driver are not available."""
+    import pytest
+
+    pytest.importorskip("psycopg")
+    bindir = next(
+        (
+            Path(d)
+            for d in ("/usr/local/bin", "/usr/lib/postgresql/15/bin", "/usr/bin")
+            if (Path(d) / "initdb").exists() and (Path(d) / "pg_ctl").exists()
+        ),
+        None,
+    )
+    if bindir is None or (os.geteuid() == 0 and shutil.which("runuser") is None):
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not installed")
+    as_pg: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="dermadv-pg-"))
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("no 'postgres' system user to run a PostgreSQL server as")
+        as_pg = ["runuser", "-u", "postgres", "--"]
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+    data = root / "data"
+    try:
+        subprocess.run(
+            [*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "dermadv"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *as_pg,
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(root / "log"),
+                "-w",
+                "-o",
+                f"-k {root} -c listen_addresses='' -c fsync=on",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        yield f"postgresql+psycopg://dermadv@/postgres?host={root}"
+    finally:
+        subprocess.run(
+            [*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)

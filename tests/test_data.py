@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -97,16 +99,28 @@ def test_isic2019_download_layout_merges_metadata_csv(tmp_path: Path, ham10000_d
     gt, meta = [], []
     for i, (iid, dx, p) in enumerate(imgs):
         shutil.copy(p, root / "ISIC_2019_Training_Input" / f"{iid}.jpg")
-        gt.append([iid] + [1.0 if c == dx.upper() else 0.0 for c in "MEL NV BCC AK BKL DF VASC SCC UNK".split()])
+        gt.append(
+            [iid] + [1.0 if c == dx.upper() else 0.0 for c in "MEL NV BCC AK BKL DF VASC SCC UNK".split()]
+        )
         meta.append([iid, 40 + i, "anterior torso", f"BCN_{i // 2:07d}", "female"])
-    _write_csv(root / "ISIC_2019_Training_GroundTruth.csv", "image MEL NV BCC AK BKL DF VASC SCC UNK".split(), gt)
-    _write_csv(root / "ISIC_2019_Training_Metadata.csv",
-               ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"], meta)
+    _write_csv(
+        root / "ISIC_2019_Training_GroundTruth.csv", "image MEL NV BCC AK BKL DF VASC SCC UNK".split(), gt
+    )
+    _write_csv(
+        root / "ISIC_2019_Training_Metadata.csv",
+        ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"],
+        meta,
+    )
     ds = load_dataset(root)
     assert ds.layout == "isic2019" and ds.problems == []
     assert ds.metadata_paths == [root / "ISIC_2019_Training_Metadata.csv"]
     first = ds.by_id()[imgs[0][0]]
-    assert (first.age, first.sex, first.site, first.lesion_id) == (40.0, "female", "anterior torso", "BCN_0000000")
+    assert (first.age, first.sex, first.site, first.lesion_id) == (
+        40.0,
+        "female",
+        "anterior torso",
+        "BCN_0000000",
+    )
     assert ds.n_lesions() == 3
 
 
@@ -121,6 +135,41 @@ def test_isic2018_layout(tmp_path: Path, ham10000_dir: Path) -> None:
     ds = load_dataset(tmp_path)
     assert ds.layout == "isic2018"
     assert ds.counts() == {"mel": 2, "nv": 2} and ds.problems == []
+
+
+def test_ham10000_download_layout_and_isic2017(tmp_path: Path, ham10000_dir: Path) -> None:
+    """HAM10000 as downloaded: images split over HAM10000_images_part_1/_part_2; ISIC 2017 GT CSV."""
+    imgs = _real_images(ham10000_dir, 4)
+    for i, (iid, _, p) in enumerate(imgs):
+        part = tmp_path / "ham" / f"HAM10000_images_part_{i % 2 + 1}"
+        part.mkdir(parents=True, exist_ok=True)
+        (part / f"{iid}.jpg").symlink_to(p)
+    _write_csv(
+        tmp_path / "ham" / "HAM10000_metadata.csv",
+        ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
+        [[f"HAM_{i}", iid, dx, "histo", "", "unknown", "unknown"] for i, (iid, dx, _) in enumerate(imgs)],
+    )
+    ds = load_dataset(tmp_path / "ham")
+    assert ds.layout == "ham10000" and ds.counts() == {"mel": 2, "nv": 2} and ds.problems == []
+    assert len(ds.image_dirs) == 2 and ds.samples[0].metadata() == {
+        "age": None,
+        "sex": "unknown",
+        "site": "unknown",
+    }
+
+    d17 = tmp_path / "isic17"
+    (d17 / "ISIC-2017_Training_Data").mkdir(parents=True)
+    for iid, _, p in imgs:
+        (d17 / "ISIC-2017_Training_Data" / f"{iid}.jpg").symlink_to(p)
+    _write_csv(
+        d17 / "ISIC-2017_Training_Part3_GroundTruth.csv",
+        ["image_id", "melanoma", "seborrheic_keratosis"],
+        [[imgs[0][0], 1.0, 0.0], [imgs[1][0], 0.0, 0.0], [imgs[2][0], 0.0, 1.0], [imgs[3][0], 1.0, 1.0]],
+    )
+    ds = load_dataset(d17)
+    assert ds.layout == "isic2017"
+    assert [s.diagnosis for s in ds.samples] == ["mel", "nv", "bkl"]
+    assert _kinds(ds) == {"ambiguous_label": 1}
 
 
 def test_class_folders_layout(tmp_path: Path, ham10000_dir: Path) -> None:
@@ -153,10 +202,22 @@ def test_isic_archive_layout_uses_most_specific_diagnosis(tmp_path: Path, ham100
         ("Benign", "Benign melanocytic proliferations", "Nevus", "benign"),
         ("Benign", "Benign epidermal proliferations", "Acrochordon", "benign"),  # maps at no level
     ]
-    header = ["isic_id", "attribution", "age_approx", "anatom_site_general", "benign_malignant",
-              "diagnosis_1", "diagnosis_2", "diagnosis_3", "lesion_id", "sex"]
-    rows = [[iid, "Anonymous", 55, "head/neck", bm, d1, d2, d3, f"IL_{i}", "male"]
-            for i, ((iid, _, _), (d1, d2, d3, bm)) in enumerate(zip(imgs, d, strict=True))]
+    header = [
+        "isic_id",
+        "attribution",
+        "age_approx",
+        "anatom_site_general",
+        "benign_malignant",
+        "diagnosis_1",
+        "diagnosis_2",
+        "diagnosis_3",
+        "lesion_id",
+        "sex",
+    ]
+    rows = [
+        [iid, "Anonymous", 55, "head/neck", bm, d1, d2, d3, f"IL_{i}", "male"]
+        for i, ((iid, _, _), (d1, d2, d3, bm)) in enumerate(zip(imgs, d, strict=True))
+    ]
     _write_csv(tmp_path / "metadata.csv", header, rows)
     ds = load_dataset(tmp_path)
     assert ds.layout == "isic_archive"
@@ -166,8 +227,11 @@ def test_isic_archive_layout_uses_most_specific_diagnosis(tmp_path: Path, ham100
     assert problem.kind == "unknown_label" and problem.image_id == imgs[4][0]
     assert problem.path == tmp_path / "metadata.csv" and "Acrochordon" in problem.message
     # Older exports have a single `diagnosis` column.
-    _write_csv(tmp_path / "metadata.csv", ["isic_id", "diagnosis", "benign_malignant"],
-               [[imgs[0][0], "melanoma", "malignant"], [imgs[1][0], "nevus", "benign"]])
+    _write_csv(
+        tmp_path / "metadata.csv",
+        ["isic_id", "diagnosis", "benign_malignant"],
+        [[imgs[0][0], "melanoma", "malignant"], [imgs[1][0], "nevus", "benign"]],
+    )
     old = load_dataset(tmp_path / "metadata.csv")
     assert [s.diagnosis for s in old.samples] == ["mel", "nv"]
     assert Counter(p.kind for p in old.problems) == {"unlabelled_image": 3}
@@ -193,13 +257,21 @@ def test_every_problem_is_reported_with_its_file(tmp_path: Path, ham10000_dir: P
     rows = [[f"HAM_{i}", iid, dx, "histo", 50, "male", "back"] for i, (iid, dx, _) in enumerate(imgs)]
     rows[3][2] = "not-a-diagnosis"
     rows.append(["HAM_0", ids[0], "mel", "histo", 50, "male", "back"])  # duplicate id
-    csv_path = _write_csv(root / "HAM10000_metadata.csv",
-                          ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"], rows)
+    csv_path = _write_csv(
+        root / "HAM10000_metadata.csv",
+        ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
+        rows,
+    )
 
     ds = check_dataset(root, progress=False)
     assert [s.image_id for s in ds.samples] == ids[:3]
-    assert _kinds(ds) == {"unreadable_image": 3, "unknown_label": 1, "missing_image": 1,
-                          "duplicate_id": 1, "unlabelled_image": 1}
+    assert _kinds(ds) == {
+        "unreadable_image": 3,
+        "unknown_label": 1,
+        "missing_image": 1,
+        "duplicate_id": 1,
+        "unlabelled_image": 1,
+    }
     by_id = {(p.kind, p.image_id): p for p in ds.problems}
     assert "truncated" in by_id["unreadable_image", ids[4]].message
     assert by_id["unreadable_image", ids[4]].path == images / f"{ids[4]}.jpg"
@@ -208,7 +280,9 @@ def test_every_problem_is_reported_with_its_file(tmp_path: Path, ham10000_dir: P
     assert by_id["unknown_label", ids[3]].path == csv_path
     assert "not-a-diagnosis" in by_id["unknown_label", ids[3]].message
     assert by_id["missing_image", ids[7]].path == csv_path
-    assert by_id["duplicate_id", ids[0]].path == csv_path and "line 10" in by_id["duplicate_id", ids[0]].message
+    assert (
+        by_id["duplicate_id", ids[0]].path == csv_path and "line 10" in by_id["duplicate_id", ids[0]].message
+    )
     assert by_id["unlabelled_image", "ISIC_9999999"].path == images / "ISIC_9999999.jpg"
     assert all(str(p).startswith(str(p.path)) for p in ds.problems)
     # Without decoding, the broken files still count as samples; the rest is found the same way.
@@ -221,8 +295,11 @@ def test_ambiguous_one_hot_rows(tmp_path: Path, ham10000_dir: Path) -> None:
     for iid, p in ((iid1, p1), (iid2, p2), (iid3, p3)):
         shutil.copy(p, tmp_path / f"{iid}.jpg")
     header = "image MEL NV BCC AK BKL DF VASC SCC UNK".split()
-    _write_csv(tmp_path / "gt.csv", header, [[iid1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [iid2, *[0] * 9],
-                                            [iid3, 1, 0, 0, 0, 0, 0, 0, 0, 0]])
+    _write_csv(
+        tmp_path / "gt.csv",
+        header,
+        [[iid1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [iid2, *[0] * 9], [iid3, 1, 0, 0, 0, 0, 0, 0, 0, 0]],
+    )
     ds = load_dataset(tmp_path)
     assert [s.image_id for s in ds.samples] == [iid3]
     assert _kinds(ds) == {"ambiguous_label": 2}
@@ -230,8 +307,11 @@ def test_ambiguous_one_hot_rows(tmp_path: Path, ham10000_dir: Path) -> None:
 
 
 def test_missing_column_names_csv_and_columns(tmp_path: Path) -> None:
-    _write_csv(tmp_path / "HAM10000_metadata.csv", ["lesion_id", "image_id", "dx_type", "age", "sex",
-                                                    "localization"], [["HAM_1", "ISIC_1", "histo", 50, "male", "back"]])
+    _write_csv(
+        tmp_path / "HAM10000_metadata.csv",
+        ["lesion_id", "image_id", "dx_type", "age", "sex", "localization"],
+        [["HAM_1", "ISIC_1", "histo", 50, "male", "back"]],
+    )
     with pytest.raises(DataError) as err:
         load_dataset(tmp_path)
     msg = str(err.value)
@@ -279,20 +359,14 @@ def test_split_never_splits_a_lesion(tmp_path: Path, ham10000_dir: Path) -> None
     """Several images share lesion ids (sizes 1-4): no lesion may straddle train and val."""
     with open(ham10000_dir / "HAM10000_metadata.csv") as f:
         rows = list(csv.DictReader(f))
-    sizes = [1, 2, 3, 4]
-    by_dx: dict[str, int] = Counter()
-    for i, r in enumerate(rows):
-        k = by_dx[r["dx"]]
-        by_dx[r["dx"]] += 1
-        group, acc = 0, 0
-        while acc + sizes[group % 4] <= k:
-            acc += sizes[group % 4]
-            group += 1
-        r["lesion_id"] = f"L_{r['dx']}_{group}"
-        del i
+    # Lesion of the k-th image of each diagnosis: lesions hold 1, 2, 3, 4, 1, 2, ... images in turn.
+    lesion_of = [g for g in range(100) for _ in range(g % 4 + 1)]
+    seen: Counter = Counter()
+    for r in rows:
+        r["lesion_id"] = f"L_{r['dx']}_{lesion_of[seen[r['dx']]]}"
+        seen[r["dx"]] += 1
     csv_path = _write_csv(tmp_path / "HAM10000_metadata.csv", list(rows[0]), [list(r.values()) for r in rows])
-    for d in ("images",):
-        (tmp_path / d).symlink_to(ham10000_dir / d)
+    (tmp_path / "images").symlink_to(ham10000_dir / "images")
     ds = load_dataset(csv_path)
     assert ds.n_lesions() < 90
     for seed in range(5):
@@ -319,15 +393,20 @@ def test_split_files_round_trip_and_validation(tmp_path: Path, ham10000_dir: Pat
     meta = json.loads(side.read_text())
     assert meta["seed"] == 3 and meta["val_fraction"] == 0.2 and meta["classes"] == ["mel", "nv"]
     assert meta["counts"] == {"train": {"mel": 80, "nv": 80}, "val": {"mel": 20, "nv": 20}}
-    assert meta["dataset"]["root"] == str(ham10000_dir) and meta["dataset"]["hash"] == dataset_hash(ds.samples)
+    assert meta["dataset"]["root"] == str(ham10000_dir) and meta["dataset"]["hash"] == dataset_hash(
+        ds.samples
+    )
     back = read_split(out, ds)
     assert back.hash() == sp.hash() == meta["split_hash"] and back.seed == 3
     assert all(s.path is not None for s in back.val)
     assert not list(out.parent.glob(".*tmp"))  # atomic write leaves no temporary file
 
     bad = tmp_path / "bad.csv"
-    _write_csv(bad, ["image_id", "diagnosis", "lesion_id", "subset"],
-               [[rows[0]["image_id"], rows[0]["diagnosis"], "", "validation"]])
+    _write_csv(
+        bad,
+        ["image_id", "diagnosis", "lesion_id", "subset"],
+        [[rows[0]["image_id"], rows[0]["diagnosis"], "", "validation"]],
+    )
     with pytest.raises(DataError, match=r"bad\.csv: invalid split: line 2: unknown subset 'validation'"):
         read_split(bad)
     _write_csv(bad, ["image_id", "diagnosis", "lesion_id", "subset"], [["ISIC_0000000", "mel", "", "val"]])
@@ -400,11 +479,35 @@ def test_cli_split(isic2019_dir: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
     assert summary["counts"]["val"] == {"mel": 40, "nv": 40, "bkl": 8} and summary["status"] == "written"
-    assert read_split(out).hash() == summary["split_hash"] == make_split(isic2019_dir, seed=4, classes=None).hash()
+    assert (
+        read_split(out).hash()
+        == summary["split_hash"]
+        == make_split(isic2019_dir, seed=4, classes=None).hash()
+    )
     res = runner.invoke(app, args)
     assert res.exit_code == 0 and "unchanged" in res.stdout
     res = runner.invoke(app, ["data", "split", str(isic2019_dir), "--out", str(out), "--seed", "5"])
     assert isinstance(res.exception, DataError) and "--force" in str(res.exception)
-    res = runner.invoke(app, ["data", "split", str(isic2019_dir), "--out", str(out), "--seed", "5", "--force"])
+    res = runner.invoke(
+        app, ["data", "split", str(isic2019_dir), "--out", str(out), "--seed", "5", "--force"]
+    )
     assert res.exit_code == 0 and "mel" in res.stdout
     assert read_split(out).seed == 5
+
+
+def test_console_exit_codes(tmp_path: Path) -> None:
+    """Through the real entry point: problems -> exit 1; unusable input -> exit 2 with a one-line error."""
+    (tmp_path / "mel").mkdir()
+    (tmp_path / "mel" / "ISIC_1.jpg").write_bytes(b"")
+    cmd = [sys.executable, "-m", "dermadv.cli", "data"]
+    res = subprocess.run([*cmd, "check", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1, res.stderr
+    assert f"[unreadable_image] {tmp_path / 'mel' / 'ISIC_1.jpg'}: file is empty" in res.stdout
+    res = subprocess.run(
+        [*cmd, "split", str(tmp_path / "absent"), "--out", str(tmp_path / "s.csv")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"error: {tmp_path / 'absent'}: no such file or directory"

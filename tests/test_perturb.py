@@ -141,7 +141,8 @@ def test_few_pixels_writes_exactly_d_pixels(square: np.ndarray) -> None:
     assert (img != square).any(axis=-1).sum() == 3
     np.testing.assert_array_equal(img[60, 50], [255, 255, 255])
     np.testing.assert_array_equal(img[95, 95], [1, 2, 3])
-    assert fp.describe_params(p, square.shape)["pixels"][1] == {"x": 50, "y": 60, "r": 255, "g": 255, "b": 255}
+    recorded = fp.describe_params(p, square.shape)["pixels"]
+    assert recorded[1] == {"x": 50, "y": 60, "r": 255, "g": 255, "b": 255}
 
 
 def test_few_pixels_later_pixel_wins_on_collision(square: np.ndarray) -> None:

@@ -6,14 +6,20 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import re
 import sqlite3
+import subprocess
+import sys
+import time
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from readerstudy_support import cli, make_hand_study
 
 from dermadv.errors import DataError
+from readerstudy_support import cli, free_port, make_hand_study
 
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -38,15 +44,22 @@ def _client(study_dir, tmp_path, **settings):
 
 
 def _reader(client, name="A"):
-    r = client.post("/api/coordinator/readers", json={"name": name, "role": "derm", "years_experience": 3},
-                    headers=BEARER)
+    r = client.post(
+        "/api/coordinator/readers", json={"name": name, "role": "derm", "years_experience": 3}, headers=BEARER
+    )
     assert r.status_code == 200, r.text
     return r.json()["token"]
 
 
 def _send(client, token, image, answer="melanoma", confidence=3, sid="sub-0000001", **extra):
-    body = {"image": image, "answer": answer, "confidence": confidence, "submission_id": sid, "client_ms": 900,
-            **extra}
+    body = {
+        "image": image,
+        "answer": answer,
+        "confidence": confidence,
+        "submission_id": sid,
+        "client_ms": 900,
+        **extra,
+    }
     return client.post(f"/api/r/{token}/answers", json=body)
 
 
@@ -97,7 +110,10 @@ def test_changes_allowed_are_logged(study_dir, tmp_path):
     changes = store.changes()
     assert len(changes) == 1
     assert (changes[0]["old_answer"], changes[0]["new_answer"], changes[0]["new_confidence"]) == (
-        "melanoma", "naevus", 5)
+        "melanoma",
+        "naevus",
+        5,
+    )
     row = store.export_rows()[0]
     assert (row["answer"], row["confidence"], row["n_changes"]) == ("naevus", 5, 1)
     # going back is possible: item 1 page renders with the stored answer pre-selected
@@ -116,14 +132,44 @@ def test_changes_allowed_are_logged(study_dir, tmp_path):
         ({"image": "KEY", "answer": "melanoma", "confidence": "3", "submission_id": "sid-xxxxxxxx"}, 422),
         ({"image": "KEY", "answer": "melanoma", "submission_id": "sid-xxxxxxxx"}, 422),  # confidence required
         ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "sid-x;drop table"}, 422),
-        ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx",
-          "reader_id": 2}, 422),  # unknown fields (e.g. trying to name another reader) are refused
-        ({"image": "KEY", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx",
-          "client_ms": -5}, 422),
-        ({"image": "../manifest.csv0", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx"},
-         422),
-        ({"image": "0123456789abcdef", "answer": "melanoma", "confidence": 3, "submission_id": "sid-xxxxxxxx"},
-         404),  # not in the reader's set
+        (
+            {
+                "image": "KEY",
+                "answer": "melanoma",
+                "confidence": 3,
+                "submission_id": "sid-xxxxxxxx",
+                "reader_id": 2,
+            },
+            422,
+        ),  # unknown fields (e.g. trying to name another reader) are refused
+        (
+            {
+                "image": "KEY",
+                "answer": "melanoma",
+                "confidence": 3,
+                "submission_id": "sid-xxxxxxxx",
+                "client_ms": -5,
+            },
+            422,
+        ),
+        (
+            {
+                "image": "../manifest.csv0",
+                "answer": "melanoma",
+                "confidence": 3,
+                "submission_id": "sid-xxxxxxxx",
+            },
+            422,
+        ),
+        (
+            {
+                "image": "0123456789abcdef",
+                "answer": "melanoma",
+                "confidence": 3,
+                "submission_id": "sid-xxxxxxxx",
+            },
+            404,
+        ),  # not in the reader's set
     ],
 )
 def test_malformed_and_foreign_answers_are_refused(study_dir, tmp_path, body, status):
@@ -141,7 +187,9 @@ def test_malformed_and_foreign_answers_are_refused(study_dir, tmp_path, body, st
 def test_not_json_and_unshown_image_are_refused(study_dir, tmp_path):
     client, store = _client(study_dir, tmp_path)
     token = _reader(client)
-    r = client.post(f"/api/r/{token}/answers", content=b"{not json", headers={"Content-Type": "application/json"})
+    r = client.post(
+        f"/api/r/{token}/answers", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 422
     # an image of the reader's set that was never shown (skipping ahead) is refused
     order = store.list_readers()[0].order
@@ -191,10 +239,18 @@ def test_one_reader_cannot_reach_another(study_dir, tmp_path):
     assert client.get("/coordinator").text.count('name="token"') == 1  # login form, no data
 
 
-@pytest.mark.parametrize("path", [
-    "/r/{t}/image/..%2F..%2Fmanifest.csv", "/r/{t}/image/../../manifest.csv", "/r/{t}/image/%2e%2e%2fstudy.json",
-    "/r/{t}/image/{k}.png", "/r/{t}/image/{K}", "/static/..%2Fstudy.py", "/r/{t}/image/..%2f..%2fanswers.sqlite",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/r/{t}/image/..%2F..%2Fmanifest.csv",
+        "/r/{t}/image/../../manifest.csv",
+        "/r/{t}/image/%2e%2e%2fstudy.json",
+        "/r/{t}/image/{k}.png",
+        "/r/{t}/image/{K}",
+        "/static/..%2Fstudy.py",
+        "/r/{t}/image/..%2f..%2fanswers.sqlite",
+    ],
+)
 def test_path_traversal_is_refused(study_dir, tmp_path, path):
     client, _ = _client(study_dir, tmp_path)
     token = _reader(client)
@@ -230,8 +286,11 @@ def test_no_diagnosis_leaks(study_dir, tmp_path):
 
     def normalise(key):
         text = pages[key].replace(key, "KEY")
-        return "\n".join(line for line in text.splitlines() if "progress" not in line and "data-number" not in line
-                         and "Dermoscopic image" not in line)
+        return "\n".join(
+            line
+            for line in text.splitlines()
+            if "progress" not in line and "data-number" not in line and "Dermoscopic image" not in line
+        )
 
     assert normalise(mel) == normalise(nv)
     assert all(len(k) == 16 for k in order) and not any(im.file.startswith("ISIC") for im in study.images)
@@ -239,8 +298,21 @@ def test_no_diagnosis_leaks(study_dir, tmp_path):
 
 def test_cli_readers_and_export(study_dir, tmp_path):
     db = f"sqlite:///{tmp_path / 'cli.sqlite'}"
-    out = cli(["reader-study", "readers", "add", str(study_dir), "--name", "Dr B", "--years", "12", "--db", db,
-               "--json"])
+    out = cli(
+        [
+            "reader-study",
+            "readers",
+            "add",
+            str(study_dir),
+            "--name",
+            "Dr B",
+            "--years",
+            "12",
+            "--db",
+            db,
+            "--json",
+        ]
+    )
     info = json.loads(out.stdout)
     assert info["invite_url"].endswith(info["token"]) and len(info["token"]) >= 32
     listing = cli(["reader-study", "readers", "list", str(study_dir), "--db", db, "--json"])
@@ -257,10 +329,25 @@ def test_cli_readers_and_export(study_dir, tmp_path):
     rows = list(csv.DictReader((tmp_path / "a.csv").open()))
     assert len(rows) == 1 and rows[0]["answer"] == "naevus" and rows[0]["confidence"] == "2"
     assert rows[0]["ground_truth"] == study.by_key()[reader.order[0]].ground_truth
-    cli(["reader-study", "export", str(study_dir), "--db", db, "--format", "original", "--reader", "1",
-         "--out", str(tmp_path / "o.csv")])
-    assert (tmp_path / "o.csv").read_text().splitlines() == ["Image_name,Diagnosis",
-                                                             f"{reader.order[0]}.png,Benign naevus"]
+    cli(
+        [
+            "reader-study",
+            "export",
+            str(study_dir),
+            "--db",
+            db,
+            "--format",
+            "original",
+            "--reader",
+            "1",
+            "--out",
+            str(tmp_path / "o.csv"),
+        ]
+    )
+    assert (tmp_path / "o.csv").read_text().splitlines() == [
+        "Image_name,Diagnosis",
+        f"{reader.order[0]}.png,Benign naevus",
+    ]
     revoked = cli(["reader-study", "readers", "revoke", str(study_dir), "1", "--db", db])
     assert "revoked" in revoked.stdout
     bad = cli(["reader-study", "readers", "revoke", str(study_dir), "99", "--db", db], check=False)
@@ -296,9 +383,8 @@ def test_build_refuses_bad_manifests(isic2019_dir, tmp_path):
 def test_build_from_attack_runs(isic2019_dir, tmp_path):
     """--from RUN: a run written with the campaign's ResultsStore (real images, real PNGs)."""
     from dermadv.campaign.store import ResultsStore
-    from readerstudy_support import isic_images
-
     from dermadv.data.images import load_image
+    from readerstudy_support import isic_images
 
     picked = isic_images(isic2019_dir, 6, 6)
     run = tmp_path / "run"
@@ -307,17 +393,41 @@ def test_build_from_attack_runs(isic2019_dir, tmp_path):
             img = load_image(isic2019_dir / "images" / f"{image_id}.jpg")[:128, :128]
             for attack in ("color", "rotation"):
                 success = dx == "mel" and (n + (attack == "rotation")) % 2 == 0
-                store.add({
-                    "image_id": image_id, "attack": attack, "direction": "mel->nv",
-                    "outcome": "success" if success else "failure",
-                    "true_group": "melanoma" if dx == "mel" else "benign",
-                    "initial_probs": [0.8, 0.2], "final_probs": [0.3, 0.7] if success else [0.7, 0.3],
-                    "initial_conf": 0.8, "final_conf": 0.3 if success else 0.7,
-                    "params": {"c": [1.05, 0.95, 1.0]}, "queries": 100, "generations": 3, "seconds": 0.1,
-                    "original": img, "adversarial": np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8),
-                }, diagnosis=dx)
-    out = cli(["reader-study", "build", "--from", str(run), "--per-attack", "2", "--unmodified", "6",
-               "--out", str(tmp_path / "study"), "--json"])
+                store.add(
+                    {
+                        "image_id": image_id,
+                        "attack": attack,
+                        "direction": "mel->nv",
+                        "outcome": "success" if success else "failure",
+                        "true_group": "melanoma" if dx == "mel" else "benign",
+                        "initial_probs": [0.8, 0.2],
+                        "final_probs": [0.3, 0.7] if success else [0.7, 0.3],
+                        "initial_conf": 0.8,
+                        "final_conf": 0.3 if success else 0.7,
+                        "params": {"c": [1.05, 0.95, 1.0]},
+                        "queries": 100,
+                        "generations": 3,
+                        "seconds": 0.1,
+                        "original": img,
+                        "adversarial": np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8),
+                    },
+                    diagnosis=dx,
+                )
+    out = cli(
+        [
+            "reader-study",
+            "build",
+            "--from",
+            str(run),
+            "--per-attack",
+            "2",
+            "--unmodified",
+            "6",
+            "--out",
+            str(tmp_path / "study"),
+            "--json",
+        ]
+    )
     summary = json.loads(out.stdout)
     study = load_study(tmp_path / "study")
     adv = [im for im in study.images if im.condition == "adversarial"]
@@ -333,3 +443,144 @@ def test_build_from_attack_runs(isic2019_dir, tmp_path):
     with sqlite3.connect(run / "results.sqlite") as c:
         assert c.execute("select count(*) from results").fetchone()[0] == 24
     assert json.loads((tmp_path / "study" / "study.json").read_text())["build"]["per_attack"] == 2
+
+
+def test_coordinator_pages_login_create_revoke(study_dir, tmp_path):
+    client, store = _client(study_dir, tmp_path)
+    assert client.post("/coordinator/login", data={"token": "wrong-token"}).status_code == 401
+    r = client.post("/coordinator/login", data={"token": COORD}, follow_redirects=False)
+    assert r.status_code == 303 and "samesite=strict" in r.headers["set-cookie"].lower()
+    client.cookies.set("dermadv_coordinator", COORD)
+    page = client.post(
+        "/coordinator/readers", data={"name": "Dr Web", "role": "registrar", "years_experience": "2"}
+    )
+    assert page.status_code == 200
+    link = re.search(r'<code id="invite-link">([^<]+)</code>', page.text).group(1)
+    token = link.rsplit("/", 1)[1]
+    assert store.reader_by_token(token).name == "Dr Web"
+    assert "Dr Web" in client.get("/coordinator").text
+    bad = client.post("/coordinator/readers", data={"name": "X", "years_experience": "many"})
+    assert bad.status_code == 422
+    client.post("/coordinator/readers/1/revoke")
+    assert store.get_reader(1).revoked_at is not None
+    assert client.get(f"/r/{token}").status_code == 403
+
+
+def test_serve_prints_a_random_coordinator_token(study_dir, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "DERMADV_COORDINATOR_TOKEN"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dermadv.cli",
+            "reader-study",
+            "serve",
+            str(study_dir),
+            "--port",
+            str(port),
+            "--db",
+            f"sqlite:///{tmp_path / 'serve.sqlite'}",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        token = None
+        for _ in range(5):
+            line = proc.stderr.readline()
+            if line.startswith("coordinator token:"):
+                token = line.split(":", 1)[1].strip()
+                break
+        assert token and len(token) >= 20
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert (
+            httpx.get(f"{base}/api/coordinator/progress", headers={"Authorization": f"Bearer {token}"}).json()
+            == []
+        )
+        assert (
+            httpx.get(
+                f"{base}/api/coordinator/progress", headers={"Authorization": "Bearer nope"}
+            ).status_code
+            == 401
+        )
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+        proc.stderr.close()
+
+
+def test_build_from_runs_takes_unmodified_images_from_the_attacked_dataset(isic2019_dir, tmp_path):
+    """A mel->nv campaign holds no naevi: unmodified images come from the dataset named in run.json,
+    prepared at the model's input size like the adversarial images."""
+    from dermadv.campaign.store import ResultsStore
+    from dermadv.data.images import load_image, resize_uint8
+    from dermadv.readerstudy.build import build_from_runs
+    from readerstudy_support import isic_images
+
+    run = tmp_path / "run"
+    mels = [i for i, _ in isic_images(isic2019_dir, 4, 0)]
+    with ResultsStore(run) as store:
+        for image_id in mels:
+            img = resize_uint8(load_image(isic2019_dir / "images" / f"{image_id}.jpg"), (96, 96))
+            store.add(
+                {
+                    "image_id": image_id,
+                    "attack": "color",
+                    "direction": "mel->nv",
+                    "outcome": "success",
+                    "true_group": "melanoma",
+                    "initial_probs": [0.9, 0.1],
+                    "final_probs": [0.2, 0.8],
+                    "initial_conf": 0.9,
+                    "final_conf": 0.2,
+                    "params": {},
+                    "queries": 10,
+                    "generations": 1,
+                    "seconds": 0.1,
+                    "original": img,
+                    "adversarial": 255 - img,
+                },
+                diagnosis="mel",
+            )
+    (run / "run.json").write_text(
+        json.dumps(
+            {
+                "settings": {
+                    "model": {"input_size": [96, 96], "decoder": "pil", "resize": "bilinear"},
+                    "data": {"path": str(isic2019_dir)},
+                }
+            }
+        )
+    )
+    study, summary = build_from_runs([run], tmp_path / "study", per_attack=4, unmodified=10, seed=3)
+    unm = [im for im in study.images if im.condition == "unmodified"]
+    assert (
+        sum(im.ground_truth == "naevus" for im in unm)
+        == 5
+        == sum(im.ground_truth == "melanoma" for im in unm)
+    )
+    assert not {im.source_image_id for im in unm} & set(mels)  # no lesion shown twice
+    assert summary["shortfalls"] == [] and summary["unmodified_source"] == str(isic2019_dir)
+    for im in study.images:
+        with Image.open(study.root / "images" / im.file) as pic:
+            assert pic.size == (96, 96)
+    # the same seed draws the same images
+    again, _ = build_from_runs([run], tmp_path / "study2", per_attack=4, unmodified=10, seed=3)
+    assert sorted(i.source_image_id for i in again.images) == sorted(i.source_image_id for i in study.images)
+
+
+def test_invite_links_use_the_public_url(study_dir, tmp_path):
+    app = create_app(
+        load_study(study_dir), f"sqlite:///{tmp_path / 'p.sqlite'}", COORD, "https://study.example.org/"
+    )
+    r = TestClient(app).post("/api/coordinator/readers", json={"name": "Dr P"}, headers=BEARER)
+    assert r.json()["invite_url"] == f"https://study.example.org/r/{r.json()['token']}"

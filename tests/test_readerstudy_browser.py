@@ -8,17 +8,26 @@ import csv
 import io
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import httpx
 import pytest
+
 from readerstudy_support import COORD, Server, cli, make_hand_study
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture()
@@ -50,15 +59,34 @@ def _answer(page, number: int, how: str, answer: str, confidence: int) -> str:
 
 def test_reader_completes_study_through_crash_and_browser_restart(browser, isic2019_dir, tmp_path):
     study = make_hand_study(isic2019_dir, tmp_path, n_mel=3, n_nv=2, n_adv=2)  # 7 images
-    add = cli(["reader-study", "readers", "add", str(study), "--name", "Dr Test", "--role", "dermatologist",
-               "--years", "7", "--json"])
+    add = cli(
+        [
+            "reader-study",
+            "readers",
+            "add",
+            str(study),
+            "--name",
+            "Dr Test",
+            "--role",
+            "dermatologist",
+            "--years",
+            "7",
+            "--json",
+        ]
+    )
     token = json.loads(add.stdout)["token"]
     server = Server(study).start()
     link = f"{server.base}/r/{token}"
     clicked: dict[str, tuple[str, int]] = {}
-    plan = [("mouse", "melanoma", 4), ("keyboard", "naevus", 2), ("mouse", "naevus", 5),
-            ("keyboard", "melanoma", 3), ("mouse", "melanoma", 1), ("keyboard", "naevus", 4),
-            ("mouse", "melanoma", 5)]
+    plan = [
+        ("mouse", "melanoma", 4),
+        ("keyboard", "naevus", 2),
+        ("mouse", "naevus", 5),
+        ("keyboard", "melanoma", 3),
+        ("mouse", "melanoma", 1),
+        ("keyboard", "naevus", 4),
+        ("mouse", "melanoma", 5),
+    ]
     try:
         ctx = browser.new_context()
         page = ctx.new_page()
@@ -101,7 +129,9 @@ def test_reader_completes_study_through_crash_and_browser_restart(browser, isic2
         page.goto(f"{link}/item/2")
         page.wait_for_url(re.compile(r"/done$"))
         ctx.close()
-        export = httpx.get(f"{server.base}/coordinator/export.csv", headers={"Authorization": f"Bearer {COORD}"})
+        export = httpx.get(
+            f"{server.base}/coordinator/export.csv", headers={"Authorization": f"Bearer {COORD}"}
+        )
         assert export.status_code == 200
     finally:
         server.kill()
@@ -116,3 +146,42 @@ def test_reader_completes_study_through_crash_and_browser_restart(browser, isic2
     # the answer sent while the server was down took longer than the restart on the server's clock
     by_key = {r["image"]: r for r in rows}
     assert float(by_key[key4]["server_ms"]) > 300
+
+
+def test_reader_goes_back_and_changes_an_answer(browser, isic2019_dir, tmp_path):
+    """A study that allows changes: Arrow-left shows the earlier image with its answer selected; the
+    change is stored and logged in answer_changes."""
+    study = make_hand_study(isic2019_dir, tmp_path, n_mel=2, n_nv=1, n_adv=0, extra_args=("--allow-change",))
+    token = json.loads(
+        cli(["reader-study", "readers", "add", str(study), "--name", "Dr C", "--json"]).stdout
+    )["token"]
+    with Server(study) as server:
+        page = browser.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"{server.base}/r/{token}")
+        page.click("#start")
+        first = _answer(page, 1, "keyboard", "melanoma", 2)
+        page.wait_for_url(re.compile(r"/item/2$"))
+        page.keyboard.press("ArrowLeft")
+        page.wait_for_url(re.compile(r"/item/1$"))
+        assert page.locator("#choice-m").get_attribute("aria-pressed") == "true"
+        assert page.locator("#rate-2").get_attribute("aria-pressed") == "true"
+        page.click("#choice-b")
+        page.click("#rate-5")
+        page.click("#next")
+        second = _answer(page, 2, "mouse", "melanoma", 4)
+        third = _answer(page, 3, "keyboard", "naevus", 1)
+        page.wait_for_url(re.compile(r"/done$"))
+        assert page.locator("a", has_text="Review or change").count() == 1
+        page.close()
+        auth = {"Authorization": f"Bearer {COORD}"}
+        rows = list(
+            csv.DictReader(io.StringIO(httpx.get(f"{server.base}/coordinator/export.csv", headers=auth).text))
+        )
+    got = {r["image"]: (r["answer"], int(r["confidence"]), int(r["n_changes"])) for r in rows}
+    assert got == {first: ("naevus", 5, 1), second: ("melanoma", 4, 0), third: ("naevus", 1, 0)}
+    with sqlite3.connect(study / "answers.sqlite") as db:
+        log = db.execute(
+            "SELECT image_key, old_answer, old_confidence, new_answer, new_confidence FROM answer_changes"
+        )
+        assert log.fetchall() == [(first, "melanoma", 2, "naevus", 5)]

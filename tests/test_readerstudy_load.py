@@ -5,32 +5,46 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
-from readerstudy_support import COORD, Server, make_hand_study
+import pytest
+from sqlalchemy import create_engine
+
+from readerstudy_support import COORD, Server, make_hand_study, throwaway_postgres
 
 N_READERS = 30
 
 
-def test_thirty_concurrent_readers_lose_nothing(isic2019_dir, tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'study' / 'answers.sqlite'}"  # the default place
+    else:
+        with throwaway_postgres() as url:
+            yield url
+
+
+def test_thirty_concurrent_readers_lose_nothing(isic2019_dir, tmp_path, db_url):
     study = make_hand_study(isic2019_dir, tmp_path, n_mel=4, n_nv=4, n_adv=2)  # 10 images
     n_images = 10
     expected: dict[tuple[int, str], tuple[str, int]] = {}
     lock = threading.Lock()
     statuses: list[str] = []
     errors: list[str] = []
-    with Server(study) as server:
+    with Server(study, db=db_url) as server:
         auth = {"Authorization": f"Bearer {COORD}"}
         readers = []
         with httpx.Client(base_url=server.base, timeout=30) as c:
             for i in range(N_READERS):
-                r = c.post("/api/coordinator/readers", json={"name": f"reader {i}", "years_experience": i % 20},
-                           headers=auth)
+                r = c.post(
+                    "/api/coordinator/readers",
+                    json={"name": f"reader {i}", "years_experience": i % 20},
+                    headers=auth,
+                )
                 assert r.status_code == 200, r.text
                 readers.append((r.json()["id"], r.json()["token"]))
 
@@ -42,12 +56,19 @@ def test_thirty_concurrent_readers_lose_nothing(isic2019_dir, tmp_path):
                     if nxt["done"]:
                         errors.append(f"reader {reader_id} done after {n}")
                         return
-                    body = {"image": nxt["image"], "answer": ["melanoma", "naevus"][rng.integers(2)],
-                            "confidence": int(rng.integers(1, 6)), "submission_id": f"r{reader_id}-n{n}-x",
-                            "client_ms": float(rng.integers(300, 5000))}
+                    body = {
+                        "image": nxt["image"],
+                        "answer": ["melanoma", "naevus"][rng.integers(2)],
+                        "confidence": int(rng.integers(1, 6)),
+                        "submission_id": f"sub-r{reader_id:03d}-n{n:03d}",
+                        "client_ms": float(rng.integers(300, 5000)),
+                    }
                     copies = 2 if n % 3 == 0 else 1  # the same submission sent twice at once
                     with ThreadPoolExecutor(copies) as pool:
-                        replies = list(pool.map(lambda _: c.post(f"/api/r/{token}/answers", json=body), range(copies)))
+                        futures = [
+                            pool.submit(c.post, f"/api/r/{token}/answers", json=body) for _ in range(copies)
+                        ]
+                        replies = [f.result() for f in futures]
                     for rep in replies:
                         if rep.status_code != 200:
                             errors.append(f"reader {reader_id}: {rep.status_code} {rep.text}")
@@ -76,9 +97,11 @@ def test_thirty_concurrent_readers_lose_nothing(isic2019_dir, tmp_path):
     assert statuses.count("stored") == N_READERS * n_images
     assert statuses.count("duplicate") == N_READERS * 4  # items 0, 3, 6, 9 were sent twice
     assert all(p["answered"] == n_images and p["status"] == "done" for p in progress)
-    with sqlite3.connect(study / "answers.sqlite") as db:
-        assert db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == N_READERS * n_images
-        assert db.execute("SELECT COUNT(*) FROM submissions").fetchone()[0] == N_READERS * n_images
-        assert db.execute("SELECT COUNT(*) FROM answer_changes").fetchone()[0] == 0
+    engine = create_engine(db_url)
+    with engine.connect() as db:
+        assert db.exec_driver_sql("SELECT COUNT(*) FROM answers").scalar() == N_READERS * n_images
+        assert db.exec_driver_sql("SELECT COUNT(*) FROM submissions").scalar() == N_READERS * n_images
+        assert db.exec_driver_sql("SELECT COUNT(*) FROM answer_changes").scalar() == 0
+    engine.dispose()
     print(f"{N_READERS * n_images} answers from {N_READERS} concurrent readers in {elapsed:.1f} s")
     assert elapsed < 120

@@ -29,7 +29,7 @@ from dermadv.models.checkpoint import (
     save_checkpoint,
 )
 
-torch.set_num_threads(2)
+torch.set_num_threads(1)  # the shared test machine is oversubscribed: 1 thread is fastest
 
 
 # ----- model construction -------------------------------------------------------------------------
@@ -37,7 +37,12 @@ def test_inception_v3_forward_backward_with_aux_logits() -> None:
     torch.manual_seed(0)
     model = build_model("inception_v3", 2, "none")
     assert model.aux_logits and model.AuxLogits is not None and not model.transform_input
-    assert head_parameter_names(model, 2) == {"fc.weight", "fc.bias", "AuxLogits.fc.weight", "AuxLogits.fc.bias"}
+    assert head_parameter_names(model, 2) == {
+        "fc.weight",
+        "fc.bias",
+        "AuxLogits.fc.weight",
+        "AuxLogits.fc.bias",
+    }
     model.train()
     x = torch.randn(2, 3, 299, 299)
     out = model(x)
@@ -58,7 +63,9 @@ def test_inception_v3_forward_backward_with_aux_logits() -> None:
         assert model(x).shape == (2, 2)  # plain logits in eval mode
 
 
-def test_imagenet_download_failure_names_alternatives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_imagenet_download_failure_names_alternatives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # No network here: torchvision's real weight loading fails and the error says what to do instead.
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(ModelError) as err:
@@ -121,7 +128,9 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path: Path) -> None:
     path = save_checkpoint(ckpt, tmp_path / "m.pt")
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     raw = torch.load(path, weights_only=True)
-    assert raw[CHECKPOINT_KEY] == 1 and raw["decoder"] == "pil" and raw["versions"]["torch"] == torch.__version__
+    assert (
+        raw[CHECKPOINT_KEY] == 1 and raw["decoder"] == "pil" and raw["versions"]["torch"] == torch.__version__
+    )
     clf = load_checkpoint_classifier(path, device="cpu")
     assert clf.classes == ("nv", "mel") and clf.input_size == (64, 64) and clf.white_box
     assert clf.melanoma_indices == [1] and clf.benign_indices == [0]
@@ -129,7 +138,11 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path: Path) -> None:
     assert d["checkpoint"]["epoch"] == 3 and d["checkpoint"]["training"]["lr"] == 0.01
     images = np.random.default_rng(0).integers(0, 256, (3, 80, 90, 3), dtype=np.uint8)
     with torch.no_grad():
-        x = torch.from_numpy(np.stack([resize_uint8(im, (64, 64)) for im in images])).permute(0, 3, 1, 2).float()
+        x = (
+            torch.from_numpy(np.stack([resize_uint8(im, (64, 64)) for im in images]))
+            .permute(0, 3, 1, 2)
+            .float()
+        )
         mean = torch.tensor(clf.mean).view(1, 3, 1, 1) * 255
         std = torch.tensor(clf.std).view(1, 3, 1, 1) * 255
         expected = torch.softmax(module((x - mean) / std), 1).numpy()
@@ -176,7 +189,9 @@ def test_augmentation_is_deterministic_and_shaped(isic2019_dir: Path) -> None:
         assert 0.5 * 15000 * 0.98 <= h * w <= 15000
     # Colour-balance gains only: a grey image stays within [0.9, 1.1] x grey per channel.
     grey = np.full((80, 80, 3), 100, np.uint8)
-    plain = Augmentation(size=32, rotation=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), color_jitter=0.1)
+    plain = Augmentation(
+        size=32, rotation=False, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0), color_jitter=0.1
+    )
     out = augment(grey, plain, np.random.default_rng(5)).float()
     per_channel = out.mean(dim=(1, 2))
     assert ((per_channel >= 89.5) & (per_channel <= 110.5)).all() and per_channel.std() > 0
@@ -206,3 +221,136 @@ def test_image_cache(tmp_path: Path, isic2019_dir: Path) -> None:
     for f in (tmp_path / "cache").rglob("*.npy"):
         f.write_bytes(b"garbage")
     np.testing.assert_array_equal(cache.get(local, 100), a)
+
+
+# ----- training on real images through the CLI -----------------------------------------------------
+TRAIN_ARGS = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "none",
+    "--image-size",
+    "48",
+    "--batch-size",
+    "16",
+    "--color-jitter",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def small_split(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> Path:
+    """A lesion-grouped, stratified split of 40 real ISIC 2019 melanoma/naevus images (28 train, 12 val)."""
+    from dermadv.data import Dataset, load_dataset, make_split, select_samples
+
+    ds = load_dataset(isic2019_dir, progress=False)
+    sub = select_samples(ds, classes=("mel", "nv"), limit=40)
+    path = tmp_path_factory.mktemp("split") / "split40.csv"
+    make_split(Dataset(root=ds.root, layout=ds.layout, samples=sub), val_fraction=0.3, seed=0).write(path)
+    return path
+
+
+def run_cli(args: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    from dermadv.cli import app
+
+    result = CliRunner().invoke(app, args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def train_args(isic2019_dir: Path, split: Path, out: Path, epochs: int, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--data",
+        str(isic2019_dir),
+        "--split",
+        str(split),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        *TRAIN_ARGS,
+        *extra,
+    ]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    sa, sb = torch.load(a, weights_only=True)["state_dict"], torch.load(b, weights_only=True)["state_dict"]
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6, msg=f"{k} differs")
+
+
+def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: Path) -> None:
+    # A straight 2-epoch run is the reference.
+    ref = tmp_path / "ref"
+    out = json.loads(run_cli(train_args(isic2019_dir, small_split, ref, 2, "--json")))
+    assert out["epochs_run"] == 2 and out["resumed_from"] is None
+    history = json.loads((ref / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    csv_lines = (ref / "history.csv").read_text().splitlines()
+    assert csv_lines[0].startswith("epoch,train_loss,val_loss,val_accuracy") and len(csv_lines) == 3
+    last = torch.load(ref / "last.pt", weights_only=True)
+    assert last["epoch"] == 2 and last["batch"] == 0 and last["optimizer"]["state"]
+    info = json.loads((ref / "train.json").read_text())
+    assert info["data"]["n_train"] == 28 and info["data"]["n_val"] == 12
+    assert info["settings"]["color_jitter"] == 0.1 and info["settings"]["lr"] == 0.001
+
+    # 1 epoch, then the same command with --epochs 2 continues at epoch 2 and ends where ref ended.
+    run = tmp_path / "resumed"
+    run_cli(train_args(isic2019_dir, small_split, run, 1))
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    out = json.loads(run_cli(train_args(isic2019_dir, small_split, run, 2, "--json")))
+    assert out["resumed_from"] == {"epoch": 1, "batch": 0} and out["epochs_run"] == 2
+    assert_same_weights(run / "last.pt", ref / "last.pt")
+    assert json.loads((run / "history.json").read_text())[1]["val"]["auc"]["value"] == pytest.approx(
+        history[1]["val"]["auc"]["value"]
+    )
+
+    # Nothing left to do at --epochs 2; different settings are refused.
+    assert json.loads(run_cli(train_args(isic2019_dir, small_split, run, 2, "--json")))["epochs_run"] == 2
+    with pytest.raises(DermadvError, match=r"cannot resume.*lr: 0.001 -> 0.01"):
+        run_cli(train_args(isic2019_dir, small_split, run, 3, "--lr", "0.01"))
+
+    # Killed (SIGKILL) right after the first mid-epoch checkpoint: rerunning continues from that batch.
+    killed = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "dermadv.cli",
+        *train_args(isic2019_dir, small_split, killed, 2),
+        "--checkpoint-every",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 120
+    while not (killed / "last.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    state = torch.load(killed / "last.pt", weights_only=True)
+    assert (state["epoch"], state["batch"]) == (0, 1), (state["epoch"], state["batch"])
+    assert not (killed / "history.json").exists()
+    out = json.loads(
+        run_cli(train_args(isic2019_dir, small_split, killed, 2, "--checkpoint-every", "1", "--json"))
+    )
+    assert out["resumed_from"] == {"epoch": 0, "batch": 1}
+    assert_same_weights(killed / "last.pt", ref / "last.pt")
+
+
+def test_train_refuses_bad_inputs(tmp_path: Path, isic2019_dir: Path, small_split: Path) -> None:
+    with pytest.raises(DermadvError, match="split file not found"):
+        run_cli(train_args(isic2019_dir, tmp_path / "none.csv", tmp_path / "r", 1))
+    with pytest.raises(DermadvError, match="inception_v3 needs --image-size >= 75"):
+        run_cli(
+            train_args(
+                isic2019_dir, small_split, tmp_path / "r", 1, "--arch", "inception_v3", "--image-size", "64"
+            )
+        )
+    with pytest.raises(DermadvError, match="no training images of class.*bcc"):
+        run_cli(train_args(isic2019_dir, small_split, tmp_path / "r", 1, "--classes", "mel,nv,bcc"))

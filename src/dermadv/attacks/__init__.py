@@ -4,6 +4,16 @@ Built-in attacks (``ATTACK_NAMES``): ``fgsm``, ``pgd`` (white-box gradient attac
 ``color``, ``rotation`` (black-box, batched differential evolution). Options are the attack class's
 keyword arguments; strings (from a command line) are converted to the type of the default, e.g.
 ``make_attack("fgsm", eps="1,2,4")`` or ``make_attack("color", delta="0.2", maxiter="10")``.
+
+Example::
+
+    model = load_model("run/model.pt")
+    image = model.prepare(model.load_image("ISIC_0000013.jpg"))[0]   # what the model sees
+    result = make_attack("color").run(model, image, image_id="ISIC_0000013", seed=0)
+    result.outcome, result.params["c"], result.queries, result.adversarial  # uint8 at input size
+
+Success (the study's): a melanoma the model called melanoma (P(mel group) > P(benign group)) is
+now called benign (P(benign group) > P(mel group)); see :mod:`dermadv.attacks.criteria`.
 """
 
 from __future__ import annotations
@@ -49,15 +59,17 @@ def attack_class(name: str) -> type[Attack]:
 
 def attack_options(name: str) -> dict[str, Any]:
     """Option names of an attack with their defaults (including the shared search options)."""
-    cls = attack_class(name)
     out: dict[str, Any] = {}
-    for klass in cls.__mro__:
+    for klass in attack_class(name).__mro__:  # follow **options up the chain of constructors
         if klass is object or "__init__" not in vars(klass):
             continue
-        for p in list(inspect.signature(klass.__init__).parameters.values())[1:]:
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        for p in params:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in out:
-                if p.name != "perturbation":
+                if p.default is not p.empty:
                     out[p.name] = p.default
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
     return out
 
 

@@ -43,9 +43,9 @@ class AttackResult:
     initial_conf: float  # P(true group) before the attack
     final_conf: float | None  # P(true group) on the adversarial image
     params: dict[str, Any]
-    queries: int
-    generations: int
-    seconds: float
+    queries: int  # images scored by the model, including the initial prediction
+    generations: int  # DE generations completed after the initial population; PGD steps; 0 for FGSM
+    seconds: float  # wall time from the start of run/run_many until this image's attack ended
     original: np.ndarray | None = field(default=None, repr=False)  # uint8 at model input size
     adversarial: np.ndarray | None = field(default=None, repr=False)
     error: str | None = None
@@ -83,6 +83,13 @@ def _per_image(value: Any, n: int, what: str) -> list[Any]:
     if len(items) != n:
         raise ValueError(f"{what}: got {len(items)} values for {n} images")
     return items
+
+
+def model_device(model: Classifier) -> Any:
+    """The torch device a model computes on (its ``device`` attribute; CPU if it has none)."""
+    import torch
+
+    return torch.device(getattr(model, "device", None) or "cpu")
 
 
 def metadata_list(metadatas: Sequence[Metadata]) -> list[Metadata] | None:
@@ -125,7 +132,9 @@ class Attack(ABC):
         t0 = time.perf_counter()
         batch = model.prepare(images)
         n = len(batch)
-        ids = [str(i) for i in _per_image(image_ids, n, "image_ids")]
+        if isinstance(image_ids, str) or len(image_ids) != n:
+            raise ValueError(f"image_ids: expected a sequence of {n} ids (one per image), got {image_ids!r}")
+        ids = [str(i) for i in image_ids]
         metas = _per_image(metadatas, n, "metadatas") if metadatas is not None else [None] * n
         dirs = [check_direction(d) for d in _per_image(direction, n, "direction")]
         seed_list = [int(s) for s in _per_image(seeds if seeds is not None else 0, n, "seeds")]

@@ -63,6 +63,8 @@ class DEOptions:
         if int(self.maxiter) != self.maxiter or self.maxiter < 0:
             raise ValueError(f"maxiter must be an integer >= 0 (generations), got {self.maxiter!r}")
         m = np.atleast_1d(np.asarray(self.mutation, dtype=np.float64))
+        # normalise: one number -> constant F, two -> dithering range (min, max)
+        object.__setattr__(self, "mutation", float(m[0]) if m.size == 1 else (float(m[0]), float(m[-1])))
         if m.size not in (1, 2) or not np.all((m >= 0) & (m <= 2)):
             raise ValueError(
                 f"mutation must be a number or a (min, max) pair within [0, 2], got {self.mutation!r}"
@@ -145,9 +147,10 @@ class DESearch:
         """Unit-cube coordinates -> parameters (scipy's formula, so values are bit-identical)."""
         return self._mid + (unit - 0.5) * self._width
 
-    def stop(self, reason: str) -> None:
-        """End the search (e.g. the criterion's threshold was reached)."""
-        if not self.done:
+    def stop(self, reason: str, force: bool = False) -> None:
+        """End the search (e.g. the criterion's threshold was reached); ``force`` replaces the reason
+        of a search that has just ended for another reason (e.g. threshold reached at maxiter)."""
+        if force or not self.done:
             self.stop_reason = reason
 
     def converged(self) -> bool:

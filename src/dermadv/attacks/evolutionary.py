@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import Attack, AttackConfigError, AttackResult, Job
+from dermadv.attacks.base import Attack, AttackConfigError, AttackResult, Job, model_device
 from dermadv.attacks.de import DEOptions, DESearch
 from dermadv.models.base import Classifier
 from dermadv.perturb.base import Perturbation
@@ -30,6 +30,11 @@ class EvolutionaryAttack(Attack):
     ``recombination``, ``init``, ``tol``, ``atol``; ``threshold`` and ``fitness`` (criterion);
     ``batch_score`` (True: a generation is one forward pass; False: one candidate at a time, same
     search trajectory); ``batch_size`` (cap on images per forward pass; None = whole population).
+
+    Defaults are the study's: popsize 20 (60 candidates for colour/rotation, 300 for 3 pixels),
+    at most 20 generations after the initial population (scipy's counting; ``generations`` in the
+    result is the number completed, so at most (20 + 1) x 60 + 1 queries for colour), mutation
+    dithered in [0.5, 1), recombination 1, Latin hypercube start, stop at P(target group) > 0.9.
     """
 
     perturbation: Perturbation
@@ -80,8 +85,8 @@ class EvolutionaryAttack(Attack):
                 job, search = jobs[i], searches[i]
                 job.queries += len(p)
                 search.tell(job.criterion.fitness(model, p), p)
-                if not search.done and job.criterion.should_stop(model, search.extras).any():
-                    search.stop("threshold")
+                if job.criterion.should_stop(model, search.extras).any():
+                    search.stop("threshold", force=True)  # also when it coincides with maxiter
                 if search.done:
                     results[i] = self._result(model, job, search, t0)
         return [results[i] for i in range(len(jobs))]
@@ -90,7 +95,8 @@ class EvolutionaryAttack(Attack):
         self, model: Classifier, jobs: list[Job], cands: list[np.ndarray]
     ) -> list[np.ndarray]:
         """Probabilities for each job's candidates; all jobs' candidates in one forward pass."""
-        images = [self.perturbation.apply(job.image, c) for job, c in zip(jobs, cands, strict=True)]
+        device = model_device(model)  # torch-based perturbations run where the model runs
+        images = [self.perturbation.apply(job.image, c, device) for job, c in zip(jobs, cands, strict=True)]
         metas = [job.metadata for job, im in zip(jobs, images, strict=True) for _ in range(len(im))]
         if self.batch_score:
             probs = self.score(model, np.concatenate(images), metas)
@@ -103,7 +109,7 @@ class EvolutionaryAttack(Attack):
 
     def _result(self, model: Classifier, job: Job, search: DESearch, t0: float) -> AttackResult:
         best = search.best_x
-        adversarial = self.perturbation.apply(job.image, best[None])[0]
+        adversarial = self.perturbation.apply(job.image, best[None], model_device(model))[0]
         params = self.perturbation.describe_params(best, job.image.shape)
         params.update(fitness=search.best_energy, stop_reason=search.stop_reason,
                       population=search.size)

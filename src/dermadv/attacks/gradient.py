@@ -21,13 +21,6 @@ from dermadv.attacks.base import Attack, Job
 from dermadv.models.base import Classifier, Metadata
 
 
-def model_device(model: Classifier) -> Any:
-    """The torch device a model's tensors live on (CPU unless the adapter says otherwise)."""
-    import torch
-
-    return torch.device(getattr(model, "device", None) or "cpu")
-
-
 def to_tensor(images: np.ndarray, device: Any) -> Any:
     """uint8 N x H x W x 3 -> float32 N x 3 x H x W in 0..255 on ``device``."""
     import torch
@@ -79,6 +72,16 @@ def loss_gradient(model: Classifier, x: Any, mask: Any, metadata: Sequence[Metad
 
 
 class GradientAttack(Attack):
-    """Base of FGSM/PGD: white-box only."""
+    """Base of FGSM/PGD: white-box only. Success is judged by the study's criterion (P(target group)
+    > P(true group) on the uint8 image); there is no search to stop, so no threshold/fitness option.
+    """
 
     white_box_only = True
+
+    def __init__(self, batch_size: int | None = None) -> None:
+        super().__init__(batch_size=batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        del d["threshold"], d["fitness"]
+        return d

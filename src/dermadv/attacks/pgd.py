@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import AttackConfigError, AttackResult, Job, metadata_list
+from dermadv.attacks.base import AttackConfigError, AttackResult, Job, metadata_list, model_device
 from dermadv.attacks.gradient import (
     GradientAttack,
     loss_gradient,
-    model_device,
     target_mask,
     to_tensor,
     to_uint8_images,

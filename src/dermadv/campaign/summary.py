@@ -57,10 +57,9 @@ def wilson_ci(k: int, n: int) -> tuple[float, float]:
     if n == 0:
         return float("nan"), float("nan")
     out = metrics_wilson(k, n)
-    if isinstance(out, Mapping):
-        return float(out["ci_low"]), float(out["ci_high"])
-    lo, hi = out[0], out[1]
-    return float(lo), float(hi)
+    lo, hi = (out["ci_low"], out["ci_high"]) if isinstance(out, Mapping) else (out[0], out[1])
+    p = k / n  # guard against rounding (e.g. a lower bound of 5e-17 at k = 0)
+    return min(float(lo), p), max(float(hi), p)
 
 
 def _median(values: Sequence[float]) -> float:

@@ -33,11 +33,13 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable JSON report."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not decode the images (faster)."),
 ) -> None:
-    """Detect a dataset's layout, count images per diagnosis and list every problem with its file.
+    """Detect a dataset's layout, count images per diagnosis, list every problem.
 
-    Problems: missing or unreadable images (every image is decoded unless --no-verify), unknown or
-    ambiguous labels, duplicate ids, images with no label row. Exit status 1 when any problem is
-    found (or the dataset cannot be read at all), 0 when the dataset is clean.
+    Problems (each with its file): missing or unreadable images (every image
+    is decoded fully unless --no-verify), unknown or ambiguous labels,
+    duplicate ids, images with no label row.
+    Exit status 1 when a problem is found or the dataset cannot be read,
+    0 when it is clean.
     """
     from dermadv.data import check_dataset, summarize_problems
 
@@ -53,6 +55,9 @@ def check(
                         "ok": False,
                         "layout": None,
                         "error": str(exc),
+                        "n_samples": 0,
+                        "counts": {},
+                        "n_problems": 1,
                         "problem_counts": {"invalid_dataset": 1},
                         "problems": [problem],
                     },
@@ -98,10 +103,12 @@ def split(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing, different split file."),
     as_json: bool = typer.Option(False, "--json", help="Print the split summary as JSON."),
 ) -> None:
-    """Write a train/validation split: stratified by diagnosis, grouped by lesion, reproducible by seed.
+    """Write a train/validation split, stratified by diagnosis, grouped by lesion.
 
-    Writes OUT (columns image_id,diagnosis,lesion_id,subset) and OUT's .json sidecar (seed, fraction,
-    classes, counts, dataset path and hash). Images of one lesion never straddle train and val.
+    OUT gets the columns image_id,diagnosis,lesion_id,subset; a JSON sidecar
+    beside it records seed, fraction, classes, counts, dataset path and hash.
+    Images of one lesion never straddle subsets; the same seed gives the
+    same split.
     """
     from dermadv.data import load_dataset, make_split, read_split, sidecar_path
 

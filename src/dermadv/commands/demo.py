@@ -1,9 +1,50 @@
-"""CLI command(s): demo (placeholder until implemented)."""
+"""CLI: ``dermadv demo`` -- the whole pipeline in one command, offline, on a CPU."""
 
 from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's command(s) to the dermadv app."""
+    """Add ``demo`` to the dermadv app."""
+
+    @app.command("demo")
+    def demo(
+        data: Path = typer.Option(
+            None, "--data",
+            help="Dataset folder or label CSV (ISIC 2019/2018, HAM10000, class folders). Default: "
+            "$DERMADV_DEMO_DATA, else a built-in SYNTHETIC set generated on the fly."),
+        out: Path = typer.Option(Path("dermadv-demo"), "--out", help="Output folder (rerun to resume)."),
+        size: str = typer.Option("full", "--size", help="small (about 2 minutes) or full (about 10 minutes)."),
+        sklesion: bool = typer.Option(True, "--sklesion/--no-sklesion",
+                                      help="Also attack the third-party sklesion model when installed."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    ) -> None:
+        """Split, train a small classifier, evaluate it, sweep perturbations, run every attack on a few
+        melanomas, attack the third-party sklesion model, and write one HTML report -- offline, on a CPU.
+
+        Without --data it runs on procedurally generated SYNTHETIC images (the repository ships no
+        dermoscopic images) and says so everywhere. On real data: dermadv demo --data /path/to/ISIC_2019
+        """
+        from dermadv.demo import ISIC_HINT, run_demo
+
+        def log(message: str) -> None:
+            typer.echo(message, err=as_json)
+
+        result = run_demo(data=data, out=out, size=size, progress=progress, log=log, sklesion=sklesion)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+            return
+        typer.echo("")
+        typer.echo(f"report: {result.report.resolve()}  (open it in a browser; it works offline)")
+        typer.echo(f"all outputs: {result.out.resolve()}  ({result.seconds:.0f} s)")
+        if result.synthetic:
+            typer.secho("These results are on SYNTHETIC images, not dermoscopy: they show the pipeline works, "
+                        "nothing about real classifiers.", fg=typer.colors.YELLOW, err=False)
+            typer.echo(ISIC_HINT)
+        sys.stdout.flush()

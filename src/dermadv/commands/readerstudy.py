@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,8 +18,9 @@ study_app = typer.Typer(
 readers_app = typer.Typer(help="Create, list and revoke readers of a study.", no_args_is_help=True)
 study_app.add_typer(readers_app, name="readers")
 
-DbOpt = typer.Option(None, "--db", help="Database URL (default sqlite:///STUDY/answers.sqlite); "
-                     "postgresql://... accepted.")
+DbOpt = typer.Option(
+    None, "--db", help="Database URL (default sqlite:///STUDY/answers.sqlite); postgresql://... accepted."
+)
 
 
 def _require_web() -> None:
@@ -40,18 +41,28 @@ def _store(study_dir: Path, db: str | None):  # noqa: ANN202
 @study_app.command("build")
 def build(
     out: Path = typer.Option(..., "--out", help="New study directory to create."),
-    runs: Optional[list[Path]] = typer.Option(None, "--from", help="Attack RUN directory (repeatable)."),
+    runs: list[Path] | None = typer.Option(None, "--from", help="Attack RUN directory (repeatable)."),
     per_attack: int = typer.Option(34, help="Successful adversarial images per attack type."),
     unmodified: int = typer.Option(102, help="Unmodified images (half melanoma, half naevus)."),
-    attack: Optional[list[str]] = typer.Option(None, "--attack", help="Only these attack types (repeatable)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Folder of images for a hand-made study."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV for --images: image, ground truth "
-                                            "[, condition, attack, ...]."),
+    unmodified_from: Path | None = typer.Option(
+        None,
+        "--unmodified-from",
+        help="Dataset for the unmodified images (default: the dataset the first "
+        "run attacked, from its run.json; else the runs' own originals).",
+    ),
+    attack: list[str] | None = typer.Option(None, "--attack", help="Only these attack types (repeatable)."),
+    images: Path | None = typer.Option(None, "--images", help="Folder of images for a hand-made study."),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="CSV for --images: image, ground truth [, condition, attack, ...]."
+    ),
     seed: int = typer.Option(0, help="Seed for drawing images from the runs."),
     title: str = typer.Option("Dermoscopy reader study", help="Title shown to readers."),
     confidence: str = typer.Option("required", help="Confidence rating 1-5: required, optional or off."),
-    allow_change: bool = typer.Option(False, "--allow-change/--no-allow-change",
-                                      help="Let readers go back and change answers (changes are logged)."),
+    allow_change: bool = typer.Option(
+        False,
+        "--allow-change/--no-allow-change",
+        help="Let readers go back and change answers (changes are logged).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Assemble a study: opaque image names, ground truth and provenance kept in the hidden manifest."""
@@ -66,16 +77,28 @@ def build(
         study = build_from_images(images, manifest, out, **common)
         summary: dict = {}
     elif runs:
-        study, summary = build_from_runs(runs, out, per_attack=per_attack, unmodified=unmodified, seed=seed,
-                                         attacks=attack or None, **common)
+        study, summary = build_from_runs(
+            runs,
+            out,
+            per_attack=per_attack,
+            unmodified=unmodified,
+            seed=seed,
+            attacks=attack or None,
+            **common,
+        )
     else:
         raise DataError("give --from RUN (repeatable) or --images FOLDER --manifest CSV")
     counts: dict[str, int] = {}
     for im in study.images:
         k = f"{im.condition}/{im.ground_truth}" + (f"/{im.attack}" if im.attack else "")
         counts[k] = counts.get(k, 0) + 1
-    result = {"study": str(study.root), "study_id": study.study_id, "images": len(study.images),
-              "counts": counts, "shortfalls": summary.get("shortfalls", [])}
+    result = {
+        "study": str(study.root),
+        "study_id": study.study_id,
+        "images": len(study.images),
+        "counts": counts,
+        "shortfalls": summary.get("shortfalls", []),
+    }
     if json_out:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -91,29 +114,47 @@ def serve(
     study_dir: Path = typer.Argument(..., help="Study directory."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
-    db: Optional[str] = DbOpt,
-    coordinator_token: Optional[str] = typer.Option(
-        None, "--coordinator-token", envvar="DERMADV_COORDINATOR_TOKEN",
-        help="Coordinator password (default: a random one, printed at start)."),
+    db: str | None = DbOpt,
+    coordinator_token: str | None = typer.Option(
+        None,
+        "--coordinator-token",
+        envvar="DERMADV_COORDINATOR_TOKEN",
+        help="Coordinator password (default: a random one, printed at start).",
+    ),
+    public_url: str | None = typer.Option(
+        None,
+        "--public-url",
+        help="Address readers use (e.g. https://study.example.org behind a proxy), for invite links.",
+    ),
 ) -> None:
-    """Start the web app: readers answer via their invite links; coordinator pages at /coordinator."""
+    """Start the web app: readers answer via their invite links; coordinator pages at /coordinator.
+
+    Listens on 127.0.0.1 by default. To serve readers over a network, put it behind an HTTPS reverse
+    proxy: invite links and the coordinator token must not travel in clear text.
+    """
     _require_web()
     import uvicorn
 
     from dermadv.readerstudy.app import create_app
     from dermadv.readerstudy.study import load_study
 
+    if public_url is not None and not public_url.startswith(("http://", "https://")):
+        raise DataError(f"--public-url must start with http:// or https://, got {public_url!r}")
     if coordinator_token is not None and len(coordinator_token) < 8:
         raise DataError("--coordinator-token must be at least 8 characters")
     study = load_study(study_dir)
-    app = create_app(study, db, coordinator_token)
-    base = f"http://{host}:{port}"
-    typer.echo(f"reader study {study.title!r}: {len(study.images)} images, database {app.state.store.url}", err=True)
+    app = create_app(study, db, coordinator_token, public_url)
+    base = (public_url or f"http://{host}:{port}").rstrip("/")
+    typer.echo(
+        f"reader study {study.title!r}: {len(study.images)} images, database {app.state.store.safe_url}",
+        err=True,
+    )
     typer.echo(f"coordinator page: {base}/coordinator", err=True)
     if coordinator_token is None:
         typer.echo(f"coordinator token: {app.state.coordinator_token}", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=os.environ.get("DERMADV_LOG_LEVEL", "warning"),
-                access_log=False)
+    uvicorn.run(
+        app, host=host, port=port, log_level=os.environ.get("DERMADV_LOG_LEVEL", "warning"), access_log=False
+    )
 
 
 @readers_app.command("add")
@@ -121,9 +162,9 @@ def readers_add(
     study_dir: Path = typer.Argument(..., help="Study directory."),
     name: str = typer.Option(..., help="Reader's name."),
     role: str = typer.Option("", help="Role, e.g. 'consultant dermatologist'."),
-    years: Optional[float] = typer.Option(None, help="Years of experience."),
+    years: float | None = typer.Option(None, help="Years of experience."),
     base_url: str = typer.Option("http://127.0.0.1:8000", help="Server address for the invite link."),
-    db: Optional[str] = DbOpt,
+    db: str | None = DbOpt,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create a reader and print their invite link (shown once: only a hash of the token is stored)."""
@@ -131,8 +172,17 @@ def readers_add(
     reader, token = store.add_reader(name, role, years)
     link = f"{base_url.rstrip('/')}/r/{token}"
     if json_out:
-        typer.echo(json.dumps({"id": reader.id, "name": reader.name, "token": token, "invite_url": link,
-                               "seed": reader.seed}))
+        typer.echo(
+            json.dumps(
+                {
+                    "id": reader.id,
+                    "name": reader.name,
+                    "token": token,
+                    "invite_url": link,
+                    "seed": reader.seed,
+                }
+            )
+        )
     else:
         typer.echo(f"reader {reader.id} ({reader.name}): {link}")
 
@@ -140,7 +190,7 @@ def readers_add(
 @readers_app.command("list")
 def readers_list(
     study_dir: Path = typer.Argument(..., help="Study directory."),
-    db: Optional[str] = DbOpt,
+    db: str | None = DbOpt,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List readers with their progress."""
@@ -149,14 +199,16 @@ def readers_list(
         typer.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        typer.echo(f"{r['id']:>4}  {r['name']:<24} {r['role']:<24} {r['answered']:>4}/{r['total']:<4} {r['status']}")
+        typer.echo(
+            f"{r['id']:>4}  {r['name']:<24} {r['role']:<24} {r['answered']:>4}/{r['total']:<4} {r['status']}"
+        )
 
 
 @readers_app.command("revoke")
 def readers_revoke(
     study_dir: Path = typer.Argument(..., help="Study directory."),
     reader_id: int = typer.Argument(..., help="Reader id (see 'readers list')."),
-    db: Optional[str] = DbOpt,
+    db: str | None = DbOpt,
 ) -> None:
     """Revoke a reader's invite link (their answers are kept)."""
     from dermadv.readerstudy.store import UnknownReader
@@ -172,10 +224,14 @@ def readers_revoke(
 def export(
     study_dir: Path = typer.Argument(..., help="Study directory."),
     out: Path = typer.Option(..., "--out", help="CSV file to write."),
-    fmt: str = typer.Option("full", "--format", help="full (one row per answer with ground truth) or "
-                            "original (Image_name, Diagnosis; needs --reader)."),
-    reader: Optional[int] = typer.Option(None, "--reader", help="Reader id for --format original."),
-    db: Optional[str] = DbOpt,
+    fmt: str = typer.Option(
+        "full",
+        "--format",
+        help="full (one row per answer with ground truth) or "
+        "original (Image_name, Diagnosis; needs --reader).",
+    ),
+    reader: int | None = typer.Option(None, "--reader", help="Reader id for --format original."),
+    db: str | None = DbOpt,
 ) -> None:
     """Export answers as CSV (atomically written)."""
     from dermadv.readerstudy.store import export_csv_text, original_csv_text
@@ -194,15 +250,29 @@ def export(
         raise DataError(f"--format must be 'full' or 'original', got {fmt!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, text)
+    from dermadv import __version__
+
+    sidecar = {
+        "study": str(store.study.root.resolve()),
+        "study_id": store.study.study_id,
+        "database": store.safe_url,
+        "format": fmt,
+        "reader": reader,
+        "rows": len(rows),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dermadv_version": __version__,
+    }
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
     typer.echo(f"{out}: {text.count(chr(10)) - 1} answers", err=True)
 
 
 @study_app.command("analyze")
 def analyze(
     answers: Path = typer.Argument(..., help="Answers CSV from 'reader-study export'."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the report JSON, tables and figure."),
-    reference_band: Optional[str] = typer.Option(None, "--reference-band",
-                                                 help="LOW,HIGH band (0-1) drawn on the figure."),
+    out: Path | None = typer.Option(None, "--out", help="Directory for the report JSON, tables and figure."),
+    reference_band: str | None = typer.Option(
+        None, "--reference-band", help="LOW,HIGH band (0-1) drawn on the figure."
+    ),
     min_answers: int = typer.Option(10, help="Readers with fewer answers are reported but not analysed."),
     json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
 ) -> None:
@@ -215,7 +285,9 @@ def analyze(
     band = parse_band(reference_band) if reference_band else None
     result = analyze_file(answers, out_dir=out, reference_band=band, min_answers=min_answers)
     if json_out:
-        typer.echo(json.dumps(result, indent=2, default=str))
+        from dermadv.readerstudy.analysis import jsonable
+
+        typer.echo(json.dumps(jsonable(result), indent=2, default=str))
     else:
         typer.echo(format_report(result))
 

@@ -9,6 +9,7 @@ and whose ``problems`` list everything else, each naming the file concerned.
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -155,7 +156,7 @@ def load_dataset(path: str | Path, verify_images: bool = False, progress: bool =
     """
     from dermadv.data.layouts import read_layout
 
-    ds = read_layout(Path(path).expanduser())
+    ds = read_layout(Path(os.path.abspath(Path(path).expanduser())))
     if verify_images:
         verify_dataset_images(ds, progress=progress)
     return ds
@@ -190,6 +191,8 @@ def verify_dataset_images(ds: Dataset, progress: bool = True) -> Dataset:
             )
         except MemoryError:  # pragma: no cover - absurdly large image
             bad.append(Problem("unreadable_image", s.image_id, s.path, "image too large to decode"))
+        except Exception as exc:  # e.g. Pillow's DecompressionBombError: report it, keep checking
+            bad.append(Problem("unreadable_image", s.image_id, s.path, f"cannot decode image ({exc})"))
         else:
             good.append(s)
     ds.samples = good

@@ -22,6 +22,7 @@ and carry age/sex/site/lesion columns are merged as metadata (values already in 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ def read_csv(path: Path) -> CsvTable:
         raise DataError(f"{path}: cannot read file ({exc.strerror})") from exc
     if not text.strip():
         raise DataError(f"{path}: file is empty")
-    reader = csv.reader(text.splitlines())
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader)]
         rows = []
@@ -506,8 +507,8 @@ def _aux_metadata(csv_path: Path, wanted: set[str]) -> tuple[dict[str, dict[str,
         if other == csv_path:
             continue
         header = read_header(other)
-        if not any(c in header for c in _ID_COLUMNS) or not meta_cols & set(header):
-            continue
+        if not any(c in header for c in _ID_COLUMNS) or not meta_cols & set(header) or "subset" in header:
+            continue  # not metadata (a dermadv split CSV has a subset column)
         try:
             table = read_csv(other)
         except DataError:
@@ -708,7 +709,12 @@ def read_layout(path: Path) -> Dataset:
 
 def _no_layout_message(path: Path) -> str:
     msg = f"{path}: no recognisable dataset layout. Accepted layouts: {ACCEPTED_LAYOUTS}"
-    nested = [d.name for d in _subdirs(path) if any(_safe_detect(f) for f in _csv_files(d))]
+    nested = [
+        d.name
+        for d in _subdirs(path)
+        if any(_safe_detect(f) for f in _csv_files(d))
+        or any(canonical_diagnosis(c.name) and _list_images(c) for c in _subdirs(d))
+    ]
     if nested:
         msg += f". These subfolders hold datasets; pass one of them: {', '.join(nested)}"
     else:

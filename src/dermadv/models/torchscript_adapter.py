@@ -9,6 +9,7 @@ otherwise from options; the class list is then required.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ class TorchScriptClassifier(TorchModuleClassifier):
             raise ModelError(f"{path}: model file not found")
         extra = {EXTRA_FILE: ""}
         try:
-            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+            with warnings.catch_warnings():  # torch.jit is deprecated upstream; the files still exist
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except (RuntimeError, ValueError, OSError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path}: not a loadable TorchScript archive ({first[:200]})") from exc

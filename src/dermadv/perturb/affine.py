@@ -8,7 +8,7 @@ image are exact permutations of pixels (``np.rot90``).
 Each output pixel samples the source at the inverse-mapped point by bilinear interpolation
 (``torch.nn.functional.grid_sample``, zeros outside the image, so pixels near the exposed border
 blend towards black); the result is rounded half-to-even and clipped to 0..255. Sampling
-coordinates are computed in float64 (``affine_grid``); interpolation runs in float32, batched over
+coordinates are computed in float64 per row and column; interpolation runs in float32, batched over
 the population.
 """
 
@@ -54,24 +54,37 @@ def _theta(h: int, w: int, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) ->
     return m
 
 
-def _rotate_tensor(x: Any, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """uint8 torch N x H x W x 3 -> rotated/shifted uint8 numpy N x H x W x 3."""
+def _grid(h: int, w: int, m: np.ndarray, device: Any) -> Any:
+    """grid_sample coordinates N x H x W x 2 of the affine maps ``m`` (N x 2 x 3).
+
+    Separable: row and column terms are computed in float64, only their sum is float32.
+    """
     import torch
+
+    gx = (2 * np.arange(w) + 1) / w - 1  # normalised pixel centres, align_corners=False
+    gy = (2 * np.arange(h) + 1) / h - 1
+    cols = [torch.from_numpy(m[:, k, 0, None] * gx + m[:, k, 2, None]).float().to(device) for k in (0, 1)]
+    rows = [torch.from_numpy(m[:, k, 1, None] * gy).float().to(device) for k in (0, 1)]  # N x H
+    return torch.stack([rows[k][:, :, None] + cols[k][:, None, :] for k in (0, 1)], dim=-1)
+
+
+def _rotate_tensor(x: Any, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """float32 torch 1-or-N x 3 x H x W (0..255) -> rotated/shifted uint8 numpy N x H x W x 3."""
     import torch.nn.functional as F
 
-    n, h, w, _ = x.shape
-    theta = torch.from_numpy(_theta(h, w, angle, dx, dy))
-    grid = F.affine_grid(theta, [n, 3, h, w], align_corners=False).float()  # computed in float64
-    y = F.grid_sample(x.permute(0, 3, 1, 2).float(), grid, mode="bilinear", padding_mode="zeros",
+    n, (h, w) = len(angle), x.shape[2:]
+    grid = _grid(h, w, _theta(h, w, angle, dx, dy), x.device)
+    y = F.grid_sample(x.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                       align_corners=False)
     return to_uint8(y.permute(0, 2, 3, 1))
 
 
 def rotate(
-    images: np.ndarray, angle_deg: Any, dx: Any = 0.0, dy: Any = 0.0, *, chunk: int = 64
+    images: np.ndarray, angle_deg: Any, dx: Any = 0.0, dy: Any = 0.0, *, chunk: int = 64, device: Any = None
 ) -> np.ndarray:
     """Rotate uint8 N x H x W x 3 images by ``angle_deg`` (counter-clockwise) about the centre, then
     shift by (dx, dy) pixels; black fill, bilinear. Angles and shifts: one number or one per image.
+    ``device``: torch device to compute on (default CPU); the result is uint8 numpy either way.
     """
     import torch
 
@@ -82,7 +95,8 @@ def rotate(
     out = np.empty(batch.shape, dtype=np.uint8)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        x = torch.from_numpy(np.array(batch[s:e], dtype=np.uint8))  # a copy: inputs may be read-only views
+        x = torch.from_numpy(np.array(batch[s:e], dtype=np.uint8)).to(device or "cpu")
+        x = x.permute(0, 3, 1, 2).float()
         out[s:e] = _rotate_tensor(x, angle[s:e], sx[s:e], sy[s:e])
     return out
 
@@ -115,16 +129,16 @@ class RotationTranslation(Perturbation):
         mx, my = self.max_shift_px(image_shape)
         return [(0.0, 360.0), (-mx, mx), (-my, my)]
 
-    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
+    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
         image = check_image(image)
         p = self.check_params(params)
         import torch
 
-        src = torch.from_numpy(np.array(image, dtype=np.uint8))
+        src = torch.from_numpy(np.array(image, dtype=np.float32)).to(device or "cpu").permute(2, 0, 1)[None]
         out = np.empty((len(p), *image.shape), dtype=np.uint8)
         for s in range(0, len(p), self.chunk):
             q = p[s : s + self.chunk]
-            out[s : s + len(q)] = _rotate_tensor(src.expand(len(q), *src.shape), q[:, 0], q[:, 1], q[:, 2])
+            out[s : s + len(q)] = _rotate_tensor(src, q[:, 0], q[:, 1], q[:, 2])
         return out
 
     def describe_params(

@@ -54,8 +54,12 @@ class Perturbation(ABC):
         """(low, high) for each parameter, for an image of shape (H, W, 3)."""
 
     @abstractmethod
-    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
-        """Perturb one uint8 H x W x 3 image with each row of ``params`` (P x D): uint8 P x H x W x 3."""
+    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+        """Perturb one uint8 H x W x 3 image with each row of ``params`` (P x D): uint8 P x H x W x 3.
+
+        ``device`` is a torch device for perturbations computed with torch (e.g. the model's GPU);
+        table look-ups and pixel writes ignore it (they are cheapest in numpy on the CPU).
+        """
 
     def describe_params(
         self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
@@ -93,3 +97,23 @@ def to_uint8(x: Any) -> np.ndarray:
     import torch
 
     return torch.round(x).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def apply_tables(images: np.ndarray, tables: np.ndarray) -> np.ndarray:
+    """Per-channel lookup: ``out[p, ..., k] = tables[p, k, images[p or 0, ..., k]]``.
+
+    ``images`` is uint8 1 x H x W x 3 (shared by all P tables) or P x H x W x 3; ``tables`` is
+    uint8 P x 3 x 256. A point-wise pixel map applied this way is exact by construction: each of
+    the 256 possible values is computed once with the documented arithmetic, then gathered (one
+    vectorised gather for the whole population).
+    """
+    p, n = len(tables), len(images)
+    if n not in (1, p):
+        raise ValueError(f"apply_tables: {n} images for {p} tables (need 1 or {p})")
+    flat = np.asarray(tables, dtype=np.uint8).reshape(p, 3 * 256)
+    index = np.asarray(images, dtype=np.intp).reshape(n, -1, 3) + np.arange(3) * 256  # channel k -> k*256+v
+    if n == 1:
+        out = flat[:, index[0].reshape(-1)]
+    else:
+        out = np.take_along_axis(flat, index.reshape(n, -1), axis=1)
+    return out.reshape(p, *np.shape(images)[1:])

@@ -10,22 +10,25 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, check_image, check_images
+from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images
+
+
+def shift_tables(offsets: np.ndarray) -> np.ndarray:
+    """P x 3 x 256 uint8: ``clip(round_half_even(v + s_k), 0, 255)`` for every pixel value v."""
+    v = np.arange(256, dtype=np.float64)
+    s = np.asarray(offsets, dtype=np.float64)[:, :, None]
+    return np.clip(np.round(v[None, None, :] + s), 0, 255).astype(np.uint8)
 
 
 def shift_channels(images: np.ndarray, offsets: Any) -> np.ndarray:
     """Add ``offsets`` (3 values, or N x 3) to the RGB channels of uint8 images; clip to 0..255."""
-    import torch
-
     batch = check_images(images)
     s = np.asarray(offsets, dtype=np.float64)
     if s.ndim == 1:
         s = np.broadcast_to(s, (len(batch), 3))
     if s.shape != (len(batch), 3):
         raise ValueError(f"offsets: expected 3 or {len(batch)} x 3 values, got shape {np.shape(offsets)}")
-    x = torch.from_numpy(np.array(batch, dtype=np.uint8)).to(torch.float64)  # copy: may be a read-only view
-    st = torch.from_numpy(np.array(s, dtype=np.float64)).view(-1, 1, 1, 3)
-    return torch.round(x + st).clamp_(0, 255).to(torch.uint8).numpy()
+    return apply_tables(batch, shift_tables(s))
 
 
 class ChannelShift(Perturbation):
@@ -42,10 +45,10 @@ class ChannelShift(Perturbation):
     def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
         return [(-self.max_shift, self.max_shift)] * 3
 
-    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
+    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
         image = check_image(image)
         p = self.check_params(params)
-        return shift_channels(np.broadcast_to(image, (len(p), *image.shape)), p)  # P x H x W x 3
+        return apply_tables(image[None], shift_tables(p))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": list(self.param_names), "max_shift": self.max_shift}

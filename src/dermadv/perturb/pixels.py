@@ -37,7 +37,7 @@ class FewPixels(Perturbation):
         hi = np.array([w - 1, h - 1, 255, 255, 255])
         return np.clip(p, 0, hi)
 
-    def apply(self, image: np.ndarray, params: np.ndarray) -> np.ndarray:
+    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
         import torch
 
         image = check_image(image)

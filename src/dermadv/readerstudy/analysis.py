@@ -35,8 +35,10 @@ from dermadv.readerstudy.study import ADVERSARIAL, CONDITIONS, MELANOMA, NAEVUS,
 
 SCORE_CONFIDENCE = "signed confidence score (answer x confidence 1-5: 10 levels)"
 SCORE_BINARY = "binary answer (AUC = (sensitivity + specificity) / 2)"
-REGRESSION_METHOD = ("logistic regression (statsmodels Logit, ML): correct ~ reader (fixed effects) + "
-                     "melanoma + adversarial; Wald 95% CIs")
+REGRESSION_METHOD = (
+    "logistic regression (statsmodels Logit, ML): correct ~ reader (fixed effects) + "
+    "melanoma + adversarial; Wald 95% CIs"
+)
 
 
 def parse_band(text: str) -> tuple[float, float]:
@@ -64,8 +66,10 @@ def load_answers(path: str | Path) -> list[dict[str, Any]]:
         rcol = "reader_id" if "reader_id" in cols else "reader"
         missing = {rcol, "image", "ground_truth", "condition", "answer"} - cols
         if missing:
-            raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected the export of "
-                            f"'dermadv reader-study export'")
+            raise DataError(
+                f"{path}: missing column(s) {sorted(missing)}; expected the export of "
+                f"'dermadv reader-study export'"
+            )
         for lineno, row in enumerate(reader, start=2):
             where = f"{path} line {lineno}"
             truth = study_group(row["ground_truth"])
@@ -86,11 +90,19 @@ def load_answers(path: str | Path) -> list[dict[str, Any]]:
                 if not 1 <= conf <= 5:
                     raise DataError(f"{where}: confidence {conf} outside 1-5")
             reader_name = row.get("reader") or row[rcol]
-            rows.append({
-                "reader": str(row[rcol]), "reader_name": reader_name, "image": row["image"],
-                "truth": truth, "condition": row["condition"], "attack": row.get("attack") or "",
-                "answer": answer, "confidence": conf, "correct": int(answer == truth),
-            })
+            rows.append(
+                {
+                    "reader": str(row[rcol]),
+                    "reader_name": reader_name,
+                    "image": row["image"],
+                    "truth": truth,
+                    "condition": row["condition"],
+                    "attack": row.get("attack") or "",
+                    "answer": answer,
+                    "confidence": conf,
+                    "correct": int(answer == truth),
+                }
+            )
     if not rows:
         raise DataError(f"{path}: no answers")
     seen = set()
@@ -116,12 +128,15 @@ def _prop(k: int, n: int) -> dict[str, Any]:
     return proportion(k, n)
 
 
-def _metrics(rows: list[dict[str, Any]], use_conf: bool, extra_neg: list[dict[str, Any]] | None = None
-             ) -> dict[str, Any]:
+def _metrics(
+    rows: list[dict[str, Any]], use_conf: bool, extra_neg: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     mel = [r for r in rows if r["truth"] == MELANOMA]
     nv = [r for r in rows if r["truth"] == NAEVUS]
     out: dict[str, Any] = {
-        "n": len(rows), "n_melanoma": len(mel), "n_naevus": len(nv),
+        "n": len(rows),
+        "n_melanoma": len(mel),
+        "n_naevus": len(nv),
         "sensitivity": _prop(sum(r["correct"] for r in mel), len(mel)),
         "specificity": _prop(sum(r["correct"] for r in nv), len(nv)),
         "accuracy": _prop(sum(r["correct"] for r in rows), len(rows)),
@@ -154,13 +169,19 @@ def per_reader(rows: list[dict[str, Any]], min_answers: int = 10) -> list[dict[s
             status = "answers do not include both melanomas and naevi"
         unmod_nv = [r for r in mine if r["condition"] == UNMODIFIED and r["truth"] == NAEVUS]
         entry = {
-            "reader": rd, "name": mine[0]["reader_name"], "status": status,
+            "reader": rd,
+            "name": mine[0]["reader_name"],
+            "status": status,
             "score": SCORE_CONFIDENCE if use_conf else SCORE_BINARY,
             "overall": _metrics(mine, use_conf),
             "by_condition": {
-                c: _metrics([r for r in mine if r["condition"] == c], use_conf,
-                            extra_neg=unmod_nv if c == ADVERSARIAL else None)
-                for c in CONDITIONS if any(r["condition"] == c for r in mine)
+                c: _metrics(
+                    [r for r in mine if r["condition"] == c],
+                    use_conf,
+                    extra_neg=unmod_nv if c == ADVERSARIAL else None,
+                )
+                for c in CONDITIONS
+                if any(r["condition"] == c for r in mine)
             },
         }
         out.append(entry)
@@ -176,13 +197,19 @@ def logistic_regression(rows: list[dict[str, Any]]) -> dict[str, Any]:
     import pandas as pd
     import statsmodels.formula.api as smf
 
-    df = pd.DataFrame({
-        "correct": [r["correct"] for r in rows],
-        "reader": [r["reader"] for r in rows],
-        "melanoma": [int(r["truth"] == MELANOMA) for r in rows],
-        "adversarial": [int(r["condition"] == ADVERSARIAL) for r in rows],
-    })
-    result: dict[str, Any] = {"method": REGRESSION_METHOD, "n": len(df), "n_readers": int(df.reader.nunique())}
+    df = pd.DataFrame(
+        {
+            "correct": [r["correct"] for r in rows],
+            "reader": [r["reader"] for r in rows],
+            "melanoma": [int(r["truth"] == MELANOMA) for r in rows],
+            "adversarial": [int(r["condition"] == ADVERSARIAL) for r in rows],
+        }
+    )
+    result: dict[str, Any] = {
+        "method": REGRESSION_METHOD,
+        "n": len(df),
+        "n_readers": int(df.reader.nunique()),
+    }
     terms = []
     if df.reader.nunique() > 1:
         terms.append("C(reader)")
@@ -211,9 +238,11 @@ def logistic_regression(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for t in ("adversarial", "melanoma"):
         if t in fit.params:
             result[t] = {
-                "coef": float(fit.params[t]), "se": float(fit.bse[t]),
+                "coef": float(fit.params[t]),
+                "se": float(fit.bse[t]),
                 "odds_ratio": float(np.exp(fit.params[t])),
-                "ci_low": float(np.exp(ci.loc[t, 0])), "ci_high": float(np.exp(ci.loc[t, 1])),
+                "ci_low": float(np.exp(ci.loc[t, 0])),
+                "ci_high": float(np.exp(ci.loc[t, 1])),
                 "p_value": float(fit.pvalues[t]),
             }
     result["log_likelihood"] = float(fit.llf)
@@ -237,8 +266,16 @@ def mrmc(rows: list[dict[str, Any]], readers: list[str]) -> dict[str, Any]:
     if len({r["condition"] for r in chosen}) < 2:
         return {"error": "needs answers in both conditions"}
     use_conf = all(r["confidence"] is not None for r in chosen)
-    records = [{"reader": r["reader"], "case": r["image"], "truth": int(r["truth"] == MELANOMA),
-                "modality": r["condition"], "score": score_of(r, use_conf)} for r in chosen]
+    records = [
+        {
+            "reader": r["reader"],
+            "case": r["image"],
+            "truth": int(r["truth"] == MELANOMA),
+            "modality": r["condition"],
+            "score": score_of(r, use_conf),
+        }
+        for r in chosen
+    ]
     try:
         res = obuchowski_rockette(records, [UNMODIFIED, ADVERSARIAL])
     except ValueError as exc:
@@ -251,25 +288,41 @@ def analyze(rows: list[dict[str, Any]], min_answers: int = 10) -> dict[str, Any]
     """Full analysis of validated answer rows (see module docstring)."""
     readers = per_reader(rows, min_answers)
     included = [r["reader"] for r in readers if r["status"] == "ok"]
-    excluded = [{"reader": r["reader"], "name": r["name"], "reason": r["status"]}
-                for r in readers if r["status"] != "ok"]
+    excluded = [
+        {"reader": r["reader"], "name": r["name"], "reason": r["status"]}
+        for r in readers
+        if r["status"] != "ok"
+    ]
     pooled_rows = [r for r in rows if r["reader"] in set(included)]
     result: dict[str, Any] = {
-        "n_answers": len(rows), "n_readers": len(readers), "included_readers": included,
-        "excluded_readers": excluded, "min_answers": min_answers,
-        "methods": {"proportions": "Wilson score 95% CI", "auc": "DeLong 95% CI (normal approximation)",
-                    "regression": REGRESSION_METHOD},
+        "n_answers": len(rows),
+        "n_readers": len(readers),
+        "included_readers": included,
+        "excluded_readers": excluded,
+        "min_answers": min_answers,
+        "methods": {
+            "proportions": "Wilson score 95% CI",
+            "auc": "DeLong 95% CI (normal approximation)",
+            "regression": REGRESSION_METHOD,
+        },
         "per_reader": readers,
         "misdiagnosis_by_attack": by_attack(pooled_rows) if pooled_rows else {},
     }
-    result["regression"] = logistic_regression(pooled_rows) if pooled_rows else {"error": "no readers included"}
-    result["mrmc"] = mrmc(pooled_rows, included) if len(included) >= 2 else {
-        "error": f"needs at least 2 included readers, got {len(included)}"}
+    result["regression"] = (
+        logistic_regression(pooled_rows) if pooled_rows else {"error": "no readers included"}
+    )
+    result["mrmc"] = (
+        mrmc(pooled_rows, included)
+        if len(included) >= 2
+        else {"error": f"needs at least 2 included readers, got {len(included)}"}
+    )
     return result
 
 
 def analyze_file(
-    path: str | Path, out_dir: str | Path | None = None, reference_band: tuple[float, float] | None = None,
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    reference_band: tuple[float, float] | None = None,
     min_answers: int = 10,
 ) -> dict[str, Any]:
     """Analyse an answers CSV; with ``out_dir`` write analysis.json, per_reader.csv and the figure."""
@@ -279,8 +332,11 @@ def analyze_file(
     rows = load_answers(path)
     result = analyze(rows, min_answers)
     result["provenance"] = {
-        "answers": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-        "dermadv_version": __version__, "reference_band": reference_band, "min_answers": min_answers,
+        "answers": str(path.resolve()),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "dermadv_version": __version__,
+        "reference_band": reference_band,
+        "min_answers": min_answers,
     }
     if out_dir is not None:
         out = Path(out_dir)
@@ -289,19 +345,19 @@ def analyze_file(
         plot_readers(result, fig, reference_band)
         result["figure"] = str(fig)
         atomic_write_text(out / "per_reader.csv", per_reader_csv(result))
-        atomic_write_text(out / "analysis.json", json.dumps(_jsonable(result), indent=2) + "\n")
+        atomic_write_text(out / "analysis.json", json.dumps(jsonable(result), indent=2) + "\n")
     return result
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None if math.isnan(obj) else str(obj)
     if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     return obj
 
 
@@ -339,7 +395,7 @@ def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] |
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.3))
     colours = {UNMODIFIED: "#1f77b4", ADVERSARIAL: "#d62728"}
     readers = [r for r in result["per_reader"]]
-    for ax, metric in zip(axes[:2], ("sensitivity", "specificity")):
+    for ax, metric in zip(axes[:2], ("sensitivity", "specificity"), strict=True):
         if band:
             ax.axhspan(band[0], band[1], color="0.85", zorder=0, label="reference band")
         for x, r in enumerate(readers):
@@ -349,17 +405,27 @@ def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] |
                 ax.plot([x, x], [vals[0][1], vals[1][1]], color="0.6", lw=1, zorder=1)
             for c, v in vals:
                 m = r["by_condition"][c][metric]
-                ax.errorbar(x + (-0.08 if c == UNMODIFIED else 0.08), v,
-                            yerr=[[max(v - m["ci_low"], 0.0)], [max(m["ci_high"] - v, 0.0)]], fmt="o", color=colours[c],
-                            mfc=colours[c] if r["status"] == "ok" else "white", ms=6, capsize=2, zorder=2,
-                            label=c if x == 0 else None)
-        ax.set_xticks(range(len(readers)), [str(r["reader"]) for r in readers],
-                      rotation=90 if len(readers) > 12 else 0)
+                ax.errorbar(
+                    x + (-0.08 if c == UNMODIFIED else 0.08),
+                    v,
+                    yerr=[[max(v - m["ci_low"], 0.0)], [max(m["ci_high"] - v, 0.0)]],
+                    fmt="o",
+                    color=colours[c],
+                    mfc=colours[c] if r["status"] == "ok" else "white",
+                    ms=6,
+                    capsize=2,
+                    zorder=2,
+                    label=c if x == 0 else None,
+                )
+        ax.set_xticks(
+            range(len(readers)), [str(r["reader"]) for r in readers], rotation=90 if len(readers) > 12 else 0
+        )
         ax.set_xlabel("reader")
         ax.set_ylabel(metric)
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{metric.capitalize()} per reader")
-        ax.legend(loc="lower left", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower left", fontsize=8)
     ax = axes[2]
     if band:
         ax.axhspan(band[0], band[1], color="0.85", zorder=0, label="reference band (sensitivity)")
@@ -372,7 +438,9 @@ def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] |
             spec = cond.get("specificity", {}).get("value")
             spec = spec if spec is not None else spec_u  # adversarial melanomas only: unmodified naevi
             if sens is not None and spec is not None:
-                ax.plot(1 - spec, sens, "o", color=colours[c], mfc=colours[c] if r["status"] == "ok" else "white")
+                ax.plot(
+                    1 - spec, sens, "o", color=colours[c], mfc=colours[c] if r["status"] == "ok" else "white"
+                )
     for c in CONDITIONS:
         ax.plot([], [], "o", color=colours[c], label=c)
     ax.plot([0, 1], [0, 1], ls=":", color="0.5")
@@ -398,16 +466,22 @@ def format_report(result: dict[str, Any]) -> str:
             return "n/a"
         return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
 
-    lines = [f"{result['n_answers']} answers from {result['n_readers']} readers "
-             f"({len(result['included_readers'])} included)"]
+    lines = [
+        f"{result['n_answers']} answers from {result['n_readers']} readers "
+        f"({len(result['included_readers'])} included)"
+    ]
     for e in result["excluded_readers"]:
         lines.append(f"  left out: reader {e['reader']} ({e['name']}): {e['reason']}")
     lines.append("")
-    lines.append(f"{'reader':<10} {'condition':<12} {'n':>4}  {'sensitivity':<22} {'specificity':<22} {'AUC':<22}")
+    lines.append(
+        f"{'reader':<10} {'condition':<12} {'n':>4}  {'sensitivity':<22} {'specificity':<22} {'AUC':<22}"
+    )
     for r in result["per_reader"]:
         for cond, m in [("all", r["overall"]), *r["by_condition"].items()]:
-            lines.append(f"{r['reader']:<10} {cond:<12} {m['n']:>4}  {ci(m['sensitivity']):<22} "
-                         f"{ci(m['specificity']):<22} {ci(m['auc']):<22}")
+            lines.append(
+                f"{r['reader']:<10} {cond:<12} {m['n']:>4}  {ci(m['sensitivity']):<22} "
+                f"{ci(m['specificity']):<22} {ci(m['auc']):<22}"
+            )
         lines.append(f"{'':<10} AUC from: {r['score']}")
     lines.append("95% CIs: Wilson (proportions), DeLong (AUC)")
     reg = result["regression"]
@@ -415,12 +489,16 @@ def format_report(result: dict[str, Any]) -> str:
     if "adversarial" in reg:
         a = reg["adversarial"]
         lines.append(f"Logistic regression ({reg.get('formula')}), n = {reg['n']}:")
-        lines.append(f"  adversarial vs unmodified: odds ratio of a correct answer {a['odds_ratio']:.3f} "
-                     f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}], p = {a['p_value']:.3g}")
+        lines.append(
+            f"  adversarial vs unmodified: odds ratio of a correct answer {a['odds_ratio']:.3f} "
+            f"[{a['ci_low']:.3f}, {a['ci_high']:.3f}], p = {a['p_value']:.3g}"
+        )
         if "melanoma" in reg:
             m = reg["melanoma"]
-            lines.append(f"  melanoma vs naevus: odds ratio {m['odds_ratio']:.3f} [{m['ci_low']:.3f}, "
-                         f"{m['ci_high']:.3f}], p = {m['p_value']:.3g}")
+            lines.append(
+                f"  melanoma vs naevus: odds ratio {m['odds_ratio']:.3f} [{m['ci_low']:.3f}, "
+                f"{m['ci_high']:.3f}], p = {m['p_value']:.3g}"
+            )
     else:
         lines.append(f"Logistic regression: {reg.get('error')}")
     for n in reg.get("notes", []):
@@ -434,11 +512,18 @@ def format_report(result: dict[str, Any]) -> str:
         lines.append(f"MRMC ({mr['method']}); AUC from {mr['score']}:")
         for m, v in mr["per_modality"].items():
             lines.append(f"  {m}: mean AUC {v['auc']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}]")
-        lines.append(f"  difference {comp['modalities'][0]} - {comp['modalities'][1]}: {comp['difference']:.3f} "
-                     f"[{comp['ci_low']:.3f}, {comp['ci_high']:.3f}], F = {mr['f']:.3f}, "
-                     f"df = ({mr['df1']}, {mr['ddf']:.1f}), p = {mr['p_value']:.3g}")
+        lines.append(
+            f"  difference {comp['modalities'][0]} - {comp['modalities'][1]}: {comp['difference']:.3f} "
+            f"[{comp['ci_low']:.3f}, {comp['ci_high']:.3f}], F = {mr['f']:.3f}, "
+            f"df = ({mr['df1']}, {mr['ddf']:.1f}), p = {mr['p_value']:.3g}"
+        )
         for n in mr["notes"]:
             lines.append(f"  note: {n}")
+    if result.get("misdiagnosis_by_attack"):
+        lines.append("")
+        lines.append("Misdiagnosed (1 - accuracy, Wilson 95% CI), included readers:")
+        for k, m in result["misdiagnosis_by_attack"].items():
+            lines.append(f"  {k:<16} {ci(m)}  (n = {m['n']})")
     if result.get("figure"):
         lines.append(f"\nfigure: {result['figure']}")
     return "\n".join(lines)

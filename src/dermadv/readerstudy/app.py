@@ -65,8 +65,16 @@ class ReaderIn(BaseModel):
     years_experience: float | None = Field(default=None, ge=0, le=80)
 
 
-def create_app(study: Study, db_url: str | None = None, coordinator_token: str | None = None) -> FastAPI:
-    """Build the app for ``study``; ``coordinator_token`` defaults to a fresh random one (app.state)."""
+def create_app(
+    study: Study,
+    db_url: str | None = None,
+    coordinator_token: str | None = None,
+    public_url: str | None = None,
+) -> FastAPI:
+    """Build the app for ``study``; ``coordinator_token`` defaults to a fresh random one (app.state).
+
+    ``public_url`` is the address readers use (e.g. behind an HTTPS reverse proxy), for invite links.
+    """
     store = AnswerStore(study, db_url)
     coord_token = coordinator_token or secrets.token_urlsafe(18)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -74,6 +82,9 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
     app.state.store, app.state.study, app.state.coordinator_token = store, study, coord_token
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     choices = study.choices
+
+    def public_base(request: Request) -> str:
+        return (public_url or str(request.base_url)).rstrip("/")
 
     @app.middleware("http")
     async def _headers(request: Request, call_next: Any) -> Any:
@@ -88,8 +99,12 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
     async def _refused(request: Request, exc: StudyRequestError) -> Any:
         if request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", ""):
             return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-        return templates.TemplateResponse(request, "message.html", {"title": "Not available",
-                                          "message": str(exc), "study": study}, status_code=exc.status)
+        return templates.TemplateResponse(
+            request,
+            "message.html",
+            {"title": "Not available", "message": str(exc), "study": study},
+            status_code=exc.status,
+        )
 
     def page(request: Request, name: str, **ctx: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"study": study, "choices": choices, **ctx})
@@ -101,8 +116,12 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> HTMLResponse:
-        return page(request, "message.html", title=study.title,
-                    message="Please open the personal invitation link you received.")
+        return page(
+            request,
+            "message.html",
+            title=study.title,
+            message="Please open the personal invitation link you received.",
+        )
 
     # ----- reader pages -------------------------------------------------------------------------
     def resume_url(token: str, reader: Reader) -> str:
@@ -137,8 +156,14 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
         store.mark_shown(reader, key)
         prev = answered.get(key, {})
         return page(
-            request, "item.html", token=token, key=key, number=number, total=len(reader.order),
-            answered=len(answered), existing_answer=prev.get("answer") or "",
+            request,
+            "item.html",
+            token=token,
+            key=key,
+            number=number,
+            total=len(reader.order),
+            answered=len(answered),
+            existing_answer=prev.get("answer") or "",
             existing_confidence=prev.get("confidence") or "",
             prev_url=f"/r/{token}/item/{number - 1}" if study.allow_change and number > 1 else "",
         )
@@ -149,16 +174,22 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
         pos = store.next_position(reader)
         if pos < len(reader.order):
             return RedirectResponse(resume_url(token, reader), status_code=303)
-        return page(request, "done.html", token=token, total=len(reader.order),
-                    review_url=f"/r/{token}/item/1" if study.allow_change else "")
+        return page(
+            request,
+            "done.html",
+            token=token,
+            total=len(reader.order),
+            review_url=f"/r/{token}/item/1" if study.allow_change else "",
+        )
 
     @app.get("/r/{token}/image/{key}")
     def reader_image(token: str, key: str) -> FileResponse:
         reader = store.reader_by_token(token)
         if not KEY_RE.match(key) or key not in reader.order:
             raise HTTPException(404, "image not in this reader's set")
-        return FileResponse(study.image_path(key), media_type="image/png",
-                            headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(
+            study.image_path(key), media_type="image/png", headers={"Cache-Control": "private, max-age=3600"}
+        )
 
     # ----- reader API ---------------------------------------------------------------------------
     @app.get("/api/r/{token}/state")
@@ -167,13 +198,22 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
         answered = store.answers_of(reader.id)
         pos = store.next_position(reader, answered)
         return {
-            "total": len(reader.order), "answered": len(answered), "next_position": pos + 1,
-            "done": pos >= len(reader.order), "allow_change": study.allow_change,
-            "confidence": study.confidence, "choices": [c["value"] for c in choices],
+            "total": len(reader.order),
+            "answered": len(answered),
+            "next_position": pos + 1,
+            "done": pos >= len(reader.order),
+            "allow_change": study.allow_change,
+            "confidence": study.confidence,
+            "choices": [c["value"] for c in choices],
             "answers": [
-                {"position": i + 1, "image": k, "answer": answered[k]["answer"],
-                 "confidence": answered[k]["confidence"]}
-                for i, k in enumerate(reader.order) if k in answered
+                {
+                    "position": i + 1,
+                    "image": k,
+                    "answer": answered[k]["answer"],
+                    "confidence": answered[k]["confidence"],
+                }
+                for i, k in enumerate(reader.order)
+                if k in answered
             ],
         }
 
@@ -186,18 +226,30 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
             return {"done": True, "total": len(reader.order)}
         key = reader.order[pos]
         store.mark_shown(reader, key)
-        return {"done": False, "position": pos + 1, "total": len(reader.order), "image": key,
-                "image_url": f"/r/{token}/image/{key}"}
+        return {
+            "done": False,
+            "position": pos + 1,
+            "total": len(reader.order),
+            "image": key,
+            "image_url": f"/r/{token}/image/{key}",
+        }
 
     @app.post("/api/r/{token}/answers")
     def api_answer(token: str, body: AnswerIn) -> dict[str, Any]:
         if not KEY_RE.match(body.image):
             raise InvalidAnswer("image must be a 16-hex-digit image key")
-        result = store.submit(token, body.image, body.answer, body.confidence, body.submission_id, body.client_ms)
+        result = store.submit(
+            token, body.image, body.answer, body.confidence, body.submission_id, body.client_ms
+        )
         number = result.position + 2  # the item page redirects to the resume point when needed
         nxt = f"/r/{token}/item/{number}" if number <= len(study.images) else f"/r/{token}/done"
-        return {"status": result.status, "position": result.position + 1, "answer": result.answer,
-                "confidence": result.confidence, "next": nxt}
+        return {
+            "status": result.status,
+            "position": result.position + 1,
+            "answer": result.answer,
+            "confidence": result.confidence,
+            "next": nxt,
+        }
 
     # ----- coordinator --------------------------------------------------------------------------
     def coordinator(request: Request) -> None:
@@ -219,8 +271,13 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
     def coord_home(request: Request, new: int | None = None) -> Any:
         if not is_coordinator(request):
             return page(request, "login.html")
-        return page(request, "coordinator.html", progress=store.progress(), base=str(request.base_url).rstrip("/"),
-                    n_images=len(study.images))
+        return page(
+            request,
+            "coordinator.html",
+            progress=store.progress(),
+            base=public_base(request),
+            n_images=len(study.images),
+        )
 
     @app.post("/coordinator/login")
     def coord_login(token: str = Form(...)) -> Any:
@@ -239,9 +296,16 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
         except ValueError as exc:
             raise InvalidAnswer(f"years of experience must be a number, got {years_experience!r}") from exc
         reader, token = store.add_reader(name, role, years)
-        link = f"{str(request.base_url).rstrip('/')}/r/{token}"
-        return page(request, "coordinator.html", progress=store.progress(), new_reader=reader, new_link=link,
-                    base=str(request.base_url).rstrip("/"), n_images=len(study.images))
+        link = f"{public_base(request)}/r/{token}"
+        return page(
+            request,
+            "coordinator.html",
+            progress=store.progress(),
+            new_reader=reader,
+            new_link=link,
+            base=public_base(request),
+            n_images=len(study.images),
+        )
 
     @app.post("/coordinator/readers/{reader_id}/revoke", dependencies=[Depends(coordinator)])
     def coord_revoke(reader_id: int) -> RedirectResponse:
@@ -250,15 +314,20 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
 
     @app.get("/coordinator/export.csv", dependencies=[Depends(coordinator)])
     def coord_export() -> PlainTextResponse:
-        return PlainTextResponse(export_csv_text(store.export_rows()), media_type="text/csv",
-                                 headers={"Content-Disposition": 'attachment; filename="answers.csv"'})
+        return PlainTextResponse(
+            export_csv_text(store.export_rows()),
+            media_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="answers.csv"'},
+        )
 
     @app.get("/coordinator/readers/{reader_id}/original.csv", dependencies=[Depends(coordinator)])
     def coord_original(reader_id: int) -> PlainTextResponse:
         store.get_reader(reader_id)
         return PlainTextResponse(
-            original_csv_text(store.export_rows(), reader_id), media_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="reader{reader_id}.csv"'})
+            original_csv_text(store.export_rows(), reader_id),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="reader{reader_id}.csv"'},
+        )
 
     @app.get("/api/coordinator/progress", dependencies=[Depends(coordinator)])
     def api_progress() -> list[dict[str, Any]]:
@@ -267,8 +336,13 @@ def create_app(study: Study, db_url: str | None = None, coordinator_token: str |
     @app.post("/api/coordinator/readers", dependencies=[Depends(coordinator)])
     def api_add_reader(request: Request, body: ReaderIn) -> dict[str, Any]:
         reader, token = store.add_reader(body.name, body.role, body.years_experience)
-        return {"id": reader.id, "name": reader.name, "token": token,
-                "invite_url": f"{str(request.base_url).rstrip('/')}/r/{token}", "seed": reader.seed}
+        return {
+            "id": reader.id,
+            "name": reader.name,
+            "token": token,
+            "invite_url": f"{public_base(request)}/r/{token}",
+            "seed": reader.seed,
+        }
 
     @app.post("/api/coordinator/readers/{reader_id}/revoke", dependencies=[Depends(coordinator)])
     def api_revoke(reader_id: int) -> dict[str, Any]:

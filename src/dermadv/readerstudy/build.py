@@ -33,9 +33,9 @@ from dermadv.readerstudy.study import (
     NAEVUS,
     STUDY_FILE,
     UNMODIFIED,
+    Study,
     atomic_write_text,
     load_study,
-    Study,
     write_manifest,
 )
 
@@ -66,13 +66,17 @@ def _condition(value: str, where: str) -> str:
 
 def _reencode(src: Path, dst: Path) -> tuple[int, int]:
     """Decode ``src`` and write it as a metadata-free PNG at ``dst``; returns (height, width)."""
-    from PIL import Image
-
     from dermadv.data.images import load_image
 
     arr = load_image(src)  # DataError names the file when it is missing or corrupt
-    Image.fromarray(np.ascontiguousarray(arr)).save(dst, format="PNG")  # no EXIF/text chunks written
+    _save_png(arr, dst)  # pixels only: no EXIF or text chunks are written
     return int(arr.shape[0]), int(arr.shape[1])
+
+
+def _save_png(arr: np.ndarray, dst: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.ascontiguousarray(arr)).save(dst, format="PNG")
 
 
 def _new_key(taken: set[str]) -> str:
@@ -83,9 +87,7 @@ def _new_key(taken: set[str]) -> str:
             return key
 
 
-def _settings(
-    title: str, confidence: str, allow_change: bool, build: dict[str, Any]
-) -> dict[str, Any]:
+def _settings(title: str, confidence: str, allow_change: bool, build: dict[str, Any]) -> dict[str, Any]:
     from dermadv import __version__
 
     if confidence not in CONFIDENCE_MODES:
@@ -120,9 +122,14 @@ def _write_study(out: Path, items: list[dict[str, Any]], settings: dict[str, Any
         for idx in order:
             item = dict(items[idx])
             src = Path(item.pop("_src"))
+            array = item.pop("_array", None)
             key = _new_key(taken)
             file = f"{key}.png"
-            h, w = _reencode(src, tmp / IMAGES_DIR / file)
+            if array is None:
+                h, w = _reencode(src, tmp / IMAGES_DIR / file)
+            else:
+                _save_png(array, tmp / IMAGES_DIR / file)
+                h, w = int(array.shape[0]), int(array.shape[1])
             rows.append({"image_key": key, "file": file, **item, "height": h, "width": w})
         write_manifest(tmp / MANIFEST_FILE, rows)
         atomic_write_text(tmp / STUDY_FILE, json.dumps(settings, indent=2) + "\n")
@@ -172,8 +179,9 @@ def build_from_images(
         for lineno, row in enumerate(reader, start=2):
             where = f"{manifest} line {lineno}"
             name = (row[img_col] or "").strip()
-            src = next((images / f"{name}{s}" for s in _IMAGE_SUFFIXES if (images / f"{name}{s}").is_file()),
-                       None)
+            src = next(
+                (images / f"{name}{s}" for s in _IMAGE_SUFFIXES if (images / f"{name}{s}").is_file()), None
+            )
             if not name or src is None:
                 raise DataError(f"{where}: image {name!r} not found in {images}")
             group = study_group(row[gt_col] or "")
@@ -183,19 +191,41 @@ def build_from_images(
             attack = (row[attack_col] or "").strip() if attack_col else ""
             used = {img_col, gt_col, cond_col, attack_col}
             extra = {f"src_{k}" if k in _RESERVED else k: v for k, v in row.items() if k not in used}
-            items.append({
-                "_src": src, "ground_truth": group, "condition": condition, "attack": attack,
-                "source_image_id": Path(name).stem, "source": str(src.resolve()), **extra,
-            })
+            items.append(
+                {
+                    "_src": src,
+                    "ground_truth": group,
+                    "condition": condition,
+                    "attack": attack,
+                    "source_image_id": Path(name).stem,
+                    "source": str(src.resolve()),
+                    **extra,
+                }
+            )
     if not items:
         raise DataError(f"{manifest}: no images listed")
-    build = {"method": "images", "images": str(images.resolve()), "manifest": str(manifest.resolve()),
-             "n_images": len(items)}
+    build = {
+        "method": "images",
+        "images": str(images.resolve()),
+        "manifest": str(manifest.resolve()),
+        "n_images": len(items),
+    }
     return _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
 
 
-_RESERVED = frozenset({"image_key", "file", "ground_truth", "condition", "attack", "source_image_id",
-                       "source", "height", "width"})
+_RESERVED = frozenset(
+    {
+        "image_key",
+        "file",
+        "ground_truth",
+        "condition",
+        "attack",
+        "source_image_id",
+        "source",
+        "height",
+        "width",
+    }
+)
 
 
 def build_from_runs(
@@ -207,6 +237,7 @@ def build_from_runs(
     seed: int = 0,
     attacks: Sequence[str] | None = None,
     exclude_attacked_sources: bool = True,
+    unmodified_from: str | Path | None = None,
     title: str = "Dermoscopy reader study",
     confidence: str = "required",
     allow_change: bool = False,
@@ -214,10 +245,13 @@ def build_from_runs(
     """Build a study from campaign RUN directories.
 
     Per attack type, ``per_attack`` successful adversarial images are drawn at random (seeded);
-    ``unmodified`` original images are drawn half melanoma, half naevus, from the runs' originals
-    (by default excluding lesions whose adversarial version is in the study, so no reader sees the
-    same lesion twice). Shortfalls are reported in the summary and in study.json, never hidden.
-    Returns the study and that summary.
+    ``unmodified`` images are drawn half melanoma, half naevus, from the dataset ``unmodified_from``
+    (default: the dataset the first run attacked, named in its run.json) decoded and resized exactly
+    as the run's model prepares its inputs, so that size and resampling cannot tell the conditions
+    apart; without a dataset, from the runs' own original images (a mel->nv campaign holds no naevi).
+    Lesions whose adversarial version is in the study are left out (no reader sees a lesion twice,
+    unless ``exclude_attacked_sources`` is False). Shortfalls are reported in the summary and in
+    study.json, never hidden. Returns the study and that summary.
     """
     from dermadv.campaign.store import ResultsStore
 
@@ -249,7 +283,9 @@ def build_from_runs(
         pool = sorted(successes[attack], key=lambda r: (str(r["_run"]), r["image_id"]))
         take = min(per_attack, len(pool))
         if take < per_attack:
-            summary["shortfalls"].append(f"attack {attack}: {len(pool)} successful images, {per_attack} asked")
+            summary["shortfalls"].append(
+                f"attack {attack}: {len(pool)} successful images, {per_attack} asked"
+            )
         picked = [pool[i] for i in sorted(rng.choice(len(pool), size=take, replace=False))]
         summary["adversarial"][attack] = take
         for row in picked:
@@ -259,31 +295,107 @@ def build_from_runs(
         if attack not in successes:
             summary["shortfalls"].append(f"attack {attack}: no successful images in the runs")
     wanted = {MELANOMA: unmodified - unmodified // 2, NAEVUS: unmodified // 2}
+    excluded_ids = {image_id for _, image_id in used_sources} if exclude_attacked_sources else set()
+    dataset, prep = _unmodified_source(runs, unmodified_from)
+    summary["unmodified_source"] = str(dataset) if dataset is not None else "runs' original images"
     for group, n in wanted.items():
-        pool = sorted(
-            (r for k, r in originals.items() if r["_group"] == group
-             and not (exclude_attacked_sources and (k[0], k[1]) in used_sources)),
-            key=lambda r: (str(r["_run"]), r["image_id"]),
-        )
-        # one image per lesion id across runs
-        seen, unique = set(), []
-        for r in pool:
-            if r["image_id"] not in seen:
-                seen.add(r["image_id"])
-                unique.append(r)
+        if dataset is not None:
+            unique = [
+                s
+                for s in _dataset_samples(dataset)
+                if study_group(s.diagnosis) == group and s.image_id not in excluded_ids
+            ]
+        else:
+            pool = sorted(
+                (r for r in originals.values() if r["_group"] == group and r["image_id"] not in excluded_ids),
+                key=lambda r: (str(r["_run"]), r["image_id"]),
+            )
+            seen: set[str] = set()
+            unique = []
+            for r in pool:  # one image per image id across runs
+                if r["image_id"] not in seen:
+                    seen.add(r["image_id"])
+                    unique.append(r)
         take = min(n, len(unique))
         if take < n:
             summary["shortfalls"].append(f"unmodified {group}: {len(unique)} images available, {n} asked")
         summary["unmodified"][group] = take
         for i in sorted(rng.choice(len(unique), size=take, replace=False)):
-            items.append(_run_item(unique[i], UNMODIFIED, unique[i]["original_path"]))
+            if dataset is not None:
+                items.append(_dataset_item(unique[i], group, dataset, prep))
+            else:
+                items.append(_run_item(unique[i], UNMODIFIED, unique[i]["original_path"]))
     if not items:
         raise DataError("the runs hold no usable images (no successful attacks and no originals)")
-    build = {"method": "runs", "runs": [str(Path(r).resolve()) for r in runs], "per_attack": per_attack,
-             "unmodified": unmodified, "seed": seed, "attacks": list(attacks) if attacks else None,
-             "exclude_attacked_sources": exclude_attacked_sources, **summary}
+    build = {
+        "method": "runs",
+        "runs": [str(Path(r).resolve()) for r in runs],
+        "per_attack": per_attack,
+        "unmodified": unmodified,
+        "seed": seed,
+        "attacks": list(attacks) if attacks else None,
+        "exclude_attacked_sources": exclude_attacked_sources,
+        **summary,
+    }
     study = _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
     return study, summary
+
+
+def _unmodified_source(
+    runs: Sequence[str | Path], unmodified_from: str | Path | None
+) -> tuple[Path | None, dict[str, Any]]:
+    """Dataset for unmodified images and how the runs' model prepared its inputs (size, decoder...)."""
+    info: dict[str, Any] = {}
+    run_json = Path(runs[0]) / "run.json"
+    if run_json.is_file():
+        try:
+            settings = json.loads(run_json.read_text()).get("settings", {})
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{run_json}: invalid JSON ({exc})") from exc
+        model = settings.get("model") or {}
+        if model.get("input_size"):
+            info = {
+                "input_size": tuple(int(v) for v in model["input_size"]),
+                "decoder": model.get("decoder", "pil"),
+                "resize": model.get("resize", "bilinear"),
+            }
+        if unmodified_from is None and (settings.get("data") or {}).get("path"):
+            candidate = Path(settings["data"]["path"])
+            unmodified_from = candidate if candidate.exists() else None
+    if unmodified_from is None:
+        return None, info
+    if not info:
+        raise DataError(
+            f"{run_json}: no model input size recorded; cannot prepare unmodified images like "
+            f"the adversarial ones"
+        )
+    return Path(unmodified_from), info
+
+
+def _dataset_samples(path: Path) -> list[Any]:
+    from dermadv.data import load_dataset
+
+    ds = load_dataset(path, verify_images=False, progress=False)
+    return sorted((s for s in ds.samples if s.path is not None), key=lambda s: s.image_id)
+
+
+def _dataset_item(sample: Any, group: str, dataset: Path, prep: dict[str, Any]) -> dict[str, Any]:
+    """An unmodified image from a dataset, prepared like the model's input (written as PNG later)."""
+    from dermadv.data.images import load_image, resize_uint8
+
+    img = resize_uint8(load_image(sample.path, prep["decoder"]), prep["input_size"], prep["resize"])
+    return {
+        "_array": img,
+        "_src": sample.path,
+        "ground_truth": group,
+        "condition": UNMODIFIED,
+        "attack": "",
+        "source_image_id": sample.image_id,
+        "diagnosis": sample.diagnosis,
+        "source": str(Path(sample.path).resolve()),
+        "dataset": str(dataset.resolve()),
+        "prepared": f"{prep['decoder']} decoder, {prep['resize']} resize to {prep['input_size']}",
+    }
 
 
 def _run_group(row: dict[str, Any]) -> str | None:

@@ -43,7 +43,7 @@ the two AUCs share those cases and are correlated; this is stated in the result.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,8 @@ METHOD = (
 )
 REFERENCES = (
     "Obuchowski NA, Rockette HE. Hypothesis testing of diagnostic accuracy for multiple readers and "
-    "multiple tests: an ANOVA approach with dependent observations. Commun Stat Simul Comput 1995;24:285-308.",
+    "multiple tests: an ANOVA approach with dependent observations. "
+    "Commun Stat Simul Comput 1995;24:285-308.",
     "Hillis SL. A comparison of denominator degrees of freedom methods for multiple observer ROC analysis. "
     "Stat Med 2007;26:596-619.",
     "DeLong ER, DeLong DM, Clarke-Pearson DL. Comparing the areas under two or more correlated ROC curves: "
@@ -83,21 +84,34 @@ def _shared_cov(a: dict[Any, float], b: dict[Any, float]) -> tuple[int, float]:
 def auc_covariance(
     scores: dict[Any, dict[Any, float]],
     units: Sequence[tuple[Sequence[Any], Sequence[Any], Any]],
+    case_of: Callable[[Any], Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """AUCs and their DeLong covariance for AUC units that may use different case sets.
 
-    ``scores[reader][case]`` is a reader's rating; each unit is (positive cases, negative cases,
-    reader). Returns (aucs (U,), covariance (U x U)).
+    ``scores[reader][key]`` is a reader's rating of a reading ``key``; each unit is (positive keys,
+    negative keys, reader). ``case_of(key)`` names the case a reading is of (default: the key
+    itself): two units covary through the cases they share, e.g. the same lesion read in two
+    modalities (paired design) or the same benign readings used by both. Returns (aucs, covariance).
     """
+    case_of = case_of or (lambda k: k)
     comps = []
     aucs = np.empty(len(units))
     for u, (pos, neg, reader) in enumerate(units):
         if len(pos) == 0 or len(neg) == 0:
-            raise ValueError(f"AUC unit {u} (reader {reader!r}) needs at least one positive and one negative case")
+            raise ValueError(
+                f"AUC unit {u} (reader {reader!r}) needs at least one positive and one negative case"
+            )
         s = scores[reader]
         auc, v10, v01 = placements(np.array([s[c] for c in pos]), np.array([s[c] for c in neg]))
         aucs[u] = auc
-        comps.append((dict(zip(pos, v10)), dict(zip(neg, v01)), len(pos), len(neg)))
+        comps.append(
+            (
+                dict(zip(map(case_of, pos), v10, strict=True)),
+                dict(zip(map(case_of, neg), v01, strict=True)),
+                len(pos),
+                len(neg),
+            )
+        )
     cov = np.zeros((len(units), len(units)))
     for u in range(len(units)):
         for v in range(u, len(units)):
@@ -128,49 +142,62 @@ def obuchowski_rockette(
     readers = sorted({r["reader"] for r in records}, key=str)
     if len(readers) < 2:
         raise ValueError(f"MRMC analysis needs at least 2 readers, got {len(readers)}")
+    # readings are keyed (modality, case): the same case may be read in several modalities (paired)
     scores: dict[Any, dict[Any, float]] = {rd: {} for rd in readers}
-    case_info: dict[Any, tuple[int, str]] = {}
+    truth: dict[tuple[str, Any], int] = {}
     for r in records:
         if r["modality"] not in modalities:
             continue
-        scores[r["reader"]][r["case"]] = float(r["score"])
-        case_info[r["case"]] = (int(r["truth"]), r["modality"])
-    complete = [c for c in case_info if all(c in scores[rd] for rd in readers)]
-    dropped = len(case_info) - len(complete)
+        key = (r["modality"], r["case"])
+        scores[r["reader"]][key] = float(r["score"])
+        if truth.setdefault(key, int(r["truth"])) != int(r["truth"]):
+            raise ValueError(f"case {r['case']!r} has conflicting truth in modality {r['modality']!r}")
+    complete = sorted((k for k in truth if all(k in scores[rd] for rd in readers)), key=str)
+    dropped = len(truth) - len(complete)
     notes = []
     if dropped:
-        notes.append(f"{dropped} case(s) not read by every reader were left out (OR needs complete data)")
+        notes.append(f"{dropped} reading(s) not made by every reader were left out (OR needs complete data)")
     sets: dict[str, tuple[list[Any], list[Any]]] = {}
     for m in modalities:
-        pos = sorted((c for c in complete if case_info[c] == (1, m)), key=str)
-        neg = sorted((c for c in complete if case_info[c] == (0, m)), key=str)
-        sets[m] = (pos, neg)
-    for m in modalities:
-        pos, neg = sets[m]
+        pos = [k for k in complete if k[0] == m and truth[k] == 1]
+        neg = [k for k in complete if k[0] == m and truth[k] == 0]
         if not neg:
-            neg = sorted((c for c in complete if case_info[c][0] == 0), key=str)
-            notes.append(f"{m}: no benign cases of its own; its AUC uses the benign cases of the other "
-                         f"condition(s) ({len(neg)}), so the AUCs share those cases")
+            neg = [k for k in complete if truth[k] == 0]
+            notes.append(
+                f"{m}: no benign cases of its own; its AUC uses the benign cases of the other "
+                f"condition(s) ({len(neg)}), so the AUCs share those cases"
+            )
         if not pos:
-            pos = sorted((c for c in complete if case_info[c][0] == 1), key=str)
-            notes.append(f"{m}: no melanomas of its own; its AUC uses the melanomas of the other "
-                         f"condition(s) ({len(pos)})")
+            pos = [k for k in complete if truth[k] == 1]
+            notes.append(
+                f"{m}: no melanomas of its own; its AUC uses the melanomas of the other "
+                f"condition(s) ({len(pos)})"
+            )
         if not pos or not neg:
             raise ValueError(f"modality {m!r}: no melanomas or no benign cases read by every reader")
         sets[m] = (pos, neg)
     n_mod, n_rd = len(modalities), len(readers)
     units = [(sets[m][0], sets[m][1], rd) for m in modalities for rd in readers]
-    aucs, cov = auc_covariance(scores, units)
+    aucs, cov = auc_covariance(scores, units, case_of=lambda k: k[1])
     theta = aucs.reshape(n_mod, n_rd)
 
     def idx(i: int, j: int) -> int:
         return i * n_rd + j
 
     var = float(np.mean(np.diag(cov)))
-    c1 = [cov[idx(i, j), idx(k, j)] for i in range(n_mod) for k in range(n_mod) if i != k for j in range(n_rd)]
+    c1 = [
+        cov[idx(i, j), idx(k, j)] for i in range(n_mod) for k in range(n_mod) if i != k for j in range(n_rd)
+    ]
     c2 = [cov[idx(i, j), idx(i, k)] for i in range(n_mod) for j in range(n_rd) for k in range(n_rd) if j != k]
-    c3 = [cov[idx(i, j), idx(k, l)] for i in range(n_mod) for k in range(n_mod) if i != k
-          for j in range(n_rd) for l in range(n_rd) if j != l]
+    c3 = [
+        cov[idx(i, j), idx(k, jj)]
+        for i in range(n_mod)
+        for k in range(n_mod)
+        if i != k
+        for j in range(n_rd)
+        for jj in range(n_rd)
+        if j != jj
+    ]
     cov1, cov2, cov3 = float(np.mean(c1)), float(np.mean(c2)), float(np.mean(c3))
     mod_means = theta.mean(axis=1)
     rd_means = theta.mean(axis=0)
@@ -185,33 +212,73 @@ def obuchowski_rockette(
         f_stat, p = (0.0, 1.0) if ms_t == 0 else (math.inf, 0.0)
     else:
         f_stat = ms_t / denom
-        p = float(stats.f.sf(f_stat, df1, ddf)) if math.isfinite(ddf) else float(stats.chi2.sf(f_stat * df1, df1))
-    tq = float(stats.t.ppf(1 - alpha / 2, ddf)) if math.isfinite(ddf) else float(stats.norm.ppf(1 - alpha / 2))
+        p = (
+            float(stats.f.sf(f_stat, df1, ddf))
+            if math.isfinite(ddf)
+            else float(stats.chi2.sf(f_stat * df1, df1))
+        )
+    tq = (
+        float(stats.t.ppf(1 - alpha / 2, ddf)) if math.isfinite(ddf) else float(stats.norm.ppf(1 - alpha / 2))
+    )
     comparisons = []
     for a in range(n_mod):
         for b in range(a + 1, n_mod):
             diff = float(mod_means[b] - mod_means[a])
             se = math.sqrt(max(2 * denom / n_rd, 0.0))
-            comparisons.append({"modalities": [modalities[b], modalities[a]], "difference": diff, "se": se,
-                                "ci_low": diff - tq * se, "ci_high": diff + tq * se})
+            comparisons.append(
+                {
+                    "modalities": [modalities[b], modalities[a]],
+                    "difference": diff,
+                    "se": se,
+                    "ci_low": diff - tq * se,
+                    "ci_high": diff + tq * se,
+                }
+            )
     per_modality = {}
     for i, m in enumerate(modalities):
         ms_r = float(np.var(theta[i], ddof=1))
-        cov2_i = float(np.mean([cov[idx(i, j), idx(i, k)] for j in range(n_rd) for k in range(n_rd) if j != k]))
+        cov2_i = float(
+            np.mean([cov[idx(i, j), idx(i, k)] for j in range(n_rd) for k in range(n_rd) if j != k])
+        )
         d_i = ms_r + n_rd * max(cov2_i, 0.0)
         ddf_i = math.inf if ms_r <= 0 else d_i**2 / (ms_r**2 / (n_rd - 1))
-        t_i = float(stats.t.ppf(1 - alpha / 2, ddf_i)) if math.isfinite(ddf_i) else float(stats.norm.ppf(1 - alpha / 2))
+        t_i = (
+            float(stats.t.ppf(1 - alpha / 2, ddf_i))
+            if math.isfinite(ddf_i)
+            else float(stats.norm.ppf(1 - alpha / 2))
+        )
         se_i = math.sqrt(max(d_i / n_rd, 0.0))
         per_modality[m] = {
-            "auc": float(mod_means[i]), "se": se_i, "ci_low": float(mod_means[i]) - t_i * se_i,
-            "ci_high": float(mod_means[i]) + t_i * se_i, "df": ddf_i, "n_positive": len(sets[m][0]),
+            "auc": float(mod_means[i]),
+            "se": se_i,
+            "ci_low": float(mod_means[i]) - t_i * se_i,
+            "ci_high": float(mod_means[i]) + t_i * se_i,
+            "df": ddf_i,
+            "n_positive": len(sets[m][0]),
             "n_negative": len(sets[m][1]),
             "reader_aucs": {str(rd): float(theta[i, j]) for j, rd in enumerate(readers)},
         }
     return {
-        "method": METHOD, "references": list(REFERENCES), "alpha": alpha,
-        "modalities": modalities, "readers": [str(r) for r in readers], "n_cases": len(complete),
-        "per_modality": per_modality, "comparisons": comparisons,
-        "var_components": {"var": var, "cov1": cov1, "cov2": cov2, "cov3": cov3, "ms_t": ms_t, "ms_tr": ms_tr},
-        "f": f_stat, "df1": df1, "ddf": ddf, "p_value": p, "notes": notes,
+        "method": METHOD,
+        "references": list(REFERENCES),
+        "alpha": alpha,
+        "modalities": modalities,
+        "readers": [str(r) for r in readers],
+        "n_cases": len({k[1] for k in complete}),
+        "n_readings_per_reader": len(complete),
+        "per_modality": per_modality,
+        "comparisons": comparisons,
+        "var_components": {
+            "var": var,
+            "cov1": cov1,
+            "cov2": cov2,
+            "cov3": cov3,
+            "ms_t": ms_t,
+            "ms_tr": ms_tr,
+        },
+        "f": f_stat,
+        "df1": df1,
+        "ddf": ddf,
+        "p_value": p,
+        "notes": notes,
     }

@@ -230,11 +230,22 @@ def make_engine(url: str) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
             return engine
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(_postgres_driver(url), pool_pre_ping=True, pool_size=10, max_overflow=30)
     except ImportError as exc:
         raise DataError(f"database URL {url!r} needs a driver that is not installed ({exc})") from exc
     except Exception as exc:  # ArgumentError: malformed URL
         raise DataError(f"cannot use database URL {url!r}: {exc}") from exc
+
+
+def _postgres_driver(url: str) -> str:
+    """``postgresql://`` means psycopg2 to SQLAlchemy; use psycopg (3) when only that is installed."""
+    import importlib.util
+
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix) and importlib.util.find_spec("psycopg2") is None:
+            if importlib.util.find_spec("psycopg") is not None:
+                return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 class AnswerStore:
@@ -251,10 +262,13 @@ class AnswerStore:
             with self.engine.begin() as conn:
                 rows = dict(conn.execute(select(meta_table.c.key, meta_table.c.value)).all())
                 if not rows:
-                    conn.execute(meta_table.insert(), [
-                        {"key": "study_id", "value": study.study_id},
-                        {"key": "schema_version", "value": SCHEMA_VERSION},
-                    ])
+                    conn.execute(
+                        meta_table.insert(),
+                        [
+                            {"key": "study_id", "value": study.study_id},
+                            {"key": "schema_version", "value": SCHEMA_VERSION},
+                        ],
+                    )
                 elif rows.get("study_id") != study.study_id:
                     raise DataError(
                         f"database {self.url} belongs to study {rows.get('study_id')}, not to "
@@ -262,6 +276,11 @@ class AnswerStore:
                     )
         except OperationalError as exc:
             raise DataError(f"cannot open the answers database {self.url}: {exc.orig}") from exc
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with any password masked (for printing)."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     def close(self) -> None:
         """Release the database connections."""
@@ -286,11 +305,17 @@ class AnswerStore:
         token = secrets.token_urlsafe(24)
         order = reader_order(self._keys, seed)
         with self._tx() as conn:
-            rid = conn.execute(readers.insert().values(
-                token_hash=hash_token(token), name=name, role=(role or "").strip()[:200],
-                years_experience=None if years_experience is None else float(years_experience),
-                seed=seed, order_json=json.dumps(order), created_at=time.time(),
-            )).inserted_primary_key[0]
+            rid = conn.execute(
+                readers.insert().values(
+                    token_hash=hash_token(token),
+                    name=name,
+                    role=(role or "").strip()[:200],
+                    years_experience=None if years_experience is None else float(years_experience),
+                    seed=seed,
+                    order_json=json.dumps(order),
+                    created_at=time.time(),
+                )
+            ).inserted_primary_key[0]
         return self.get_reader(int(rid)), token
 
     def get_reader(self, reader_id: int) -> Reader:
@@ -310,8 +335,11 @@ class AnswerStore:
     def revoke(self, reader_id: int) -> Reader:
         """Revoke a reader's invitation (their answers stay)."""
         with self._tx() as conn:
-            n = conn.execute(readers.update().where(readers.c.id == reader_id, readers.c.revoked_at.is_(None))
-                             .values(revoked_at=time.time())).rowcount
+            n = conn.execute(
+                readers.update()
+                .where(readers.c.id == reader_id, readers.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            ).rowcount
         reader = self.get_reader(reader_id)
         if n == 0 and reader.revoked_at is None:  # pragma: no cover - defensive
             raise UnknownReader(f"no reader with id {reader_id}")
@@ -338,7 +366,9 @@ class AnswerStore:
         with self._tx() as conn:
             reader = self.reader_by_token(token, conn)
             if reader.consented_at is None:
-                conn.execute(readers.update().where(readers.c.id == reader.id).values(consented_at=time.time()))
+                conn.execute(
+                    readers.update().where(readers.c.id == reader.id).values(consented_at=time.time())
+                )
         return self.get_reader(reader.id)
 
     # ----- answers -------------------------------------------------------------------------------
@@ -364,12 +394,21 @@ class AnswerStore:
         for attempt in range(2):
             try:
                 with self._tx() as conn:
-                    n = conn.execute(presentations.update().where(
-                        presentations.c.reader_id == reader.id, presentations.c.image_key == key
-                    ).values(last_shown_at=now, shows=presentations.c.shows + 1)).rowcount
+                    n = conn.execute(
+                        presentations.update()
+                        .where(presentations.c.reader_id == reader.id, presentations.c.image_key == key)
+                        .values(last_shown_at=now, shows=presentations.c.shows + 1)
+                    ).rowcount
                     if n == 0:
-                        conn.execute(presentations.insert().values(
-                            reader_id=reader.id, image_key=key, first_shown_at=now, last_shown_at=now, shows=1))
+                        conn.execute(
+                            presentations.insert().values(
+                                reader_id=reader.id,
+                                image_key=key,
+                                first_shown_at=now,
+                                last_shown_at=now,
+                                shows=1,
+                            )
+                        )
                 return
             except IntegrityError:  # a concurrent first show (PostgreSQL): update instead
                 if attempt:
@@ -415,63 +454,137 @@ class AnswerStore:
             if key not in reader.order:
                 raise NotInSet("image not in this reader's set")
             position = reader.order.index(key)
-            prev_sub = conn.execute(select(submissions).where(
-                submissions.c.reader_id == reader.id, submissions.c.submission_id == sid)).mappings().first()
+            prev_sub = (
+                conn.execute(
+                    select(submissions).where(
+                        submissions.c.reader_id == reader.id, submissions.c.submission_id == sid
+                    )
+                )
+                .mappings()
+                .first()
+            )
             if prev_sub is not None:
-                same = (prev_sub["image_key"], prev_sub["answer"], prev_sub["confidence"]) == (key, answer, confidence)
+                same = (prev_sub["image_key"], prev_sub["answer"], prev_sub["confidence"]) == (
+                    key,
+                    answer,
+                    confidence,
+                )
                 if not same:
                     raise AnswerConflict("this submission id was already used for a different answer")
                 return SubmitResult("duplicate", position, answer, confidence)
-            shown = conn.execute(select(presentations.c.last_shown_at).where(
-                presentations.c.reader_id == reader.id, presentations.c.image_key == key)).scalar()
+            shown = conn.execute(
+                select(presentations.c.last_shown_at).where(
+                    presentations.c.reader_id == reader.id, presentations.c.image_key == key
+                )
+            ).scalar()
             if shown is None:
                 raise AnswerConflict("this image has not been shown to the reader yet")
             server_ms = max(0.0, (now - shown) * 1000.0)
-            existing = conn.execute(select(answers).where(
-                answers.c.reader_id == reader.id, answers.c.image_key == key)).mappings().first()
+            existing = (
+                conn.execute(
+                    select(answers).where(answers.c.reader_id == reader.id, answers.c.image_key == key)
+                )
+                .mappings()
+                .first()
+            )
             if existing is None:
-                conn.execute(answers.insert().values(
-                    reader_id=reader.id, image_key=key, position=position, answer=answer, confidence=confidence,
-                    client_ms=client_ms, server_ms=server_ms, shown_at=shown, answered_at=now, updated_at=now,
-                    submission_id=sid, n_changes=0))
+                conn.execute(
+                    answers.insert().values(
+                        reader_id=reader.id,
+                        image_key=key,
+                        position=position,
+                        answer=answer,
+                        confidence=confidence,
+                        client_ms=client_ms,
+                        server_ms=server_ms,
+                        shown_at=shown,
+                        answered_at=now,
+                        updated_at=now,
+                        submission_id=sid,
+                        n_changes=0,
+                    )
+                )
                 status = "stored"
             elif (existing["answer"], existing["confidence"]) == (answer, confidence):
                 status = "unchanged"
             elif not self.study.allow_change:
                 raise AnswerConflict("this image was already answered and this study does not allow changes")
             else:
-                conn.execute(answer_changes.insert().values(
-                    reader_id=reader.id, image_key=key, old_answer=existing["answer"],
-                    old_confidence=existing["confidence"], new_answer=answer, new_confidence=confidence,
-                    submission_id=sid, client_ms=client_ms, server_ms=server_ms, changed_at=now))
-                conn.execute(answers.update().where(answers.c.id == existing["id"]).values(
-                    answer=answer, confidence=confidence, updated_at=now, submission_id=sid,
-                    n_changes=answers.c.n_changes + 1))
+                conn.execute(
+                    answer_changes.insert().values(
+                        reader_id=reader.id,
+                        image_key=key,
+                        old_answer=existing["answer"],
+                        old_confidence=existing["confidence"],
+                        new_answer=answer,
+                        new_confidence=confidence,
+                        submission_id=sid,
+                        client_ms=client_ms,
+                        server_ms=server_ms,
+                        changed_at=now,
+                    )
+                )
+                conn.execute(
+                    answers.update()
+                    .where(answers.c.id == existing["id"])
+                    .values(
+                        answer=answer,
+                        confidence=confidence,
+                        updated_at=now,
+                        submission_id=sid,
+                        n_changes=answers.c.n_changes + 1,
+                    )
+                )
                 status = "changed"
-            conn.execute(submissions.insert().values(
-                reader_id=reader.id, submission_id=sid, image_key=key, answer=answer, confidence=confidence,
-                status=status, received_at=now))
+            conn.execute(
+                submissions.insert().values(
+                    reader_id=reader.id,
+                    submission_id=sid,
+                    image_key=key,
+                    answer=answer,
+                    confidence=confidence,
+                    status=status,
+                    received_at=now,
+                )
+            )
         return SubmitResult(status, position, answer, confidence)
 
     # ----- coordinator views ---------------------------------------------------------------------
     def progress(self) -> list[dict[str, Any]]:
         """Per reader: answered / total, changes, last activity, status."""
         with self._tx() as conn:
-            counts = dict(conn.execute(select(answers.c.reader_id, func.count()).group_by(answers.c.reader_id)).all())
-            changes = dict(conn.execute(
-                select(answer_changes.c.reader_id, func.count()).group_by(answer_changes.c.reader_id)).all())
-            last = dict(conn.execute(
-                select(answers.c.reader_id, func.max(answers.c.updated_at)).group_by(answers.c.reader_id)).all())
+            counts = dict(
+                conn.execute(select(answers.c.reader_id, func.count()).group_by(answers.c.reader_id)).all()
+            )
+            changes = dict(
+                conn.execute(
+                    select(answer_changes.c.reader_id, func.count()).group_by(answer_changes.c.reader_id)
+                ).all()
+            )
+            last = dict(
+                conn.execute(
+                    select(answers.c.reader_id, func.max(answers.c.updated_at)).group_by(answers.c.reader_id)
+                ).all()
+            )
         out = []
         for r in self.list_readers():
-            out.append({
-                "id": r.id, "name": r.name, "role": r.role, "years_experience": r.years_experience,
-                "answered": int(counts.get(r.id, 0)), "total": len(r.order), "changes": int(changes.get(r.id, 0)),
-                "last_activity": _iso(last.get(r.id)), "created_at": _iso(r.created_at),
-                "consented": r.consented_at is not None,
-                "status": "revoked" if r.revoked_at is not None else (
-                    "done" if counts.get(r.id, 0) >= len(r.order) else "active"),
-            })
+            out.append(
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "role": r.role,
+                    "years_experience": r.years_experience,
+                    "answered": int(counts.get(r.id, 0)),
+                    "total": len(r.order),
+                    "changes": int(changes.get(r.id, 0)),
+                    "last_activity": _iso(last.get(r.id)),
+                    "created_at": _iso(r.created_at),
+                    "consented": r.consented_at is not None,
+                    "status": "revoked"
+                    if r.revoked_at is not None
+                    else ("done" if counts.get(r.id, 0) >= len(r.order) else "active"),
+                }
+            )
         return out
 
     def export_rows(self) -> list[dict[str, Any]]:
@@ -479,24 +592,41 @@ class AnswerStore:
         images = self.study.by_key()
         choice_labels = {c["value"]: c["label"] for c in self.study.choices}
         with self._tx() as conn:
-            rows = conn.execute(select(answers).order_by(answers.c.reader_id, answers.c.position)).mappings().all()
+            rows = (
+                conn.execute(select(answers).order_by(answers.c.reader_id, answers.c.position))
+                .mappings()
+                .all()
+            )
         by_id = {r.id: r for r in self.list_readers()}
         out = []
         for a in rows:
             r, im = by_id[a["reader_id"]], images.get(a["image_key"])
-            out.append({
-                "reader_id": r.id, "reader": r.name, "role": r.role, "years_experience": r.years_experience,
-                "position": a["position"] + 1, "image": a["image_key"], "image_name": im.file if im else "",
-                "source_image_id": im.source_image_id if im else "",
-                "ground_truth": im.ground_truth if im else "", "condition": im.condition if im else "",
-                "attack": im.attack if im else "", "answer": a["answer"],
-                "answer_label": choice_labels.get(a["answer"], a["answer"]),
-                "correct": int(im is not None and a["answer"] == im.ground_truth),
-                "confidence": a["confidence"], "client_ms": a["client_ms"], "server_ms": a["server_ms"],
-                "shown_at": _iso(a["shown_at"]), "answered_at": _iso(a["answered_at"]),
-                "updated_at": _iso(a["updated_at"]), "n_changes": a["n_changes"],
-                "submission_id": a["submission_id"],
-            })
+            out.append(
+                {
+                    "reader_id": r.id,
+                    "reader": r.name,
+                    "role": r.role,
+                    "years_experience": r.years_experience,
+                    "position": a["position"] + 1,
+                    "image": a["image_key"],
+                    "image_name": im.file if im else "",
+                    "source_image_id": im.source_image_id if im else "",
+                    "ground_truth": im.ground_truth if im else "",
+                    "condition": im.condition if im else "",
+                    "attack": im.attack if im else "",
+                    "answer": a["answer"],
+                    "answer_label": choice_labels.get(a["answer"], a["answer"]),
+                    "correct": int(im is not None and a["answer"] == im.ground_truth),
+                    "confidence": a["confidence"],
+                    "client_ms": a["client_ms"],
+                    "server_ms": a["server_ms"],
+                    "shown_at": _iso(a["shown_at"]),
+                    "answered_at": _iso(a["answered_at"]),
+                    "updated_at": _iso(a["updated_at"]),
+                    "n_changes": a["n_changes"],
+                    "submission_id": a["submission_id"],
+                }
+            )
         return out
 
     def changes(self) -> list[dict[str, Any]]:
@@ -507,9 +637,28 @@ class AnswerStore:
 
 
 EXPORT_COLUMNS: tuple[str, ...] = (
-    "reader_id", "reader", "role", "years_experience", "position", "image", "image_name", "source_image_id",
-    "ground_truth", "condition", "attack", "answer", "answer_label", "correct", "confidence", "client_ms",
-    "server_ms", "shown_at", "answered_at", "updated_at", "n_changes", "submission_id",
+    "reader_id",
+    "reader",
+    "role",
+    "years_experience",
+    "position",
+    "image",
+    "image_name",
+    "source_image_id",
+    "ground_truth",
+    "condition",
+    "attack",
+    "answer",
+    "answer_label",
+    "correct",
+    "confidence",
+    "client_ms",
+    "server_ms",
+    "shown_at",
+    "answered_at",
+    "updated_at",
+    "n_changes",
+    "submission_id",
 )
 
 
@@ -521,9 +670,15 @@ def _iso(t: float | None) -> str:
 
 def _reader(row: Any) -> Reader:
     return Reader(
-        id=int(row["id"]), name=row["name"], role=row["role"] or "", years_experience=row["years_experience"],
-        seed=int(row["seed"]), order=tuple(json.loads(row["order_json"])), created_at=row["created_at"],
-        consented_at=row["consented_at"], revoked_at=row["revoked_at"],
+        id=int(row["id"]),
+        name=row["name"],
+        role=row["role"] or "",
+        years_experience=row["years_experience"],
+        seed=int(row["seed"]),
+        order=tuple(json.loads(row["order_json"])),
+        created_at=row["created_at"],
+        consented_at=row["consented_at"],
+        revoked_at=row["revoked_at"],
     )
 
 

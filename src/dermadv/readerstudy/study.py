@@ -107,7 +107,9 @@ class Study:
 
     def by_key(self) -> dict[str, StudyImage]:
         """Images indexed by their opaque key."""
-        return {im.key: im for im in self.images}
+        if getattr(self, "_by_key", None) is None or len(self._by_key) != len(self.images):
+            self._by_key = {im.key: im for im in self.images}
+        return self._by_key
 
     def image_path(self, key: str) -> Path:
         """File of an image, looked up from the manifest (never built from a URL)."""
@@ -126,8 +128,9 @@ def load_study(path: str | Path) -> Study:
     sfile, mfile = root / STUDY_FILE, root / MANIFEST_FILE
     for f in (sfile, mfile):
         if not f.is_file():
-            raise DataError(f"{root}: not a reader study ({f.name} missing); build one with "
-                            f"'dermadv reader-study build'")
+            raise DataError(
+                f"{root}: not a reader study ({f.name} missing); build one with 'dermadv reader-study build'"
+            )
     try:
         settings = json.loads(sfile.read_text())
     except json.JSONDecodeError as exc:

@@ -382,6 +382,7 @@ def build_report(
     parsed = [detect_run(r) for r in runs]
     references = read_reference_csv(reference_csv) if reference_csv else []
     evals = [r for r in parsed if "evaluation" in r.kinds]
+    trains = [r for r in parsed if "training" in r.kinds]
     perts = [r for r in parsed if "perturbation" in r.kinds]
     atks = [r for r in parsed if "attack" in r.kinds]
     rows_by_run = {r.path: _attack_rows(r) for r in atks}
@@ -405,7 +406,7 @@ def build_report(
         "overview": "".join(overview),
         "metrics": _metrics_section(evals, references),
         "roc": _roc_section(evals),
-        "training": _training_section(evals),
+        "training": _training_section(trains),
         "perturbation": _perturbation_section(perts),
         "attacks": _attacks_section(atks, rows_by_run),
         "heatmap": _heatmap_section(atks, rows_by_run),

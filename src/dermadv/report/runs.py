@@ -2,8 +2,8 @@
 
 A folder may be several kinds at once:
 
-- ``evaluation``: ``metrics.json`` and/or ``predictions.csv`` (``dermadv evaluate``), optionally a
-  training ``history`` (``history.json`` / ``history.csv``, from ``dermadv train``);
+- ``training``: ``history.json`` / ``history.csv`` (``dermadv train``);
+- ``evaluation``: ``metrics.json`` and/or ``predictions.csv`` (``dermadv evaluate``);
 - ``perturbation``: ``perturbation.json`` (``dermadv perturb``);
 - ``attack``: ``results.sqlite`` (``dermadv attack``).
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from dermadv.errors import DataError
 
-RUN_KINDS: tuple[str, ...] = ("evaluation", "perturbation", "attack")
+RUN_KINDS: tuple[str, ...] = ("training", "evaluation", "perturbation", "attack")
 _TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
 _SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")
 
@@ -75,6 +75,8 @@ def detect_run(path: str | Path) -> Run:
     if not p.is_dir():
         raise DataError(f"{p}: not a directory (give run folders written by dermadv evaluate/perturb/attack)")
     kinds = []
+    if (p / "history.json").exists() or (p / "history.csv").exists():
+        kinds.append("training")
     if (p / "metrics.json").exists() or (p / "predictions.csv").exists():
         kinds.append("evaluation")
     if (p / "perturbation.json").exists():
@@ -83,10 +85,11 @@ def detect_run(path: str | Path) -> Run:
         kinds.append("attack")
     if not kinds:
         raise DataError(
-            f"{p}: not a dermadv run (expected metrics.json/predictions.csv, perturbation.json or "
-            "results.sqlite)"
+            f"{p}: not a dermadv run (expected history.json, metrics.json/predictions.csv, perturbation.json "
+            "or results.sqlite)"
         )
-    info = read_json(p / "run.json") if (p / "run.json").exists() else {}
+    info_file = next((p / n for n in ("run.json", "train.json") if (p / n).exists()), None)
+    info = read_json(info_file) if info_file else {}
     return Run(path=p, kinds=kinds, info=info if isinstance(info, dict) else {})
 
 

@@ -1,0 +1,315 @@
+"""``dermadv demo``: the whole study in one command, offline, on a laptop CPU.
+
+Steps (each resumable through the library it calls; rerunning the same command skips finished work):
+
+1. data: ``--data`` (or ``$DERMADV_DEMO_DATA``), else a procedurally generated SYNTHETIC set
+   (:mod:`dermadv.synthetic`) -- not dermoscopy, and every output says so;
+2. a stratified, lesion-grouped split (:func:`dermadv.data.make_split`);
+3. a small classifier trained from scratch (:func:`dermadv.models.train.train`; small architecture,
+   low resolution, few epochs, no pretrained weights: nothing is downloaded);
+4. its evaluation on the validation set (:mod:`dermadv.evaluate`);
+5. the systematic perturbation sweep (:func:`dermadv.perturb.sweep.run_sweep`);
+6. every attack on a handful of validation melanomas, small budget
+   (:func:`dermadv.campaign.runner.run_campaign`);
+7. the third-party ``sklesion`` model attacked on 1-3 images, when that package is installed;
+8. one self-contained HTML report (:func:`dermadv.report.html.build_report`).
+
+The study's protocol at full scale (Inception v3 at 299 px, ImageNet weights, whole ISIC 2019) is in
+``examples/``; the demo shows the same pipeline small enough to finish in minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermadv.errors import DataError, DermadvError
+
+DEMO_DATA_ENV = "DERMADV_DEMO_DATA"
+SIZES: tuple[str, ...] = ("small", "full")
+ISIC_HINT = (
+    "To run it on real dermoscopic images: dermadv demo --data /path/to/ISIC_2019 (the folder holding "
+    "ISIC_2019_Training_GroundTruth.csv and the images; download from https://challenge.isic-archive.com/data/ "
+    "or with the `isic` CLI), or on the development images: dermadv demo --data ../shared/data/isic-dev/isic2019. "
+    "The study's full protocol is in examples/."
+)
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """How big each step is."""
+
+    n_per_class: int  # synthetic images per class, or real images per class used from --data
+    image_px: int  # synthetic image size
+    arch: str
+    input_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    val_fraction: float
+    perturbations: str
+    attack_images: int
+    popsize: int
+    max_generations: int
+    eps: tuple[float, ...]
+    sklesion_images: int
+    sklesion_attacks: tuple[str, ...]
+    sklesion_popsize: int
+    sklesion_generations: int
+
+
+PLANS: dict[str, DemoPlan] = {
+    "small": DemoPlan(
+        n_per_class=40, image_px=128, arch="shufflenet_v2_x0_5", input_size=64, epochs=4, batch_size=16,
+        lr=0.05, val_fraction=0.3, perturbations="study,hue:0.05,blur:1.5,jpeg:75,decoder:other",
+        attack_images=2, popsize=1, max_generations=3, eps=(2.0, 8.0), sklesion_images=1,
+        sklesion_attacks=("color",), sklesion_popsize=2, sklesion_generations=1,
+    ),
+    "full": DemoPlan(
+        n_per_class=100, image_px=160, arch="shufflenet_v2_x0_5", input_size=96, epochs=10, batch_size=16,
+        lr=0.05, val_fraction=0.25,
+        perturbations="study,hue:0.05,blur:1.5,jpeg:75,brightness:1.2,decoder:other",
+        attack_images=5, popsize=4, max_generations=10, eps=(1.0, 2.0, 4.0, 8.0), sklesion_images=2,
+        sklesion_attacks=("color", "rotation"), sklesion_popsize=3, sklesion_generations=3,
+    ),
+}
+
+
+@dataclass
+class DemoResult:
+    """What the demo did and where everything lies."""
+
+    out: Path
+    report: Path
+    data: Path
+    synthetic: bool
+    size: str
+    steps: dict[str, float] = field(default_factory=dict)  # step -> seconds
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def seconds(self) -> float:
+        return round(sum(self.steps.values()), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(out=str(self.out), report=str(self.report), data=str(self.data), seconds=self.seconds)
+        return d
+
+
+def _resolve_data(data: str | Path | None, out: Path, plan: DemoPlan, log: Callable[[str], None]
+                  ) -> tuple[Path, bool]:
+    from dermadv.synthetic import generate_dataset, is_synthetic
+
+    if data is None and os.environ.get(DEMO_DATA_ENV):
+        data = os.environ[DEMO_DATA_ENV]
+        log(f"using ${DEMO_DATA_ENV}={data}")
+    if data is not None:
+        path = Path(data).expanduser()
+        if not path.exists():
+            raise DataError(f"{path}: demo data not found (give a dataset folder or its label CSV)")
+        return path, is_synthetic(path)
+    root = out / "synthetic-data"
+    marker = root / "SYNTHETIC_DATA.txt"
+    if not marker.exists():
+        log(f"no --data given: generating {2 * plan.n_per_class} SYNTHETIC lesion images in {root}")
+        generate_dataset(root, plan.n_per_class, plan.n_per_class, size=plan.image_px, seed=0)
+    else:
+        log(f"no --data given: reusing the SYNTHETIC images in {root}")
+    return root, True
+
+
+def _make_split(data: Path, out: Path, plan: DemoPlan, log: Callable[[str], None]) -> Path:
+    """A split over at most ``n_per_class`` melanomas and naevi of ``data`` (all, when synthetic)."""
+    from dermadv.data import Dataset, load_dataset, make_split, select_samples
+
+    split_csv = out / "split.csv"
+    if split_csv.exists():
+        log(f"reusing split {split_csv}")
+        return split_csv
+    ds = load_dataset(data, progress=False)
+    subset = select_samples(ds, classes=("mel", "nv"), limit=2 * plan.n_per_class)
+    small = Dataset(root=ds.root, layout=ds.layout, samples=subset, csv_path=ds.csv_path,
+                    metadata_paths=ds.metadata_paths, image_dirs=ds.image_dirs)
+    split = make_split(small, val_fraction=plan.val_fraction, seed=0)
+    split.write(split_csv)
+    counts = {s: sum(1 for x in split.samples if split.subset_of(x) == s) for s in ("train", "val")} \
+        if hasattr(split, "subset_of") else {}
+    log(f"split: {len(subset)} images ({'; '.join(f'{k} {v}' for k, v in counts.items()) or 'see ' + str(split_csv)})")
+    return split_csv
+
+
+def _pick_melanomas(eval_dir: Path, samples: list[Any], k: int) -> list[Any]:
+    """Up to k validation melanomas, those the model got right first (they are the ones attacked)."""
+    import csv
+
+    scores: dict[str, float] = {}
+    pred = eval_dir / "predictions.csv"
+    if pred.exists():
+        with pred.open(newline="") as fh:
+            scores = {r["image_id"]: float(r["melanoma_score"]) for r in csv.DictReader(fh)}
+    mels = [s for s in samples if s.diagnosis == "mel"]
+    mels.sort(key=lambda s: (scores.get(s.image_id, 0.0) < 0.5, s.image_id))
+    return mels[:k]
+
+
+def run_demo(
+    data: str | Path | None = None,
+    out: str | Path = "dermadv-demo",
+    size: str = "full",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    sklesion: bool = True,
+) -> DemoResult:
+    """Run the whole pipeline into ``out`` and return where the report is (see the module docstring)."""
+    if size not in PLANS:
+        raise DermadvError(f"--size must be one of {', '.join(SIZES)}, got {size!r}")
+    plan = PLANS[size]
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    steps: dict[str, float] = {}
+    notes: list[str] = []
+    summary: dict[str, Any] = {}
+
+    def step(name: str, t0: float) -> None:
+        steps[name] = round(time.perf_counter() - t0, 2)
+        log(f"   done in {steps[name]:.1f} s")
+
+    import torch
+
+    torch.manual_seed(0)
+
+    # 1-2: data and split
+    t0 = time.perf_counter()
+    log("[1/8] data")
+    data_path, synthetic = _resolve_data(data, out, plan, log)
+    if synthetic:
+        log("   NOTE: these images are SYNTHETIC (procedural blobs, not dermoscopy); the numbers only show "
+            "that the pipeline runs.")
+    step("data", t0)
+    t0 = time.perf_counter()
+    log("[2/8] split (stratified, grouped by lesion, seed 0)")
+    split_csv = _make_split(data_path, out, plan, log)
+    step("split", t0)
+
+    # 3: train
+    from dermadv.models.train import TrainSettings, train
+
+    t0 = time.perf_counter()
+    log(f"[3/8] train {plan.arch} from scratch at {plan.input_size} px for {plan.epochs} epochs (CPU)")
+    settings = TrainSettings(
+        data=str(data_path), split=str(split_csv), out=str(out / "train"), arch=plan.arch, weights="none",
+        epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr, image_size=plan.input_size, seed=0,
+        device="cpu", cache_dir=str(out / "cache"),
+    )
+    trained = train(settings, progress=progress, log=lambda m: log(f"   {m}"))
+    summary["train"] = trained.summary()
+    step("train", t0)
+
+    # 4: evaluate
+    from dermadv.data import dataset_hash, select_samples
+    from dermadv.evaluate import evaluate_model, write_evaluation
+    from dermadv.models.registry import load_model
+
+    t0 = time.perf_counter()
+    log("[4/8] evaluate on the validation set")
+    model = load_model(str(trained.best), device="cpu")
+    val = select_samples(data_path, split=split_csv, subset="val", classes=("mel", "nv"))
+    ev = evaluate_model(model, val, progress=progress)
+    eval_dir = out / "evaluation"
+    write_evaluation(ev, model, eval_dir, data={"path": str(data_path), "split": str(split_csv),
+                                                 "subset": "val", "hash": dataset_hash(val),
+                                                 "synthetic": synthetic},
+                     settings={"model": str(trained.best), "threshold": 0.5, "synthetic": synthetic})
+    m = ev.metrics
+    summary["evaluation"] = {k: m[k]["value"] for k in ("accuracy", "sensitivity", "specificity", "auc")}
+    log("   " + ", ".join(f"{k} {v:.3f}" for k, v in summary["evaluation"].items()) + f" (n={m['n']})")
+    step("evaluate", t0)
+
+    # 5: perturbation sweep
+    from dermadv.perturb.sweep import run_sweep
+
+    t0 = time.perf_counter()
+    log(f"[5/8] perturbation sweep on {len(val)} validation images: {plan.perturbations}")
+    sweep = run_sweep(model, val, out / "perturbation", plan.perturbations, progress=progress,
+                      extra_settings={"data": str(data_path), "split": str(split_csv), "subset": "val",
+                                      "synthetic": synthetic})
+    worst = min(sweep.rows[1:], key=lambda r: r["accuracy"])
+    log(f"   unmodified accuracy {sweep.rows[0]['accuracy']:.3f}; worst: {worst['label']} {worst['accuracy']:.3f}")
+    summary["perturbation"] = {"unmodified": sweep.rows[0]["accuracy"], "worst": worst["label"],
+                               "worst_accuracy": worst["accuracy"]}
+    step("perturb", t0)
+
+    # 6: attacks on our model
+    from dermadv.campaign.runner import run_campaign
+    from dermadv.campaign.summary import summarize_run
+
+    t0 = time.perf_counter()
+    targets = _pick_melanomas(eval_dir, val, plan.attack_images)
+    log(f"[6/8] all attacks on {len(targets)} validation melanoma(s), small budget "
+        f"(popsize {plan.popsize} x D, {plan.max_generations} generations)")
+    attack_dir = out / "attacks"
+    options = {"popsize": plan.popsize, "max_generations": plan.max_generations, "eps": plan.eps}
+    data_info = {"path": str(data_path.resolve()), "split": str(split_csv.resolve()), "subset": "val",
+                 "synthetic": synthetic}
+    run_campaign(model, targets, attack_dir, None, attack_options=options, data_info=data_info,
+                 provenance={"data": {**data_info, "hash": dataset_hash(targets)}}, progress=progress)
+    summary["attacks"] = _success_line(summarize_run(attack_dir), log)
+    step("attack", t0)
+
+    # 7: the third-party model
+    runs = [eval_dir, out / "train", out / "perturbation", attack_dir]
+    t0 = time.perf_counter()
+    log("[7/8] third-party model sklesion (Keras 3, HAM10000, 7 classes + metadata)")
+    sk_dir = out / "attacks-sklesion"
+    if not sklesion:
+        notes.append("sklesion step skipped (--no-sklesion).")
+        log("   skipped (--no-sklesion)")
+    else:
+        try:
+            sk = load_model("sklesion")
+        except DermadvError as exc:
+            notes.append(f"sklesion not attacked: {exc}")
+            log(f"   skipped: {exc}")
+        else:
+            sk_targets = _pick_melanomas(eval_dir, val, plan.sklesion_images)
+            opts = {"popsize": plan.sklesion_popsize, "max_generations": plan.sklesion_generations}
+            run_campaign(sk, sk_targets, sk_dir, list(plan.sklesion_attacks), attack_options=opts,
+                         data_info=data_info, provenance={"data": {**data_info, "hash": dataset_hash(sk_targets)}},
+                         progress=progress)
+            summary["sklesion"] = _success_line(summarize_run(sk_dir), log)
+            runs.append(sk_dir)
+    step("sklesion", t0)
+
+    # 8: report
+    from dermadv.report.html import build_report
+
+    t0 = time.perf_counter()
+    log("[8/8] HTML report")
+    notes.insert(0, f"Made by `dermadv demo --size {size}` on {'SYNTHETIC images' if synthetic else data_path}: "
+                 f"{plan.arch} trained from scratch at {plan.input_size} px for {plan.epochs} epochs; attacks "
+                 f"with a small search budget. {ISIC_HINT}")
+    report = build_report([r for r in runs if r.exists()], out / "report.html",
+                          title="dermadv demo" + (" (SYNTHETIC data)" if synthetic else ""),
+                          notes=notes, synthetic=synthetic)
+    step("report", t0)
+    result = DemoResult(out=out, report=report, data=data_path, synthetic=synthetic, size=size, steps=steps,
+                        notes=notes, summary=summary)
+    tmp = out / ".demo.json.tmp"
+    tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, out / "demo.json")
+    return result
+
+
+def _success_line(summary: dict[str, Any], log: Callable[[str], None]) -> dict[str, str]:
+    out = {}
+    for a in summary["attacks"]:
+        out[a["attack"]] = f"{a['successful']}/{a['attempted']} (misclassified {a['misclassified']})"
+    log("   success (successful/attempted): " + ", ".join(f"{k} {v}" for k, v in out.items()))
+    return out

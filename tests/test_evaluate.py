@@ -1,0 +1,260 @@
+"""End to end on real ISIC images: `dermadv data split` -> `dermadv train` -> `dermadv evaluate`, all through
+the real CLI, then every output checked for consistency (and against scikit-learn and the ISIC scorer)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import accuracy_score, confusion_matrix, recall_score, roc_auc_score
+
+from dermadv.errors import DermadvError
+
+torch.set_num_threads(1)  # the shared 2-core test machine is oversubscribed: 1 thread is fastest
+
+
+def run_cli(args: list[str]) -> str:
+    from typer.testing import CliRunner
+
+    from dermadv.cli import app
+
+    result = CliRunner().invoke(app, args)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> dict:
+    """Split all 400 melanoma/naevus images of the ISIC 2019 dev set 80/20 and train a small ResNet-18."""
+    root = tmp_path_factory.mktemp("e2e")
+    t0 = time.time()
+    split = root / "split.csv"
+    info = json.loads(
+        run_cli(["data", "split", str(isic2019_dir), "--out", str(split), "--seed", "0", "--json"])
+    )
+    assert info["counts"]["val"] == {"mel": 40, "nv": 40}
+    run = root / "run"
+    summary = json.loads(
+        run_cli(
+            [
+                "train",
+                "--data",
+                str(isic2019_dir),
+                "--split",
+                str(split),
+                "--out",
+                str(run),
+                "--arch",
+                "resnet18",
+                "--weights",
+                "none",
+                "--image-size",
+                "64",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "16",
+                "--lr",
+                "0.01",
+                "--no-progress",
+                "--json",
+            ]
+        )
+    )
+    t_train = time.time() - t0
+    return {"root": root, "split": split, "run": run, "summary": summary, "train_seconds": t_train}
+
+
+def read_predictions(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_end_to_end_split_train_evaluate(
+    trained: dict, isic2019_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, split = trained["run"], trained["split"]
+    for name in ("best.pt", "last.pt", "history.csv", "history.json", "train.json"):
+        assert (run / name).is_file(), name
+    assert trained["summary"]["epochs_run"] == 2 and trained["summary"]["best_epoch"] in (1, 2)
+
+    t0 = time.time()
+    out = trained["root"] / "eval"
+    summary = json.loads(
+        run_cli(
+            [
+                "evaluate",
+                "--model",
+                str(run / "best.pt"),
+                "--data",
+                str(isic2019_dir),
+                "--split",
+                str(split),
+                "--out",
+                str(out),
+                "--isic-submission",
+                "--no-progress",
+                "--json",
+            ]
+        )
+    )
+    t_eval = time.time() - t0
+    for name in (
+        "predictions.csv",
+        "metrics.json",
+        "roc.png",
+        "confusion.txt",
+        "confusion.json",
+        "isic_submission.csv",
+    ):
+        assert (out / name).is_file(), name
+
+    # predictions.csv: one row per val image, probabilities sum to 1, score and prediction consistent.
+    rows = read_predictions(out / "predictions.csv")
+    assert len(rows) == 80 == summary["n"]
+    assert {r["diagnosis"] for r in rows} == {"mel", "nv"}
+    p = np.array([[float(r["p_mel"]), float(r["p_nv"])] for r in rows])
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    score = np.array([float(r["melanoma_score"]) for r in rows])
+    np.testing.assert_allclose(score, p[:, 0], atol=1e-9)  # binary model: score = P(melanoma)
+    assert [r["predicted"] for r in rows] == ["melanoma" if s >= 0.5 else "benign" for s in score]
+
+    # The metrics equal scikit-learn's on predictions.csv.
+    y = np.array([r["diagnosis"] == "mel" for r in rows], dtype=int)
+    pred = (score >= 0.5).astype(int)
+    assert summary["auc"]["value"] == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert summary["accuracy"]["value"] == pytest.approx(accuracy_score(y, pred), abs=1e-12)
+    assert summary["sensitivity"]["value"] == pytest.approx(recall_score(y, pred), abs=1e-12)
+    assert summary["specificity"]["value"] == pytest.approx(recall_score(y, pred, pos_label=0), abs=1e-12)
+    tn, fp, fn, tp = confusion_matrix(y, pred).ravel()
+    assert summary["confusion"] == {"tp": tp, "fn": fn, "fp": fp, "tn": tn}
+    for key in ("auc", "accuracy", "sensitivity", "specificity"):
+        assert 0 <= summary[key]["ci_low"] <= summary[key]["value"] <= summary[key]["ci_high"] <= 1
+
+    # metrics.json records what produced the numbers.
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["metrics"]["auc"]["method"].startswith("DeLong")
+    assert record["model"]["checkpoint"]["arch"] == "resnet18"
+    assert record["model"]["checkpoint"]["training"]["lr"] == 0.01
+    assert record["data"]["subset"] == "val" and len(record["data"]["hash"]) == 16
+    assert record["versions"]["torch"] == torch.__version__
+    assert json.loads((out / "confusion.json").read_text()) == summary["confusion"]
+    with Image.open(out / "roc.png") as im:
+        assert im.format == "PNG" and im.size[0] >= 400
+
+    # The checkpoint describes itself and loads alone through the registry; it reproduces the CSV.
+    from dermadv.models.registry import load_model
+
+    model = load_model(str(run / "best.pt"))
+    d = model.describe()
+    assert d["classes"] == ["mel", "nv"] and d["input_size"] == [64, 64] and d["decoder"] == "pil"
+    ck = d["checkpoint"]
+    assert ck["data"]["split_hash"] and ck["data"]["n_val"] == 80 and ck["versions"]["dermadv"]
+    assert ck["metrics"]["auc"]["value"] == pytest.approx(trained["summary"]["best_val"]["auc"]["value"])
+    # Validation during training used exactly the evaluation pipeline: same AUC.
+    assert ck["metrics"]["auc"]["value"] == pytest.approx(summary["auc"]["value"], abs=1e-9)
+    first = [r["image_id"] for r in rows[:4]]
+    images = [model.load_image(str(isic2019_dir / "images" / f"{i}.jpg")) for i in first]
+    np.testing.assert_allclose(model.predict_proba(images), p[:4], atol=1e-6)
+
+    # The ISIC 2019 submission passes the official scorer's parser and row validation; its MEL AUC is ours.
+    # (Full scoring needs every category present in the truth, which a melanoma/naevus set is not.)
+    import pandas as pd
+    from isic_challenge_scoring import metrics as isic_metrics
+    from isic_challenge_scoring.load_csv import parse_csv, parse_truth_csv, sort_rows, validate_rows
+
+    # isic-challenge-scoring 5.6 calls DataFrame.applymap, renamed DataFrame.map in pandas 2.1, gone in 3.
+    monkeypatch.setattr(pd.DataFrame, "applymap", pd.DataFrame.map, raising=False)
+    columns = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+    gt = {r["image"]: r for r in csv.DictReader((isic2019_dir / "ISIC_2019_Training_GroundTruth.csv").open())}
+    truth_csv = "image," + ",".join(columns) + "\n"
+    truth_csv += "".join(
+        r["image_id"] + "," + ",".join(gt[r["image_id"]][c] for c in columns) + "\n" for r in rows
+    )
+    truth_p, weights = parse_truth_csv(io.StringIO(truth_csv))
+    with (out / "isic_submission.csv").open() as fh:
+        pred_p = parse_csv(fh, truth_p.columns)
+    validate_rows(truth_p, pred_p)
+    sort_rows(truth_p)
+    sort_rows(pred_p)
+    isic_auc = isic_metrics.auc(truth_p["MEL"], pred_p["MEL"], weights["score_weight"])
+    assert isic_auc == pytest.approx(summary["auc"]["value"], abs=1e-5)
+    sub = read_predictions(out / "isic_submission.csv")
+    assert all(float(r["BCC"]) == 0.0 and float(r["UNK"]) == 0.0 for r in sub)
+
+    auc = summary["auc"]
+    print(
+        f"\nE2E: split+train {trained['train_seconds']:.1f} s, evaluate {t_eval:.1f} s, "
+        f"val AUC {auc['value']:.3f} [{auc['ci_low']:.3f}, {auc['ci_high']:.3f}]"
+    )
+
+
+def test_evaluate_other_classes_excluded_and_text_output(trained: dict, isic2019_dir: Path) -> None:
+    """Without a split: all diagnoses are predicted; benign keratoses are written but left out of metrics."""
+    gt = list(csv.DictReader((isic2019_dir / "ISIC_2019_Training_GroundTruth.csv").open()))
+    bkl = [r["image"] for r in gt if r["BKL"] == "1.0"][:2]
+    mel = [r["image"] for r in gt if r["MEL"] == "1.0"][:3]
+    nv = [r["image"] for r in gt if r["NV"] == "1.0"][:3]
+    out = trained["root"] / "eval_ids"
+    text = run_cli(
+        [
+            "evaluate",
+            "--model",
+            str(trained["run"] / "best.pt"),
+            "--data",
+            str(isic2019_dir),
+            "--ids",
+            ",".join(bkl + mel + nv),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert "auc" in text and "sensitivity" in text and "2 not melanoma/naevus" in text
+    rows = read_predictions(out / "predictions.csv")
+    assert [r["image_id"] for r in rows] == bkl + mel + nv
+    assert [r["in_metrics"] for r in rows] == ["0", "0"] + ["1"] * 6
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["metrics"]["n"] == 6 and record["data"]["excluded_from_metrics"] == {"bkl": 2}
+
+
+def test_evaluate_errors(trained: dict, isic2019_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(DermadvError, match="all melanoma"):
+        gt = list(csv.DictReader((isic2019_dir / "ISIC_2019_Training_GroundTruth.csv").open()))
+        mel = [r["image"] for r in gt if r["MEL"] == "1.0"][:3]
+        run_cli(
+            [
+                "evaluate",
+                "--model",
+                str(trained["run"] / "best.pt"),
+                "--data",
+                str(isic2019_dir),
+                "--ids",
+                ",".join(mel),
+                "--no-progress",
+            ]
+        )
+    with pytest.raises(DermadvError, match="--isic-submission needs --out"):
+        run_cli(
+            [
+                "evaluate",
+                "--model",
+                str(trained["run"] / "best.pt"),
+                "--data",
+                str(isic2019_dir),
+                "--isic-submission",
+            ]
+        )
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(DermadvError, match="bad.pt"):
+        run_cli(["evaluate", "--model", str(bad), "--data", str(isic2019_dir)])
