@@ -47,8 +47,15 @@ def build_model(arch: str, size: int, out: Path) -> Path:
     with torch.no_grad():  # logits ~ (1, 0): P(melanoma) ~ 0.73 whatever the image
         last.weight.mul_(1e-3)
         last.bias.copy_(torch.tensor([1.0, 0.0]))
-    clf = TorchModuleClassifier(net, ("mel", "nv"), (size, size), mean=(0.485, 0.456, 0.406),
-                                std=(0.229, 0.224, 0.225), name=f"{arch}-random", device="cpu")
+    clf = TorchModuleClassifier(
+        net,
+        ("mel", "nv"),
+        (size, size),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        name=f"{arch}-random",
+        device="cpu",
+    )
     return export_torchscript(clf, out / f"{arch}.pt")
 
 
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
+    os.environ.setdefault("RAY_memory_monitor_refresh_ms", "0")  # a shared machine: others' memory use
     import ray
     import torch
 
@@ -107,8 +115,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "ray_scaling",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg": os.getloadavg()},
-        "campaign": {"arch": args.arch, "size": args.size, "images": len(samples), "attacks": attacks,
-                     **options},
+        "campaign": {
+            "arch": args.arch,
+            "size": args.size,
+            "images": len(samples),
+            "attacks": attacks,
+            **options,
+        },
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -118,33 +131,75 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data_info = {"path": str(args.data)}
 
         t0 = time.perf_counter()
-        run_campaign(model, samples, tmp / "local", attacks, attack_options=options, data_info=data_info,
-                     progress=False)
+        run_campaign(
+            model,
+            samples,
+            tmp / "local",
+            attacks,
+            attack_options=options,
+            data_info=data_info,
+            progress=False,
+        )
         local_s = time.perf_counter() - t0
         reference = rows_of(tmp / "local")
         per_job = float(np.median([r["queries"] for r in reference]))
-        result["runs"].append({"executor": "local", "workers": 1, "seconds": round(local_s, 3),
-                               "images_per_s": round(len(samples) / local_s, 4)})
-        print(f"local executor: {len(samples) / local_s:.3f} images/s ({local_s:.1f} s, "
-              f"median {per_job:.0f} model queries per job)", flush=True)
+        result["runs"].append(
+            {
+                "executor": "local",
+                "workers": 1,
+                "seconds": round(local_s, 3),
+                "images_per_s": round(len(samples) / local_s, 4),
+            }
+        )
+        print(
+            f"local executor: {len(samples) / local_s:.3f} images/s ({local_s:.1f} s, "
+            f"median {per_job:.0f} model queries per job)",
+            flush=True,
+        )
 
         ray.init(num_cpus=max(counts), include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             for n in counts:
-                executor = RayExecutor(ModelSpec(str(model_path)), options, workers=n, reference_model=model,
-                                       verbose=False)
-                run_campaign(model, samples, tmp / f"ray{n}", attacks, attack_options=options,
-                             data_info=data_info, executor=executor, progress=False)
+                executor = RayExecutor(
+                    ModelSpec(str(model_path)), options, workers=n, reference_model=model, verbose=False
+                )
+                run_campaign(
+                    model,
+                    samples,
+                    tmp / f"ray{n}",
+                    attacks,
+                    attack_options=options,
+                    data_info=data_info,
+                    executor=executor,
+                    progress=False,
+                )
                 if rows_of(tmp / f"ray{n}") != reference:
                     raise SystemExit(f"ray with {n} worker(s) stored different rows than the local executor")
                 st = executor.stats()
-                result["runs"].append({"executor": "ray", **{k: st[k] for k in (
-                    "workers", "seconds", "startup_seconds", "images_per_s", "images_per_s_with_startup",
-                    "jobs_per_s")}, "jobs_per_worker": [w["jobs"] for w in st["per_worker"]]})
-                print(f"ray, {n} worker(s): {st['images_per_s']:.3f} images/s after start-up "
-                      f"({st['images_per_s_with_startup']:.3f} including {st['startup_seconds']:.1f} s "
-                      "start-up); "
-                      f"jobs per worker {[w['jobs'] for w in st['per_worker']]}", flush=True)
+                result["runs"].append(
+                    {
+                        "executor": "ray",
+                        **{
+                            k: st[k]
+                            for k in (
+                                "workers",
+                                "seconds",
+                                "startup_seconds",
+                                "images_per_s",
+                                "images_per_s_with_startup",
+                                "jobs_per_s",
+                            )
+                        },
+                        "jobs_per_worker": [w["jobs"] for w in st["per_worker"]],
+                    }
+                )
+                print(
+                    f"ray, {n} worker(s): {st['images_per_s']:.3f} images/s after start-up "
+                    f"({st['images_per_s_with_startup']:.3f} including {st['startup_seconds']:.1f} s "
+                    "start-up); "
+                    f"jobs per worker {[w['jobs'] for w in st['per_worker']]}",
+                    flush=True,
+                )
         finally:
             ray.shutdown()
 
@@ -162,9 +217,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "study_budget_forwards_per_attack": forwards,
             "study_budget_seconds_per_attack_1_thread": round(per_image * forwards, 1),
         }
-        print(f"Inception v3 at 299 px: {per_image * 1e3:.1f} ms per image forward (1 CPU thread, batch "
-              f"{population}); an attack at the study budget ({forwards} forwards, 20 generations x 60) "
-              f"costs up to {per_image * forwards:.0f} s per image on one such CPU worker", flush=True)
+        print(
+            f"Inception v3 at 299 px: {per_image * 1e3:.1f} ms per image forward (1 CPU thread, batch "
+            f"{population}); an attack at the study budget ({forwards} forwards, 20 generations x 60) "
+            f"costs up to {per_image * forwards:.0f} s per image on one such CPU worker",
+            flush=True,
+        )
     result["machine"]["load_avg_after"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -99,8 +99,14 @@ def test_onnx_from_torchscript_and_foreign_nhwc_graph(torch_model, ts_path, imag
             return self.net(x.permute(0, 3, 1, 2))
 
     path = tmp_path / "foreign.onnx"
-    torch.onnx.export(NHWC().eval(), (torch.zeros(2, 64, 64, 3),), str(path), dynamo=True,
-                      dynamic_shapes={"x": {0: torch.export.Dim("batch")}}, verbose=False)
+    torch.onnx.export(
+        NHWC().eval(),
+        (torch.zeros(2, 64, 64, 3),),
+        str(path),
+        dynamo=True,
+        dynamic_shapes={"x": {0: torch.export.Dim("batch")}},
+        verbose=False,
+    )
     with pytest.raises(ModelError, match="class names are unknown"):
         load_model(str(path))
     foreign = load_model(str(path), classes="mel,nv")
@@ -251,8 +257,9 @@ def test_class_groups_and_bad_outputs(images):
 
 # ----- CLI --------------------------------------------------------------------------------------
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dermadv.cli", *args], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "dermadv.cli", *args], capture_output=True, text=True, timeout=300, cwd=REPO
+    )
 
 
 def test_cli_list_describe_and_export(ts_path, tmp_path, isic2019_dir):
@@ -265,8 +272,18 @@ def test_cli_list_describe_and_export(ts_path, tmp_path, isic2019_dir):
     assert bad.returncode == 2 and "error:" in bad.stderr and "xyz" in bad.stderr
     assert "Traceback" not in bad.stderr
     out = tmp_path / "cli.onnx"
-    done = _cli("models", "export-onnx", "--model", str(ts_path), "--out", str(out), "--data",
-                str(isic2019_dir), "--n-verify", "3")
+    done = _cli(
+        "models",
+        "export-onnx",
+        "--model",
+        str(ts_path),
+        "--out",
+        str(out),
+        "--data",
+        str(isic2019_dir),
+        "--n-verify",
+        "3",
+    )
     assert done.returncode == 0, done.stderr
     assert "verified on 3 images" in done.stdout and "max abs probability difference" in done.stdout
     record = json.loads(Path(f"{out}.json").read_text())

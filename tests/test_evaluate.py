@@ -125,7 +125,7 @@ def test_end_to_end_split_train_evaluate(
     p = np.array([[float(r["p_mel"]), float(r["p_nv"])] for r in rows])
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
     score = np.array([float(r["melanoma_score"]) for r in rows])
-    np.testing.assert_allclose(score, p[:, 0], atol=1e-9)  # binary model: score = P(melanoma)
+    np.testing.assert_allclose(score, p[:, 0], atol=1e-6)  # binary model: score = P(melanoma)
     assert [r["predicted"] for r in rows] == ["melanoma" if s >= 0.5 else "benign" for s in score]
 
     # The metrics equal scikit-learn's on predictions.csv.
@@ -258,3 +258,34 @@ def test_evaluate_errors(trained: dict, isic2019_dir: Path, tmp_path: Path) -> N
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(DermadvError, match="bad.pt"):
         run_cli(["evaluate", "--model", str(bad), "--data", str(isic2019_dir)])
+
+
+def test_evaluation_resumes_from_saved_predictions(trained: dict, isic2019_dir: Path, tmp_path: Path) -> None:
+    from dermadv.data import select_samples
+    from dermadv.evaluate import PartialPredictions, evaluate_model, write_evaluation
+    from dermadv.models.registry import load_model
+
+    model = load_model(str(trained["run"] / "best.pt"))
+    samples = select_samples(isic2019_dir, split=trained["split"], subset="val", limit=12)
+    ref = evaluate_model(model, samples, batch_size=4, progress=False)
+
+    # As if a previous run was killed after 5 images (and mid-way through writing the 6th line).
+    partial = PartialPredictions(tmp_path, model, samples)
+    partial.start(keep=False)
+    stored = np.tile([0.25, 0.75], (5, 1))
+    partial.append(samples[:5], stored)
+    with partial.path.open("a") as fh:
+        fh.write('{"id": "' + samples[5].image_id + '", "p": [0.1')
+    ev = evaluate_model(model, samples, batch_size=4, progress=False, resume_dir=tmp_path)
+    assert ev.extra == {"resumed_predictions": 5}
+    np.testing.assert_allclose(ev.probs[:5], stored)  # reused, not recomputed
+    np.testing.assert_allclose(ev.probs[5:], ref.probs[5:], atol=1e-6)
+    write_evaluation(ev, model, tmp_path)
+    assert not partial.path.exists()  # finished: nothing left to resume
+
+    # Saved predictions of another image list (or model) are not reused.
+    other = PartialPredictions(tmp_path, model, samples[:6])
+    other.start(keep=False)
+    other.append(samples[:5], stored)
+    ev = evaluate_model(model, samples, batch_size=4, progress=False, resume_dir=tmp_path)
+    assert ev.extra == {} and np.allclose(ev.probs, ref.probs, atol=1e-6)

@@ -150,10 +150,12 @@ def test_auc_ci_clipped_and_perfect_separation() -> None:
     s = np.r_[np.linspace(0, 0.4, 10), np.linspace(0.6, 1, 10)]
     r = delong_auc_ci(y, s)
     assert r["value"] == 1.0 and r["ci_high"] == 1.0 and r["ci_low"] == 1.0  # DeLong variance is 0 here
+    assert "degenerate" in r["note"]
     s2 = s.copy()
     s2[0] = 0.95  # one negative scored above most positives
     r2 = delong_auc_ci(y, s2)
     assert r2["ci_high"] == 1.0 and r2["ci_low"] < r2["value"] < 1.0
+    assert "note" not in r2
 
 
 def test_wilson_closed_form_and_statsmodels() -> None:

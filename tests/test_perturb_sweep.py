@@ -46,21 +46,46 @@ def brightness_model(samples):
     with torch.no_grad():
         net[2].weight.copy_(torch.tensor([[-8.0, -8.0, -8.0], [0.0, 0.0, 0.0]]))
         net[2].bias.copy_(torch.tensor([24.0 * centre, 0.0]))  # melanoma iff mean intensity < centre
-    return TorchModuleClassifier(net, ["mel", "nv"], (64, 64), mean=(0, 0, 0), std=(1, 1, 1),
-                                 name="brightness", device="cpu", batch_size=16)
+    return TorchModuleClassifier(
+        net,
+        ["mel", "nv"],
+        (64, 64),
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+        name="brightness",
+        device="cpu",
+        batch_size=16,
+    )
 
 
 # ----- transforms ---------------------------------------------------------------------------------
 def test_spec_language():
     assert [c.spec for c in parse_specs(None)] == ["none", *study_specs()]
     assert len(study_specs()) == 20 and sum(s.startswith("shift:") for s in study_specs()) == 18
-    specs = parse_specs("rot180,rot45,shift:r:+50,hue:0.05,blur:1.5,jpeg:75,brightness:1.2,decoder:pil,rot180")
-    assert [c.spec for c in specs] == ["none", "rot:180", "rot:45", "shift:r:+50", "hue:0.05", "blur:1.5",
-                                       "jpeg:75", "brightness:1.2", "decoder:pil"]
+    specs = parse_specs(
+        "rot180,rot45,shift:r:+50,hue:0.05,blur:1.5,jpeg:75,brightness:1.2,decoder:pil,rot180"
+    )
+    assert [c.spec for c in specs] == [
+        "none",
+        "rot:180",
+        "rot:45",
+        "shift:r:+50",
+        "hue:0.05",
+        "blur:1.5",
+        "jpeg:75",
+        "brightness:1.2",
+        "decoder:pil",
+    ]
     assert specs[-1].file_level and not specs[1].file_level
     assert parse_one("shift:g:-5").params == {"channel": "g", "value": -5}
-    for bad, why in (("shift:x:5", "channel"), ("jpeg:0", "quality"), ("hue:0.9", "hue"),
-                     ("decoder:libjpeg", "decoder"), ("sharpen:2", "unknown"), ("rot:abc", "not a float")):
+    for bad, why in (
+        ("shift:x:5", "channel"),
+        ("jpeg:0", "quality"),
+        ("hue:0.9", "hue"),
+        ("decoder:libjpeg", "decoder"),
+        ("sharpen:2", "unknown"),
+        ("rot:abc", "not a float"),
+    ):
         with pytest.raises(SpecError, match=why):
             parse_one(bad)
 
@@ -110,8 +135,10 @@ def test_extra_corruptions_change_images(real_image):
 def test_decoder_change_decodes_differently(samples):
     c = parse_one("decoder:other")
     assert c.decoder_for("pil") == "tf" and c.decoder_for("tf") == "pil"
-    diffs = [np.abs(load_image(s.path, "pil").astype(int) - load_image(s.path, "tf").astype(int)).max()
-             for s in samples[:8]]
+    diffs = [
+        np.abs(load_image(s.path, "pil").astype(int) - load_image(s.path, "tf").astype(int)).max()
+        for s in samples[:8]
+    ]
     assert max(diffs) > 0  # the two libjpeg configurations really differ on real files
 
 
@@ -158,12 +185,21 @@ def test_sweep_counts_resume_and_files(samples, tmp_path):
         assert r["accuracy"] == round(r["correct"] / n, 3)
         pred = np.array([float(x[spec]) >= 0.5 for x in scores])
         assert r["correct"] == int((pred == y).sum())
-        assert r["false_negatives"] == int((y & ~pred).sum()) and r["false_positives"] == int((~y & pred).sum())
-        assert r["flipped"] == int((pred != base_pred).sum()) == r["flipped_to_benign"] + r["flipped_to_melanoma"]
+        assert r["false_negatives"] == int((y & ~pred).sum()) and r["false_positives"] == int(
+            (~y & pred).sum()
+        )
+        assert (
+            r["flipped"]
+            == int((pred != base_pred).sum())
+            == r["flipped_to_benign"] + r["flipped_to_melanoma"]
+        )
         base_acc = rows["none"]["correct"] / n
         assert r["delta_accuracy"] == pytest.approx(r["correct"] / n - base_acc, abs=1e-3)
         if spec != "none":
-            assert r["delta_ci_low"] <= r["delta_accuracy"] + 1e-3 and r["delta_accuracy"] <= r["delta_ci_high"] + 1e-3
+            assert (
+                r["delta_ci_low"] <= r["delta_accuracy"] + 1e-3
+                and r["delta_accuracy"] <= r["delta_ci_high"] + 1e-3
+            )
     # the brightness model is exactly rotation-180 invariant; brighter images are called naevus
     assert rows["rot:180"]["flipped"] == 0
     assert rows["rot:45"]["flipped_to_benign"] == 0  # black corners only darken
@@ -209,13 +245,31 @@ def test_cli_perturb(isic2019_dir, tmp_path):
 
     torch.manual_seed(0)
     module = build_model("mobilenet_v3_small", num_classes=2, weights="none")
-    ckpt = make_checkpoint(module, arch="mobilenet_v3_small", classes=["mel", "nv"], input_size=(64, 64),
-                           model_kwargs={})
+    ckpt = make_checkpoint(
+        module, arch="mobilenet_v3_small", classes=["mel", "nv"], input_size=(64, 64), model_kwargs={}
+    )
     model_path = save_checkpoint(ckpt, tmp_path / "tiny.pt")
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dermadv.cli", "perturb", "--model", str(model_path), "--data",
-           str(isic2019_dir), "--limit", "20", "--out", str(out), "--perturbations", "rot180,shift:b:-10",
-           "--batch-size", "20", "--json", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dermadv.cli",
+        "perturb",
+        "--model",
+        str(model_path),
+        "--data",
+        str(isic2019_dir),
+        "--limit",
+        "20",
+        "--out",
+        str(out),
+        "--perturbations",
+        "rot180,shift:b:-10",
+        "--batch-size",
+        "20",
+        "--json",
+        "--no-progress",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout)
@@ -224,5 +278,7 @@ def test_cli_perturb(isic2019_dir, tmp_path):
     assert Path(res["files"]["csv"]).exists() and Path(res["files"]["png"]).exists()
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0 and json.loads(again.stdout)["computed"] == []
-    bad = subprocess.run(cmd[:-4] + ["--perturbations", "shift:q:4"], capture_output=True, text=True, timeout=240)
+    bad = subprocess.run(
+        cmd[:-4] + ["--perturbations", "shift:q:4"], capture_output=True, text=True, timeout=240
+    )
     assert bad.returncode == 2 and "channel" in bad.stderr

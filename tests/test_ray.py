@@ -58,12 +58,17 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> 
     x = x.permute(0, 3, 1, 2).float()
     y = torch.tensor([0 if s.diagnosis == "mel" else 1 for s in samples])
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 2),
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 2),
     )
-    clf = TorchModuleClassifier(net, ("mel", "nv"), (SIZE, SIZE), mean=(0.5,) * 3, std=(0.25,) * 3,
-                                name="tiny-cnn", device="cpu")
+    clf = TorchModuleClassifier(
+        net, ("mel", "nv"), (SIZE, SIZE), mean=(0.5,) * 3, std=(0.25,) * 3, name="tiny-cnn", device="cpu"
+    )
     opt = torch.optim.Adam(net.parameters(), 3e-3)
     for _ in range(8):
         for b in range(0, len(x), 40):
@@ -96,8 +101,15 @@ def local_rows(tiny_model: Path, data_dir: Path, tmp_path_factory: pytest.TempPa
     torch.set_num_threads(1)
     try:
         run = tmp_path_factory.mktemp("runs") / "local"
-        run_campaign(load_model(str(tiny_model)), select_samples(data_dir, classes=("mel",)), run, ATTACKS,
-                     attack_options=TINY, data_info={"path": str(data_dir)}, progress=False)
+        run_campaign(
+            load_model(str(tiny_model)),
+            select_samples(data_dir, classes=("mel",)),
+            run,
+            ATTACKS,
+            attack_options=TINY,
+            data_info={"path": str(data_dir)},
+            progress=False,
+        )
     finally:
         torch.set_num_threads(threads)
     with ResultsStore(run, create=False) as store:
@@ -113,6 +125,9 @@ def ray_cluster() -> Iterator[str]:
     import ray
 
     os.environ["RAY_DISABLE_USAGE_STATS"] = "1"
+    # Ray's memory monitor kills workers when the *machine* is nearly full, whoever uses the memory;
+    # on a shared test machine that would kill workers at random, so only our own kill tests recovery
+    os.environ["RAY_memory_monitor_refresh_ms"] = "0"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         yield ray.get_runtime_context().gcs_address
@@ -146,8 +161,16 @@ def test_ray_rows_equal_local_and_survive_a_killed_worker(
     executor = RayExecutor(ModelSpec(str(tiny_model)), TINY, workers=2, reference_model=model, verbose=False)
     killer = KillOneWorker(executor)
     samples = select_samples(data_dir, classes=("mel",))
-    out = run_campaign(model, samples, tmp_path / "ray", ATTACKS, attack_options=TINY,
-                       data_info={"path": str(data_dir)}, executor=killer, progress=False)
+    out = run_campaign(
+        model,
+        samples,
+        tmp_path / "ray",
+        ATTACKS,
+        attack_options=TINY,
+        data_info={"path": str(data_dir)},
+        executor=killer,
+        progress=False,
+    )
     assert out.ran == N_IMAGES * len(ATTACKS)
     with ResultsStore(tmp_path / "ray", create=False) as store:
         rows = store.rows()
@@ -179,13 +202,32 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "dermadv.cli", "attack", *args]
 
 
+@pytest.mark.slow  # two command-line drivers, each starting 2 workers: ~30 s on 2 cores
 def test_cli_ray_driver_killed_then_resumed(
     ray_cluster: str, tiny_model: Path, data_dir: Path, local_rows: list[dict], tmp_path: Path
 ) -> None:
     run = tmp_path / "cli"
-    cmd = _cli("--model", str(tiny_model), "--data", str(data_dir), "--attacks", ",".join(ATTACKS),
-               "--out", str(run), "--popsize", "4", "--max-generations", "3", "--threshold", "0.99",
-               "--executor", "ray", "--address", ray_cluster, "--no-progress")
+    cmd = _cli(
+        "--model",
+        str(tiny_model),
+        "--data",
+        str(data_dir),
+        "--attacks",
+        ",".join(ATTACKS),
+        "--out",
+        str(run),
+        "--popsize",
+        "4",
+        "--max-generations",
+        "3",
+        "--threshold",
+        "0.99",
+        "--executor",
+        "ray",
+        "--address",
+        ray_cluster,
+        "--no-progress",
+    )
     env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db, n_killed = run / "results.sqlite", 0
@@ -207,8 +249,9 @@ def test_cli_ray_driver_killed_then_resumed(
         before = len(store)
     assert 2 <= before < N_IMAGES * len(ATTACKS)
 
-    done = subprocess.run(cmd + ["--json", "--workers", "2"], env=env, capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        cmd + ["--json", "--workers", "2"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["already_done"] == before and report["ran"] == N_IMAGES * len(ATTACKS) - before
@@ -227,3 +270,59 @@ def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch, tiny_model
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
     with pytest.raises(MissingExtraError, match=r"dermadv\[ray\]"):
         make_executor("ray", ModelSpec(str(tiny_model)), {})
+
+
+def test_perturbation_sweep_on_ray_equals_local(
+    ray_cluster: str, tiny_model: Path, isic2019_dir: Path, tmp_path: Path
+) -> None:
+    """`dermadv perturb --executor ray`: one unit per perturbation, the same scores as in-process."""
+    import torch
+    from typer.testing import CliRunner
+
+    from dermadv.cli import app
+    from dermadv.perturb.sweep import run_sweep
+
+    specs = "rot:45,shift:r:+10,decoder:other"
+    samples = select_samples(isic2019_dir, classes=("mel", "nv"), limit=24)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        local = run_sweep(
+            load_model(str(tiny_model)), samples, tmp_path / "local", specs, batch_size=8, progress=False
+        )
+    finally:
+        torch.set_num_threads(threads)
+    res = CliRunner().invoke(
+        app,
+        [
+            "perturb",
+            "--model",
+            str(tiny_model),
+            "--data",
+            str(isic2019_dir),
+            "--limit",
+            "24",
+            "--perturbations",
+            specs,
+            "--batch-size",
+            "8",
+            "--out",
+            str(tmp_path / "ray"),
+            "--no-progress",
+            "--executor",
+            "ray",
+            "--workers",
+            "2",
+            "--json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["rows"] == local.rows and len(report["rows"]) == 4  # baseline + 3 perturbations
+    assert (tmp_path / "ray" / "perturbation_scores.csv").read_text() == (
+        tmp_path / "local" / "perturbation_scores.csv"
+    ).read_text()
+    stats = report["executor"]
+    assert stats["workers"] == 2 and stats["jobs"] == 4 == sum(w["jobs"] for w in stats["per_worker"])
+    assert stats["images"] == 4 * 24
+    assert ray_is_clean_of_actors()

@@ -21,8 +21,16 @@ from dermadv.errors import DataError
 from dermadv.report.html import SECTIONS, build_report, read_reference_csv
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 NASTY_NAME = 'bright<ness> & "co"'
 
 
@@ -37,8 +45,9 @@ def brightness_model(samples, name: str = NASTY_NAME):
     with torch.no_grad():
         net[2].weight.copy_(torch.tensor([[-8.0, -8.0, -8.0], [0.0, 0.0, 0.0]]))
         net[2].bias.copy_(torch.tensor([24.0 * centre, 0.0]))
-    return TorchModuleClassifier(net, ["mel", "nv"], (48, 48), mean=(0, 0, 0), std=(1, 1, 1), name=name,
-                                 device="cpu", batch_size=32)
+    return TorchModuleClassifier(
+        net, ["mel", "nv"], (48, 48), mean=(0, 0, 0), std=(1, 1, 1), name=name, device="cpu", batch_size=32
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +65,36 @@ def runs(isic2019_dir: Path, tmp_path_factory) -> dict[str, Path]:
     run_sweep(model, samples, root / "perturb", "rot180,rot45,shift:r:+50,shift:b:-50", progress=False)
     scores = {s.image_id: float(v) for s, v in zip(samples, ev.scores, strict=True)}
     mels = sorted((s for s in samples if s.diagnosis == "mel"), key=lambda s: -scores[s.image_id])[:2]
-    run_campaign(model, mels, root / "attack", ["fgsm", "color", "pixel"],
-                 attack_options={"popsize": 1, "max_generations": 2, "eps": (4.0, 16.0)}, progress=False)
+    run_campaign(
+        model,
+        mels,
+        root / "attack",
+        ["fgsm", "color", "pixel"],
+        attack_options={"popsize": 1, "max_generations": 2, "eps": (4.0, 16.0)},
+        progress=False,
+    )
     return {"eval": root / "eval", "perturb": root / "perturb", "attack": root / "attack", "root": root}
 
 
 @pytest.fixture(scope="module")
 def reference_csv(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("ref") / "reference.csv"
-    p.write_text("model,accuracy,sensitivity,specificity,auc,source\n"
-                 "Published model <A>,0.9,85%,,0.95,user-supplied row\n", encoding="utf-8")
+    p.write_text(
+        "model,accuracy,sensitivity,specificity,auc,source\n"
+        "Published model <A>,0.9,85%,,0.95,user-supplied row\n",
+        encoding="utf-8",
+    )
     return p
 
 
 @pytest.fixture(scope="module")
 def report(runs, reference_csv) -> Path:
-    return build_report([runs["eval"], runs["perturb"], runs["attack"]], runs["root"] / "report.html",
-                        reference_csv=reference_csv, title="Test <report>")
+    return build_report(
+        [runs["eval"], runs["perturb"], runs["attack"]],
+        runs["root"] / "report.html",
+        reference_csv=reference_csv,
+        title="Test <report>",
+    )
 
 
 def _images(html: str) -> list[bytes]:
@@ -81,7 +103,7 @@ def _images(html: str) -> list[bytes]:
 
 def test_report_sections_images_and_escaping(report):
     html = report.read_text(encoding="utf-8")
-    for key, title in SECTIONS:
+    for key, _title in SECTIONS:
         assert f'<section id="{key}">' in html, key
     # one ROC, one perturbation plot, success bars, heat map, example grid
     pngs = _images(html)
@@ -108,10 +130,12 @@ def test_report_numbers_match_the_runs(runs, report):
 
     html = report.read_text(encoding="utf-8")
     m = json.loads((runs["eval"] / "metrics.json").read_text())["metrics"]
-    assert f"{m['accuracy']['value']:.3f} ({m['accuracy']['ci_low']:.3f}–{m['accuracy']['ci_high']:.3f})" in html
+    assert (
+        f"{m['accuracy']['value']:.3f} ({m['accuracy']['ci_low']:.3f}–{m['accuracy']['ci_high']:.3f})" in html
+    )
     rows = json.loads((runs["perturb"] / "perturbation.json").read_text())["rows"]
     for r in rows:
-        assert f"<td class=\"l\">{r['label']}</td>" in html
+        assert f'<td class="l">{r["label"]}</td>' in html
     from dermadv.campaign.store import ResultsStore
     from dermadv.campaign.summary import summarize_rows
 
@@ -169,14 +193,31 @@ def test_report_rejects_non_runs(tmp_path):
 
 def test_cli_report(runs, reference_csv, tmp_path):
     out = tmp_path / "cli.html"
-    proc = subprocess.run([sys.executable, "-m", "dermadv.cli", "report", str(runs["perturb"]), str(runs["attack"]),
-                           "--out", str(out), "--reference", str(reference_csv), "--json"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dermadv.cli",
+            "report",
+            str(runs["perturb"]),
+            str(runs["attack"]),
+            "--out",
+            str(out),
+            "--reference",
+            str(reference_csv),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     import json
 
     res = json.loads(proc.stdout)
-    assert res["runs"][str(runs["perturb"])] == ["perturbation"] and res["runs"][str(runs["attack"])] == ["attack"]
+    assert res["runs"][str(runs["perturb"])] == ["perturbation"] and res["runs"][str(runs["attack"])] == [
+        "attack"
+    ]
     html = out.read_text(encoding="utf-8")
     assert all(f'<section id="{k}">' in html for k, _ in SECTIONS)
     assert "No evaluation runs with predictions.csv given" in html

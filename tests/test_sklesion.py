@@ -3,7 +3,6 @@ HAM10000 images from ../shared/data/isic-dev/ham10000 with their metadata."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
+from dermadv.data import Sample, load_dataset
 from dermadv.errors import ModelError
 from dermadv.models.registry import NAMED_MODELS, load_model
 from dermadv.models.sklesion import SITE_GROUPS, SklesionMetadata, load_props, package_dir
@@ -19,13 +19,8 @@ from dermadv.models.sklesion import SITE_GROUPS, SklesionMetadata, load_props, p
 SKLESION_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
 
-def _ham_rows(ham10000_dir: Path) -> list[dict[str, str]]:
-    with open(ham10000_dir / "HAM10000_metadata.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def _meta(row: dict[str, str]) -> dict:
-    return {"age": float(row["age"]) if row["age"] else None, "sex": row["sex"], "site": row["localization"]}
+def _meta(sample: Sample) -> dict:
+    return sample.metadata()  # {"age", "sex", "site"} from HAM10000_metadata.csv
 
 
 @pytest.fixture(scope="module")
@@ -35,16 +30,16 @@ def sklesion():
 
 
 @pytest.fixture(scope="module")
-def subset(ham10000_dir: Path) -> list[dict[str, str]]:
+def subset(ham10000_dir: Path) -> list[Sample]:
     """Stratified: the first 8 melanomas and the first 8 naevi by image id."""
-    rows = sorted(_ham_rows(ham10000_dir), key=lambda r: r["image_id"])
-    return [r for r in rows if r["dx"] == "mel"][:8] + [r for r in rows if r["dx"] == "nv"][:8]
+    samples = sorted(load_dataset(ham10000_dir, progress=False).samples, key=lambda s: s.image_id)
+    return [s for s in samples if s.diagnosis == "mel"][:8] + [s for s in samples if s.diagnosis == "nv"][:8]
 
 
 @pytest.fixture(scope="module")
-def subset_probs(sklesion, subset, ham10000_dir) -> np.ndarray:
-    images = [sklesion.load_image(ham10000_dir / "images" / f"{r['image_id']}.jpg") for r in subset]
-    return sklesion.predict_proba(images, [_meta(r) for r in subset])
+def subset_probs(sklesion, subset) -> np.ndarray:
+    images = [sklesion.load_image(s.path) for s in subset]
+    return sklesion.predict_proba(images, [s.metadata() for s in subset])
 
 
 #: a few images of each class (indices into ``subset``) for the slower comparisons
@@ -70,10 +65,12 @@ def test_package_facts_match_the_adapter(sklesion):
 
 def test_metadata_encoding():
     enc = SklesionMetadata()
-    np.testing.assert_allclose(enc.encode_one({"age": 45, "sex": "male", "site": "back"}),
-                               [0, 1, 0, 0, 0, 0, 1, 0, 0.5, 0])
-    np.testing.assert_allclose(enc.encode_one({"age": 90.0, "sex": "female", "site": "head/neck"}),
-                               [1, 0, 0, 0, 1, 0, 0, 0, 1.0, 0])  # ISIC anatom_site_general string
+    np.testing.assert_allclose(
+        enc.encode_one({"age": 45, "sex": "male", "site": "back"}), [0, 1, 0, 0, 0, 0, 1, 0, 0.5, 0]
+    )
+    np.testing.assert_allclose(
+        enc.encode_one({"age": 90.0, "sex": "female", "site": "head/neck"}), [1, 0, 0, 0, 1, 0, 0, 0, 1.0, 0]
+    )  # ISIC anatom_site_general string
     missing = enc.encode_one({"age": None, "sex": None, "site": None})
     np.testing.assert_allclose(missing, [0, 0, 1, 0, 0, 0, 0, 1, 51.90180032733224 / 90, 1], rtol=1e-6)
     np.testing.assert_allclose(enc.encode_one(None), missing)
@@ -96,7 +93,7 @@ def test_sklesion_separates_melanoma_from_naevi(sklesion, subset, subset_probs):
     assert probs.shape == (16, 7)
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
     p_mel, p_nv = sklesion.group_probs(probs)
-    y = np.array([r["dx"] == "mel" for r in subset])
+    y = np.array([s.diagnosis == "mel" for s in subset])
     auc = roc_auc_score(y, p_mel / (p_mel + p_nv))
     # Whole folder, 200 images: AUC 0.9995 (these HAM10000 images were in sklesion's training data, so
     # this checks the pipeline, it is not an independent estimate). A wrong class order, decoder or
@@ -108,7 +105,7 @@ def test_sklesion_separates_melanoma_from_naevi(sklesion, subset, subset_probs):
 
 
 def test_defaults_are_reported_and_change_nothing_silently(sklesion, subset, ham10000_dir):
-    image = sklesion.load_image(ham10000_dir / "images" / f"{subset[0]['image_id']}.jpg")
+    image = sklesion.load_image(subset[0].path)
     before = dict(sklesion.metadata_encoder.counts)
     with_meta = sklesion.predict_proba([image], [_meta(subset[0])])
     without = sklesion.predict_proba([image])
@@ -119,7 +116,7 @@ def test_defaults_are_reported_and_change_nothing_silently(sklesion, subset, ham
 
 
 def test_gradient_flows_to_input_pixels(sklesion, subset, ham10000_dir):
-    image = sklesion.load_image(ham10000_dir / "images" / f"{subset[0]['image_id']}.jpg")
+    image = sklesion.load_image(subset[0].path)
     x = torch.from_numpy(sklesion.prepare([image])).permute(0, 3, 1, 2).float().requires_grad_(True)
     log_probs = sklesion.torch_forward(x, [_meta(subset[0])])
     p_mel = torch.softmax(log_probs, dim=1)[0, sklesion.melanoma_indices[0]]
@@ -134,7 +131,7 @@ def test_gradient_flows_to_input_pixels(sklesion, subset, ham10000_dir):
 def test_decoder_is_part_of_preprocessing(sklesion, subset, subset_probs, ham10000_dir):
     from dermadv.data.images import load_image
 
-    paths = [ham10000_dir / "images" / f"{subset[i]['image_id']}.jpg" for i in FEW]
+    paths = [subset[i].path for i in FEW]
     pil_images = [load_image(p, decoder="pil") for p in paths]
     tf_images = [sklesion.load_image(p) for p in paths]
     assert any(not np.array_equal(a, b) for a, b in zip(tf_images, pil_images, strict=True))
@@ -153,7 +150,7 @@ def test_sklesion_onnx_export_matches_keras(sklesion, subset, subset_probs, ham1
     onnx_model = load_model(str(out))
     assert onnx_model.classes == SKLESION_CLASSES and onnx_model.needs_metadata
     assert onnx_model.decoder == "tf" and onnx_model.resize_method == "bilinear-noaa"
-    images = [onnx_model.load_image(ham10000_dir / "images" / f"{subset[i]['image_id']}.jpg") for i in FEW]
+    images = [onnx_model.load_image(subset[i].path) for i in FEW]
     probs = onnx_model.predict_proba(images, [_meta(subset[i]) for i in FEW], batch_size=3)
     assert np.abs(probs - subset_probs[FEW]).max() < 1e-4
     no_meta = onnx_model.predict_proba(images[:1])
@@ -163,13 +160,25 @@ def test_sklesion_onnx_export_matches_keras(sklesion, subset, subset_probs, ham1
 
 @pytest.mark.slow
 def test_cli_evaluate_sklesion(ham10000_dir, subset):
-    ids = ",".join(r["image_id"] for r in subset[:3] + subset[8:11])
+    ids = ",".join(s.image_id for s in subset[:3] + subset[8:11])
     from typer.testing import CliRunner
 
     from dermadv.cli import app
 
-    done = CliRunner().invoke(app, ["evaluate", "--model", "sklesion", "--data", str(ham10000_dir), "--ids", ids,
-                                    "--json", "--no-progress"])
+    done = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            "sklesion",
+            "--data",
+            str(ham10000_dir),
+            "--ids",
+            ids,
+            "--json",
+            "--no-progress",
+        ],
+    )
     assert done.exit_code == 0, (done.output[-2000:], done.exception)
     result = json.loads(done.stdout)
     metrics = result.get("metrics", result)

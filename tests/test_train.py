@@ -346,7 +346,7 @@ def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: 
 def test_train_refuses_bad_inputs(tmp_path: Path, isic2019_dir: Path, small_split: Path) -> None:
     with pytest.raises(DermadvError, match="split file not found"):
         run_cli(train_args(isic2019_dir, tmp_path / "none.csv", tmp_path / "r", 1))
-    with pytest.raises(DermadvError, match="inception_v3 needs --image-size >= 75"):
+    with pytest.raises(DermadvError, match=r"inception_v3 \(its auxiliary head\) needs --image-size >= 299"):
         run_cli(
             train_args(
                 isic2019_dir, small_split, tmp_path / "r", 1, "--arch", "inception_v3", "--image-size", "64"

@@ -34,9 +34,9 @@ DEMO_DATA_ENV = "DERMADV_DEMO_DATA"
 SIZES: tuple[str, ...] = ("small", "full")
 ISIC_HINT = (
     "To run it on real dermoscopic images: dermadv demo --data /path/to/ISIC_2019 (the folder holding "
-    "ISIC_2019_Training_GroundTruth.csv and the images; download from https://challenge.isic-archive.com/data/ "
-    "or with the `isic` CLI), or on the development images: dermadv demo --data ../shared/data/isic-dev/isic2019. "
-    "The study's full protocol is in examples/."
+    "ISIC_2019_Training_GroundTruth.csv and the images; download from "
+    "https://challenge.isic-archive.com/data/ or with the `isic` CLI), or on the development images: "
+    "dermadv demo --data ../shared/data/isic-dev/isic2019. The study's full protocol is in examples/."
 )
 
 
@@ -51,6 +51,7 @@ class DemoPlan:
     epochs: int
     batch_size: int
     lr: float
+    lr_schedule: str
     val_fraction: float
     perturbations: str
     attack_images: int
@@ -65,17 +66,44 @@ class DemoPlan:
 
 PLANS: dict[str, DemoPlan] = {
     "small": DemoPlan(
-        n_per_class=40, image_px=128, arch="shufflenet_v2_x0_5", input_size=64, epochs=4, batch_size=16,
-        lr=0.05, val_fraction=0.3, perturbations="study,hue:0.05,blur:1.5,jpeg:75,decoder:other",
-        attack_images=2, popsize=1, max_generations=3, eps=(2.0, 8.0), sklesion_images=1,
-        sklesion_attacks=("color",), sklesion_popsize=2, sklesion_generations=1,
+        n_per_class=40,
+        image_px=128,
+        arch="shufflenet_v2_x0_5",
+        input_size=64,
+        epochs=6,
+        batch_size=8,
+        lr=0.01,
+        lr_schedule="cosine",
+        val_fraction=0.3,
+        perturbations="study,hue:0.05,blur:1.5,jpeg:75,decoder:other",
+        attack_images=2,
+        popsize=1,
+        max_generations=3,
+        eps=(2.0, 8.0),
+        sklesion_images=1,
+        sklesion_attacks=("color",),
+        sklesion_popsize=2,
+        sklesion_generations=1,
     ),
     "full": DemoPlan(
-        n_per_class=100, image_px=160, arch="shufflenet_v2_x0_5", input_size=96, epochs=10, batch_size=16,
-        lr=0.05, val_fraction=0.25,
+        n_per_class=100,
+        image_px=160,
+        arch="shufflenet_v2_x0_5",
+        input_size=96,
+        epochs=10,
+        batch_size=8,
+        lr=0.01,
+        lr_schedule="cosine",
+        val_fraction=0.25,
         perturbations="study,hue:0.05,blur:1.5,jpeg:75,brightness:1.2,decoder:other",
-        attack_images=5, popsize=4, max_generations=10, eps=(1.0, 2.0, 4.0, 8.0), sklesion_images=2,
-        sklesion_attacks=("color", "rotation"), sklesion_popsize=3, sklesion_generations=3,
+        attack_images=5,
+        popsize=4,
+        max_generations=10,
+        eps=(1.0, 2.0, 4.0, 8.0),
+        sklesion_images=2,
+        sklesion_attacks=("color", "rotation"),
+        sklesion_popsize=3,
+        sklesion_generations=3,
     ),
 }
 
@@ -103,8 +131,9 @@ class DemoResult:
         return d
 
 
-def _resolve_data(data: str | Path | None, out: Path, plan: DemoPlan, log: Callable[[str], None]
-                  ) -> tuple[Path, bool]:
+def _resolve_data(
+    data: str | Path | None, out: Path, plan: DemoPlan, log: Callable[[str], None]
+) -> tuple[Path, bool]:
     from dermadv.synthetic import generate_dataset, is_synthetic
 
     if data is None and os.environ.get(DEMO_DATA_ENV):
@@ -135,13 +164,21 @@ def _make_split(data: Path, out: Path, plan: DemoPlan, log: Callable[[str], None
         return split_csv
     ds = load_dataset(data, progress=False)
     subset = select_samples(ds, classes=("mel", "nv"), limit=2 * plan.n_per_class)
-    small = Dataset(root=ds.root, layout=ds.layout, samples=subset, csv_path=ds.csv_path,
-                    metadata_paths=ds.metadata_paths, image_dirs=ds.image_dirs)
+    small = Dataset(
+        root=ds.root,
+        layout=ds.layout,
+        samples=subset,
+        csv_path=ds.csv_path,
+        metadata_paths=ds.metadata_paths,
+        image_dirs=ds.image_dirs,
+    )
     split = make_split(small, val_fraction=plan.val_fraction, seed=0)
     split.write(split_csv)
-    counts = {s: sum(1 for x in split.samples if split.subset_of(x) == s) for s in ("train", "val")} \
-        if hasattr(split, "subset_of") else {}
-    log(f"split: {len(subset)} images ({'; '.join(f'{k} {v}' for k, v in counts.items()) or 'see ' + str(split_csv)})")
+    counts = split.counts()
+    log(
+        f"   {len(subset)} images -> "
+        + "; ".join(f"{sub}: " + ", ".join(f"{n} {d}" for d, n in c.items()) for sub, c in counts.items())
+    )
     return split_csv
 
 
@@ -157,6 +194,25 @@ def _pick_melanomas(eval_dir: Path, samples: list[Any], k: int) -> list[Any]:
     mels = [s for s in samples if s.diagnosis == "mel"]
     mels.sort(key=lambda s: (scores.get(s.image_id, 0.0) < 0.5, s.image_id))
     return mels[:k]
+
+
+def _screen_melanomas(
+    model: Any, samples: list[Any], k: int, log: Callable[[str], None], max_screen: int = 12
+) -> list[Any]:
+    """Up to k melanomas the (third-party) model classifies correctly, found by predicting at most
+    ``max_screen`` of them; falls back to the highest-scoring ones (then recorded as misclassified)."""
+    from dermadv.metrics import melanoma_score
+
+    mels = sorted((s for s in samples if s.diagnosis == "mel"), key=lambda s: s.image_id)[:max_screen]
+    if not mels:
+        return []
+    images = [model.load_image(str(s.path)) for s in mels]
+    meta = [s.metadata() for s in mels] if getattr(model, "needs_metadata", False) else None
+    scores = melanoma_score(model, model.predict_proba(images, metadata=meta))
+    order = sorted(range(len(mels)), key=lambda i: -scores[i])
+    n_right = int((scores >= 0.5).sum())
+    log(f"   {model.name} calls {n_right}/{len(mels)} melanomas melanoma; attacking {min(k, len(mels))}")
+    return [mels[i] for i in order[:k]]
 
 
 def run_demo(
@@ -190,8 +246,10 @@ def run_demo(
     log("[1/8] data")
     data_path, synthetic = _resolve_data(data, out, plan, log)
     if synthetic:
-        log("   NOTE: these images are SYNTHETIC (procedural blobs, not dermoscopy); the numbers only show "
-            "that the pipeline runs.")
+        log(
+            "   NOTE: these images are SYNTHETIC (procedural blobs, not dermoscopy); the numbers only show "
+            "that the pipeline runs."
+        )
     step("data", t0)
     t0 = time.perf_counter()
     log("[2/8] split (stratified, grouped by lesion, seed 0)")
@@ -204,9 +262,19 @@ def run_demo(
     t0 = time.perf_counter()
     log(f"[3/8] train {plan.arch} from scratch at {plan.input_size} px for {plan.epochs} epochs (CPU)")
     settings = TrainSettings(
-        data=str(data_path), split=str(split_csv), out=str(out / "train"), arch=plan.arch, weights="none",
-        epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr, image_size=plan.input_size, seed=0,
-        device="cpu", cache_dir=str(out / "cache"),
+        data=str(data_path),
+        split=str(split_csv),
+        out=str(out / "train"),
+        arch=plan.arch,
+        weights="none",
+        epochs=plan.epochs,
+        batch_size=plan.batch_size,
+        lr=plan.lr,
+        lr_schedule=plan.lr_schedule,
+        image_size=plan.input_size,
+        seed=0,
+        device="cpu",
+        cache_dir=str(out / "cache"),
     )
     trained = train(settings, progress=progress, log=lambda m: log(f"   {m}"))
     summary["train"] = trained.summary()
@@ -223,10 +291,19 @@ def run_demo(
     val = select_samples(data_path, split=split_csv, subset="val", classes=("mel", "nv"))
     ev = evaluate_model(model, val, progress=progress)
     eval_dir = out / "evaluation"
-    write_evaluation(ev, model, eval_dir, data={"path": str(data_path), "split": str(split_csv),
-                                                 "subset": "val", "hash": dataset_hash(val),
-                                                 "synthetic": synthetic},
-                     settings={"model": str(trained.best), "threshold": 0.5, "synthetic": synthetic})
+    write_evaluation(
+        ev,
+        model,
+        eval_dir,
+        data={
+            "path": str(data_path),
+            "split": str(split_csv),
+            "subset": "val",
+            "hash": dataset_hash(val),
+            "synthetic": synthetic,
+        },
+        settings={"model": str(trained.best), "threshold": 0.5, "synthetic": synthetic},
+    )
     m = ev.metrics
     summary["evaluation"] = {k: m[k]["value"] for k in ("accuracy", "sensitivity", "specificity", "auc")}
     log("   " + ", ".join(f"{k} {v:.3f}" for k, v in summary["evaluation"].items()) + f" (n={m['n']})")
@@ -237,13 +314,29 @@ def run_demo(
 
     t0 = time.perf_counter()
     log(f"[5/8] perturbation sweep on {len(val)} validation images: {plan.perturbations}")
-    sweep = run_sweep(model, val, out / "perturbation", plan.perturbations, progress=progress,
-                      extra_settings={"data": str(data_path), "split": str(split_csv), "subset": "val",
-                                      "synthetic": synthetic})
+    sweep = run_sweep(
+        model,
+        val,
+        out / "perturbation",
+        plan.perturbations,
+        progress=progress,
+        extra_settings={
+            "data": str(data_path),
+            "split": str(split_csv),
+            "subset": "val",
+            "synthetic": synthetic,
+        },
+    )
     worst = min(sweep.rows[1:], key=lambda r: r["accuracy"])
-    log(f"   unmodified accuracy {sweep.rows[0]['accuracy']:.3f}; worst: {worst['label']} {worst['accuracy']:.3f}")
-    summary["perturbation"] = {"unmodified": sweep.rows[0]["accuracy"], "worst": worst["label"],
-                               "worst_accuracy": worst["accuracy"]}
+    log(
+        f"   unmodified accuracy {sweep.rows[0]['accuracy']:.3f}; "
+        f"lowest: {worst['label']} {worst['accuracy']:.3f}"
+    )
+    summary["perturbation"] = {
+        "unmodified": sweep.rows[0]["accuracy"],
+        "worst": worst["label"],
+        "worst_accuracy": worst["accuracy"],
+    }
     step("perturb", t0)
 
     # 6: attacks on our model
@@ -252,14 +345,28 @@ def run_demo(
 
     t0 = time.perf_counter()
     targets = _pick_melanomas(eval_dir, val, plan.attack_images)
-    log(f"[6/8] all attacks on {len(targets)} validation melanoma(s), small budget "
-        f"(popsize {plan.popsize} x D, {plan.max_generations} generations)")
+    log(
+        f"[6/8] all attacks on {len(targets)} validation melanoma(s), small budget "
+        f"(popsize {plan.popsize} x D, {plan.max_generations} generations)"
+    )
     attack_dir = out / "attacks"
     options = {"popsize": plan.popsize, "max_generations": plan.max_generations, "eps": plan.eps}
-    data_info = {"path": str(data_path.resolve()), "split": str(split_csv.resolve()), "subset": "val",
-                 "synthetic": synthetic}
-    run_campaign(model, targets, attack_dir, None, attack_options=options, data_info=data_info,
-                 provenance={"data": {**data_info, "hash": dataset_hash(targets)}}, progress=progress)
+    data_info = {
+        "path": str(data_path.resolve()),
+        "split": str(split_csv.resolve()),
+        "subset": "val",
+        "synthetic": synthetic,
+    }
+    run_campaign(
+        model,
+        targets,
+        attack_dir,
+        None,
+        attack_options=options,
+        data_info=data_info,
+        provenance={"data": {**data_info, "hash": dataset_hash(targets)}},
+        progress=progress,
+    )
     summary["attacks"] = _success_line(summarize_run(attack_dir), log)
     step("attack", t0)
 
@@ -278,11 +385,18 @@ def run_demo(
             notes.append(f"sklesion not attacked: {exc}")
             log(f"   skipped: {exc}")
         else:
-            sk_targets = _pick_melanomas(eval_dir, val, plan.sklesion_images)
+            sk_targets = _screen_melanomas(sk, val, plan.sklesion_images, log)
             opts = {"popsize": plan.sklesion_popsize, "max_generations": plan.sklesion_generations}
-            run_campaign(sk, sk_targets, sk_dir, list(plan.sklesion_attacks), attack_options=opts,
-                         data_info=data_info, provenance={"data": {**data_info, "hash": dataset_hash(sk_targets)}},
-                         progress=progress)
+            run_campaign(
+                sk,
+                sk_targets,
+                sk_dir,
+                list(plan.sklesion_attacks),
+                attack_options=opts,
+                data_info=data_info,
+                provenance={"data": {**data_info, "hash": dataset_hash(sk_targets)}},
+                progress=progress,
+            )
             summary["sklesion"] = _success_line(summarize_run(sk_dir), log)
             runs.append(sk_dir)
     step("sklesion", t0)
@@ -292,15 +406,30 @@ def run_demo(
 
     t0 = time.perf_counter()
     log("[8/8] HTML report")
-    notes.insert(0, f"Made by `dermadv demo --size {size}` on {'SYNTHETIC images' if synthetic else data_path}: "
-                 f"{plan.arch} trained from scratch at {plan.input_size} px for {plan.epochs} epochs; attacks "
-                 f"with a small search budget. {ISIC_HINT}")
-    report = build_report([r for r in runs if r.exists()], out / "report.html",
-                          title="dermadv demo" + (" (SYNTHETIC data)" if synthetic else ""),
-                          notes=notes, synthetic=synthetic)
+    notes.insert(
+        0,
+        f"Made by `dermadv demo --size {size}` on {'SYNTHETIC images' if synthetic else data_path}: "
+        f"{plan.arch} trained from scratch at {plan.input_size} px for {plan.epochs} epochs; attacks "
+        f"with a small search budget. {ISIC_HINT}",
+    )
+    report = build_report(
+        [r for r in runs if r.exists()],
+        out / "report.html",
+        title="dermadv demo" + (" (SYNTHETIC data)" if synthetic else ""),
+        notes=notes,
+        synthetic=synthetic,
+    )
     step("report", t0)
-    result = DemoResult(out=out, report=report, data=data_path, synthetic=synthetic, size=size, steps=steps,
-                        notes=notes, summary=summary)
+    result = DemoResult(
+        out=out,
+        report=report,
+        data=data_path,
+        synthetic=synthetic,
+        size=size,
+        steps=steps,
+        notes=notes,
+        summary=summary,
+    )
     tmp = out / ".demo.json.tmp"
     tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str), encoding="utf-8")
     os.replace(tmp, out / "demo.json")

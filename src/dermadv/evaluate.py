@@ -19,7 +19,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,8 +84,14 @@ def predict_samples(
     batch_size: int | None = None,
     progress: bool = True,
     io_workers: int = 2,
+    done: Mapping[str, np.ndarray] | None = None,
+    on_batch: Callable[[list[Any], np.ndarray], None] | None = None,
 ) -> np.ndarray:
-    """Probabilities (N x K) for samples, decoding the next batch in threads while the model runs."""
+    """Probabilities (N x K) for samples, decoding the next batch in threads while the model runs.
+
+    ``done`` holds already-known probabilities by image id (those samples are not predicted again);
+    ``on_batch(samples, probs)`` is called after every batch (e.g. to save progress).
+    """
     from tqdm import tqdm
 
     missing = [s.image_id for s in samples if s.path is None]
@@ -94,9 +100,17 @@ def predict_samples(
     bs = int(batch_size or model.batch_size)
     if bs < 1:
         raise ValueError(f"batch_size must be positive, got {bs}")
-    batches = [list(samples[i : i + bs]) for i in range(0, len(samples), bs)]
-    out: list[np.ndarray] = []
-    bar = tqdm(total=len(samples), desc="predicting", unit="img", disable=not progress, leave=False)
+    known = dict(done or {})
+    todo = [s for s in samples if s.image_id not in known]
+    batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
+    bar = tqdm(
+        total=len(samples),
+        initial=len(samples) - len(todo),
+        desc="predicting",
+        unit="img",
+        disable=not progress,
+        leave=False,
+    )
     with ThreadPoolExecutor(max_workers=max(1, io_workers)) as pool:
 
         def submit(batch: list[Any]) -> list[Any]:
@@ -107,12 +121,72 @@ def predict_samples(
             images = [f.result() for f in pending]
             pending = submit(batches[i + 1]) if i + 1 < len(batches) else []
             meta = [s.metadata() for s in batch]
-            out.append(model.predict_proba(images, metadata=meta, batch_size=bs))
+            probs = model.predict_proba(images, metadata=meta, batch_size=bs)
+            for s, p in zip(batch, probs, strict=True):
+                known[s.image_id] = p
+            if on_batch is not None:
+                on_batch(batch, probs)
             bar.update(len(batch))
     bar.close()
-    if not out:
+    if not samples:
         return np.zeros((0, len(model.classes)))
-    return np.concatenate(out)
+    return np.stack([np.asarray(known[s.image_id], dtype=np.float64) for s in samples])
+
+
+class PartialPredictions:
+    """Predictions appended per batch to ``OUT/.predictions.partial.jsonl``, so that an interrupted
+    evaluation resumes where it stopped. The first line holds a key (model description + image ids);
+    a file with another key is ignored and replaced."""
+
+    def __init__(self, out: str | Path, model: Any, samples: Sequence[Any]) -> None:
+        import hashlib
+
+        self.path = Path(out).expanduser() / ".predictions.partial.jsonl"
+        ident = json.dumps(
+            {"model": model.describe(), "classes": list(model.classes), "ids": [s.image_id for s in samples]},
+            sort_keys=True,
+            default=str,
+        )
+        self.key = hashlib.sha256(ident.encode()).hexdigest()
+        self.k = len(model.classes)
+
+    def load(self) -> dict[str, np.ndarray]:
+        """Saved probabilities by image id (empty when absent, stale or unreadable)."""
+        if not self.path.is_file():
+            return {}
+        out: dict[str, np.ndarray] = {}
+        with self.path.open(encoding="utf-8") as fh:
+            try:
+                if json.loads(fh.readline()).get("key") != self.key:
+                    return {}
+            except (json.JSONDecodeError, AttributeError):
+                return {}
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                    probs = np.asarray(row["p"], dtype=np.float64)
+                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                    break  # a torn last line from a kill: everything before it is good
+                if probs.shape == (self.k,):
+                    out[row["id"]] = probs
+        return out
+
+    def start(self, keep: bool) -> None:
+        """Begin the file (or keep appending to a matching one)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not keep:
+            with self.path.open("w", encoding="utf-8") as fh:
+                fh.write(json.dumps({"key": self.key}) + "\n")
+
+    def append(self, samples: Sequence[Any], probs: np.ndarray) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            for s, p in zip(samples, probs, strict=True):
+                fh.write(json.dumps({"id": s.image_id, "p": [float(v) for v in p]}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def evaluate_model(
@@ -121,8 +195,13 @@ def evaluate_model(
     threshold: float = 0.5,
     batch_size: int | None = None,
     progress: bool = True,
+    resume_dir: str | Path | None = None,
 ) -> Evaluation:
-    """Predict every sample and compute the binary metrics on its melanoma and naevus samples."""
+    """Predict every sample and compute the binary metrics on its melanoma and naevus samples.
+
+    With ``resume_dir``, predictions are saved there batch by batch and an interrupted evaluation of
+    the same model on the same images continues where it stopped.
+    """
     samples = list(samples)
     if not samples:
         raise DataError("no images to evaluate (check --data, --split, --subset, --ids, --limit)")
@@ -134,7 +213,18 @@ def evaluate_model(
             f"{'melanoma' if y.any() else 'naevus'}; AUC, sensitivity and specificity need both"
         )
     t0 = time.time()
-    probs = predict_samples(model, samples, batch_size=batch_size, progress=progress)
+    partial = PartialPredictions(resume_dir, model, samples) if resume_dir is not None else None
+    done = partial.load() if partial is not None else {}
+    if partial is not None:
+        partial.start(keep=bool(done))
+    probs = predict_samples(
+        model,
+        samples,
+        batch_size=batch_size,
+        progress=progress,
+        done=done,
+        on_batch=partial.append if partial is not None else None,
+    )
     seconds = time.time() - t0
     scores = melanoma_score(model, probs)
     metrics = binary_metrics(y, scores[included], threshold=threshold)
@@ -147,6 +237,7 @@ def evaluate_model(
         threshold=float(threshold),
         metrics=metrics,
         seconds=seconds,
+        extra={"resumed_predictions": len(done)} if done else {},
     )
 
 
@@ -296,10 +387,12 @@ def write_evaluation(
         "isic_class_mapping": isic_class_mapping(ev.classes) if isic_submission else None,
         "versions": versions(),
         "seconds": round(ev.seconds, 3),
+        **ev.extra,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": {k: p.name for k, p in files.items() if k != "metrics"},
     }
     _write_text(files["metrics"], json.dumps(record, indent=2, default=str) + "\n")
+    (out / ".predictions.partial.jsonl").unlink(missing_ok=True)  # complete: nothing left to resume
     return files
 
 

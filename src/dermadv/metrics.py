@@ -13,6 +13,7 @@ melanoma"; a case is called melanoma iff ``score >= threshold``.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,7 +96,10 @@ def wilson_ci(k: int, n: int, alpha: float = DEFAULT_ALPHA) -> tuple[float, floa
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # Mathematically the bounds are exactly 0 at k = 0 and 1 at k = n; avoid rounding residue there.
+    low = 0.0 if k == 0 else max(0.0, centre - half)
+    high = 1.0 if k == n else min(1.0, centre + half)
+    return low, high
 
 
 def proportion(k: int, n: int, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
@@ -134,7 +138,8 @@ def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
         tx[r] = _midrank(x[r])
         tz[r] = _midrank(z[r])
         tall[r] = _midrank(np.concatenate([x[r], z[r]]))
-    aucs = tall[:, :m].sum(axis=1) / (m * n) - (m + 1.0) / (2.0 * n)
+    # (rank sum - m(m+1)/2) / (m n): midranks are multiples of 1/2, so the numerator is exact.
+    aucs = (tall[:, :m].sum(axis=1) - m * (m + 1) / 2.0) / (m * n)
     v10 = (tall[:, :m] - tx) / n
     v01 = 1.0 - (tall[:, m:] - tz) / m
     return aucs, v10, v01
@@ -166,7 +171,7 @@ def delong_auc_ci(y_true: Any, score: Any, alpha: float = DEFAULT_ALPHA) -> dict
     auc, var = float(aucs[0]), float(max(cov[0, 0], 0.0))
     se = math.sqrt(var)
     z = _z(alpha)
-    return {
+    out = {
         "value": auc,
         "ci_low": max(0.0, auc - z * se),
         "ci_high": min(1.0, auc + z * se),
@@ -174,6 +179,12 @@ def delong_auc_ci(y_true: Any, score: Any, alpha: float = DEFAULT_ALPHA) -> dict
         "variance": var,
         "method": DELONG_METHOD,
     }
+    if var == 0:
+        out["note"] = (
+            "DeLong variance is 0 (perfect separation, or every score tied): the interval is degenerate, "
+            "not a statement of certainty"
+        )
+    return out
 
 
 def delong_test(y_true: Any, score1: Any, score2: Any) -> dict[str, float]:
@@ -253,7 +264,7 @@ def binary_metrics(y_true: Any, score: Any, threshold: float = 0.5, alpha: float
     Returns ``{"accuracy"|"sensitivity"|"specificity"|"auc": {"value","ci_low","ci_high","method",...},
     "confusion": {tp, fn, fp, tn}, "n", "n_melanoma", "n_benign", "threshold", "ci_level"}``.
     """
-    if not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         raise ValueError(f"threshold must be a finite number, got {threshold!r}")
     y, s = check_binary_inputs(y_true, score)
     c = confusion(y, s, threshold)

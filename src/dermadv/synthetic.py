@@ -65,7 +65,7 @@ def _radius_profile(rng: np.random.Generator, theta: np.ndarray, melanoma: bool)
     low-order lobes (asymmetry) plus high-order harmonics (irregular, notched border)."""
     r = np.ones_like(theta)
     if melanoma:
-        severity = rng.uniform(0.35, 1.0)  # some melanomas look almost benign
+        severity = rng.uniform(0.5, 1.0)  # some melanomas look almost benign
         for k in (1, 2, 3):
             r += severity * rng.uniform(0.06, 0.2) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
         for k in rng.choice(np.arange(6, 19), size=4, replace=False):
@@ -103,15 +103,20 @@ def make_lesion_image(rng: np.random.Generator, size: int, melanoma: bool) -> np
     mask = 1.0 / (1.0 + np.exp((rho - radius) / edge))
 
     # --- pigment: one brown (naevus) or variegated patches (melanoma)
-    browns = np.array([[125, 80, 55], [100, 62, 45], [145, 98, 70], [85, 55, 42]])
+    browns = np.array([[125, 80, 55], [110, 70, 48], [145, 98, 70]])
     brown = browns[rng.integers(len(browns))] * rng.uniform(0.92, 1.08)
     pigment = np.broadcast_to(brown, (size, size, 3)).astype(np.float32).copy()
     pigment *= (0.9 + 0.2 * _smooth_noise(rng, size, 6))[..., None]
     if melanoma:
-        palette = np.array([[45, 25, 20], [70, 40, 30], [110, 110, 125], [140, 75, 65], [160, 120, 90]])
-        for colour in palette[rng.choice(len(palette), size=rng.integers(1, 4), replace=False)]:
+        dark = np.array([[45, 25, 20], [60, 35, 30], [105, 105, 125]])  # black, dark brown, blue-grey
+        other = np.array([[140, 75, 65], [160, 120, 90], [70, 40, 30]])  # red-brown, tan, brown
+        colours = [
+            dark[rng.integers(len(dark))],
+            *other[rng.choice(len(other), size=rng.integers(0, 3), replace=False)],
+        ]
+        for colour in colours:
             patch = _smooth_noise(rng, size, int(rng.integers(4, 9)))
-            weight = 0.8 * np.clip((patch - rng.uniform(0.5, 0.7)) * 4, 0, 1)[..., None]
+            weight = 0.85 * np.clip((patch - rng.uniform(0.4, 0.6)) * 4, 0, 1)[..., None]
             pigment = pigment * (1 - weight) + colour * weight
     # pigment network: faint reticular lines
     period = rng.uniform(6, 10) * size / 256
@@ -157,7 +162,9 @@ def generate_dataset(
     lesion (``lesion_id`` = ``SYN_L...``). A ``SYNTHETIC_DATA.txt`` marker says what the set is.
     """
     if n_melanoma < 1 or n_naevus < 1:
-        raise ValueError(f"need at least one image per class, got n_melanoma={n_melanoma}, n_naevus={n_naevus}")
+        raise ValueError(
+            f"need at least one image per class, got n_melanoma={n_melanoma}, n_naevus={n_naevus}"
+        )
     if not 32 <= size <= 1024:
         raise ValueError(f"size must be between 32 and 1024 pixels, got {size}")
     root = Path(out)

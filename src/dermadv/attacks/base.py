@@ -138,7 +138,7 @@ class Attack(ABC):
         metas = _per_image(metadatas, n, "metadatas") if metadatas is not None else [None] * n
         dirs = [check_direction(d) for d in _per_image(direction, n, "direction")]
         seed_list = [int(s) for s in _per_image(seeds if seeds is not None else 0, n, "seeds")]
-        probs0 = model.predict_proba(batch, metadata_list(metas), batch_size=self.batch_size or max(n, 1))
+        probs0 = model.predict_proba(batch, metadata_list(metas), batch_size=self.forward_batch(model))
         results: list[AttackResult | None] = [None] * n
         jobs: list[Job] = []
         for i in range(n):
@@ -176,10 +176,14 @@ class Attack(ABC):
     def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
         """Attack the correctly classified images; one result per job, in order."""
 
+    def forward_batch(self, model: Classifier) -> int:
+        """Images per forward pass: the ``batch_size`` option, else the model's own ``batch_size``."""
+        return int(self.batch_size or model.batch_size)
+
     def score(self, model: Classifier, images: np.ndarray, metadatas: Sequence[Metadata]) -> np.ndarray:
-        """Probabilities for a batch of candidate images in one call (``batch_size`` or all at once)."""
-        bs = self.batch_size or len(images)
-        return model.predict_proba(images, metadata_list(metadatas), batch_size=bs)
+        """Probabilities for a batch of candidate images: one ``predict_proba`` call, which runs
+        forward passes of :meth:`forward_batch` images (memory stays bounded for big populations)."""
+        return model.predict_proba(images, metadata_list(metadatas), batch_size=self.forward_batch(model))
 
     def finish(
         self, model: Classifier, job: Job, final_probs: np.ndarray | None, adversarial: np.ndarray | None,

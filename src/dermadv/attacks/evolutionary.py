@@ -29,7 +29,9 @@ class EvolutionaryAttack(Attack):
     popsize * D) candidates), ``maxiter`` (generations after the initial population), ``mutation``,
     ``recombination``, ``init``, ``tol``, ``atol``; ``threshold`` and ``fitness`` (criterion);
     ``batch_score`` (True: a generation is one forward pass; False: one candidate at a time, same
-    search trajectory); ``batch_size`` (cap on images per forward pass; None = whole population).
+    search trajectory); ``batch_size`` (images per forward pass; None = the model's ``batch_size``,
+    which its adapter sets for its runtime: set it >= the population to score a generation in
+    exactly one pass).
 
     Defaults are the study's: popsize 20 (60 candidates for colour/rotation, 300 for 3 pixels),
     at most 20 generations after the initial population (scipy's counting; ``generations`` in the

@@ -47,7 +47,7 @@ class FGSM(GradientAttack):
         x = to_tensor(np.stack([job.image for job in jobs]), device)
         metas = metadata_list([job.metadata for job in jobs])
         mask = target_mask(model, jobs, device)
-        grad_sign = torch.sign(loss_gradient(model, x, mask, metas, self.batch_size))
+        grad_sign = torch.sign(loss_gradient(model, x, mask, metas, self.forward_batch(model)))
         # all eps of all images in one batch: image-major, eps-minor
         adv = np.stack([to_uint8_images(x - e * grad_sign) for e in self.eps], axis=1)  # N x E x H x W x 3
         flat = adv.reshape(-1, *adv.shape[2:])

@@ -60,7 +60,7 @@ class PGD(GradientAttack):
             noise = [torch.rand(x.shape[1:], generator=g) for g in gens]
             adv = (x + (torch.stack(noise).to(device) * 2 - 1) * self.eps).clamp(0, 255)
         for _ in range(self.steps):
-            g = loss_gradient(model, adv, mask, metas, self.batch_size)
+            g = loss_gradient(model, adv, mask, metas, self.forward_batch(model))
             adv = adv - self.step_size * torch.sign(g)
             adv = torch.min(torch.max(adv, x - self.eps), x + self.eps).clamp(0, 255)
         r = math.floor(self.eps)

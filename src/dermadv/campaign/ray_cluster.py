@@ -26,6 +26,8 @@ from dermadv.errors import DermadvError, require
 
 #: How long the driver waits for a result before saying what it is waiting for (seconds).
 WAIT_REPORT_S = 30.0
+#: How often the driver asks a restarting worker whether it is back (seconds).
+PROBE_DELAY_S = 0.5
 
 
 def import_ray() -> Any:
@@ -161,11 +163,16 @@ class ActorPool:
         self.num_gpus = num_gpus
         self.verbose = verbose
         self.t_start = time.perf_counter()
-        opts = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_restarts": max_restarts,
-                "max_task_retries": 0}
+        opts = {
+            "num_cpus": num_cpus,
+            "num_gpus": num_gpus,
+            "max_restarts": max_restarts,
+            "max_task_retries": 0,
+        }
         self.actors = [actor_class.options(**opts).remote(*init_args) for _ in range(n_workers)]
         self.stats = [WorkerStats(i) for i in range(n_workers)]
         self._probing: dict[Any, int] = {a.info.remote(): i for i, a in enumerate(self.actors)}
+        self._delayed: list[tuple[float, int]] = []  # (when, worker): probes of restarting workers
         self._idle: deque[int] = deque()
         self._busy: dict[int, int] = {}  # worker -> unit index
         self.worker_failures = 0
@@ -186,7 +193,10 @@ class ActorPool:
         try:
             info = self.ray.get(ref)
         except worker_lost_errors() as exc:
-            self._worker_failed(w, exc, probing=True)
+            if type(exc).__name__ == "ActorUnavailableError":  # restarting: ask again in a moment
+                self._probe_later(w)
+            else:
+                self._worker_failed(w, exc)
             return
         if self.check_info is not None:
             self.check_info(w, info)
@@ -202,20 +212,34 @@ class ActorPool:
             self.t_first_ready = now
         self._idle.append(w)
         where = f"{st.host} pid {st.pids[-1]}" + (f" GPU {','.join(st.gpus)}" if st.gpus else "")
-        _log(f"ray: worker {w} ready on {where} ({st.device or 'cpu'}) after {now - self.t_start:.1f} s",
-             self.verbose)
+        _log(
+            f"ray: worker {w} ready on {where} ({st.device or 'cpu'}) after {now - self.t_start:.1f} s",
+            self.verbose,
+        )
 
-    def _worker_failed(self, w: int, exc: BaseException, probing: bool = False) -> None:
+    def _worker_failed(self, w: int, exc: BaseException) -> None:
+        """A worker process (or its node) died: count it; Ray restarts it up to ``max_restarts`` times."""
         st = self.stats[w]
         st.failures += 1
         self.worker_failures += 1
-        transient = type(exc).__name__ == "ActorUnavailableError"
-        if st.failures > self.max_restarts and not transient:
+        if st.failures > self.max_restarts:
             st.alive = False
             _log(f"ray: worker {w} gone for good after {st.failures} failure(s): {_short(exc)}", self.verbose)
             return
-        _log(f"ray: worker {w} lost ({_short(exc)}); waiting for Ray to restart it", self.verbose)
-        self._probing[self.actors[w].info.remote()] = w
+        _log(f"ray: worker {w} lost ({_short(exc)}); it rejoins when Ray has restarted it", self.verbose)
+        self._probe_later(w)
+
+    def _probe_later(self, w: int, delay: float = PROBE_DELAY_S) -> None:
+        self._delayed.append((time.perf_counter() + delay, w))
+
+    def _submit_due_probes(self) -> float:
+        """Ask restarted workers whether they are ready; returns seconds until the next probe is due."""
+        now = time.perf_counter()
+        due = [(t, w) for t, w in self._delayed if t <= now]
+        self._delayed = [(t, w) for t, w in self._delayed if t > now]
+        for _, w in due:
+            self._probing[self.actors[w].info.remote()] = w
+        return min((t - now for t, _ in self._delayed), default=WAIT_REPORT_S)
 
     # ----- the loop -----------------------------------------------------------------------------
     def run(self, method: str, payloads: Sequence[Any]) -> Iterator[tuple[int, Any, int]]:
@@ -238,13 +262,17 @@ class ActorPool:
 
         while queue or inflight:
             dispatch()
-            if not inflight and not self._probing:
+            next_probe = self._submit_due_probes()
+            if not inflight and not self._probing and not self._delayed:
                 raise DermadvError(
                     f"all {len(self.actors)} Ray workers died; {len(queue)} unit(s) not run. Results so far "
                     "are stored: rerun the same command to resume."
                 )
             refs = [*inflight, *self._probing]
-            done, _ = self.ray.wait(refs, num_returns=1, timeout=WAIT_REPORT_S)
+            if not refs:
+                time.sleep(max(0.0, next_probe))
+                continue
+            done, _ = self.ray.wait(refs, num_returns=1, timeout=min(WAIT_REPORT_S, max(0.01, next_probe)))
             if not done:
                 if time.perf_counter() - last_report >= WAIT_REPORT_S and not inflight:
                     last_report = time.perf_counter()
@@ -269,9 +297,13 @@ class ActorPool:
                     queue.appendleft(u)
                     continue
                 dispatch()
-                yield u, WorkerLost(
-                    f"the Ray worker running this unit died {attempts[u]} time(s) (last: {_short(exc)})"
-                ), w
+                yield (
+                    u,
+                    WorkerLost(
+                        f"the Ray worker running this unit died {attempts[u]} time(s) (last: {_short(exc)})"
+                    ),
+                    w,
+                )
                 continue
             st = self.stats[w]
             st.units += 1
@@ -290,6 +322,7 @@ class ActorPool:
                 pass
         self.actors = []
         self._probing.clear()
+        self._delayed.clear()
 
 
 def _short(exc: BaseException) -> str:

@@ -71,8 +71,13 @@ class ModelSpec:
         """Load the Classifier (in a worker)."""
         from dermadv.models.registry import load_model
 
-        return load_model(self.spec, melanoma_classes=self.melanoma_classes,
-                          benign_classes=self.benign_classes, device=self.device, **dict(self.options))
+        return load_model(
+            self.spec,
+            melanoma_classes=self.melanoma_classes,
+            benign_classes=self.benign_classes,
+            device=self.device,
+            **dict(self.options),
+        )
 
     def file(self) -> Path | None:
         path = Path(self.spec)
@@ -126,9 +131,6 @@ class DermadvWorker:
             "model_sha256": _file_sha256(self.model_spec.file()),
         }
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def _attacks_for(self, unit: Sequence[Job]) -> dict[str, Any]:
         for name in {j.attack for j in unit} - set(self.attacks):
             self.attacks.update(build_attacks([name], self.attack_options))
@@ -140,8 +142,13 @@ class DermadvWorker:
         pairs = run_unit(self.model, self._attacks_for(unit), unit, self.cache)
         while len(self.cache) > IMAGE_CACHE_SIZE:
             self.cache.popitem(last=False)
-        missing = sorted({str(j.sample.path) for j in unit
-                          if j.sample.path is not None and not os.path.exists(j.sample.path)})
+        missing = sorted(
+            {
+                str(j.sample.path)
+                for j in unit
+                if j.sample.path is not None and not os.path.exists(j.sample.path)
+            }
+        )
         return {
             "results": [(job.key, result) for job, result in pairs],
             "missing": missing,
@@ -256,19 +263,30 @@ class _RayBase:
 
         where = f"Ray worker {index} on {info.get('host')}"
         if info.get("dermadv") != dermadv.__version__:
-            raise DermadvError(f"{where} runs dermadv {info.get('dermadv')}, this driver "
-                               f"{dermadv.__version__}; install the same dermadv version on every node")
+            raise DermadvError(
+                f"{where} runs dermadv {info.get('dermadv')}, this driver "
+                f"{dermadv.__version__}; install the same dermadv version on every node"
+            )
         if self.reference_sha is not None and info.get("model_sha256") != self.reference_sha:
-            raise ModelError(f"{where}: model file {self.model_spec.spec} differs from this machine's "
-                             "(SHA-256 mismatch); every node must read the same model file")
+            raise ModelError(
+                f"{where}: model file {self.model_spec.spec} differs from this machine's "
+                "(SHA-256 mismatch); every node must read the same model file"
+            )
         if self.reference is not None and info.get("model") != self.reference:
-            diff = sorted(k for k in set(self.reference) | set(info.get("model") or {})
-                          if self.reference.get(k) != (info.get("model") or {}).get(k))
-            raise ModelError(f"{where} loaded a different model from {self.model_spec.spec!r} "
-                             f"(description differs in {diff[:5]})")
+            diff = sorted(
+                k
+                for k in set(self.reference) | set(info.get("model") or {})
+                if self.reference.get(k) != (info.get("model") or {}).get(k)
+            )
+            raise ModelError(
+                f"{where} loaded a different model from {self.model_spec.spec!r} "
+                f"(description differs in {diff[:5]})"
+            )
 
     def close(self) -> None:
-        """Stop the workers; shut Ray down if this executor started or connected it."""
+        """Stop the workers; shut Ray down if this executor started or connected it.
+
+        Runs by itself when a run ends (also on errors); :meth:`stats` still answers afterwards."""
         if self.pool is not None:
             self._stats = self.stats()
             self.pool.close()
@@ -327,8 +345,9 @@ class RayExecutor(_RayBase):
     gives the same row as with the local executor. Unit results are yielded in finishing order.
     """
 
-    def __init__(self, model: ModelSpec | str, attack_options: Mapping[str, Any] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, model: ModelSpec | str, attack_options: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(model, attack_options, **kwargs)
         self._images: set[str] = set()
         self._jobs = 0
@@ -343,8 +362,8 @@ class RayExecutor(_RayBase):
             return
         self._images, self._jobs = set(), 0
         payloads = [[dataclasses.replace(j, sample=_absolute_sample(j.sample)) for j in u] for u in units]
-        pool = self._start()
         try:
+            pool = self._start()
             for u, value, w in pool.run("run_unit", payloads):
                 jobs = {j.key: j for j in units[u]}
                 if isinstance(value, WorkerLost):
@@ -357,10 +376,8 @@ class RayExecutor(_RayBase):
                     self._jobs += 1
                     self._images.add(job.image_id)
                     yield job, result
-        finally:
-            self._stats = self.stats()
-            pool.close()
-            self.pool = None
+        finally:  # stop the workers (and Ray, if this executor started it); keep the statistics
+            self.close()
 
 
 class RaySweepExecutor(_RayBase):
@@ -374,16 +391,17 @@ class RaySweepExecutor(_RayBase):
     def _count(self) -> tuple[int, int]:
         return self._done * self._n_images, self._done
 
-    def score(self, corruptions: Sequence[Any], samples: Sequence[Any],
-              batch_size: int) -> Iterator[tuple[Any, np.ndarray]]:
+    def score(
+        self, corruptions: Sequence[Any], samples: Sequence[Any], batch_size: int
+    ) -> Iterator[tuple[Any, np.ndarray]]:
         """Yield ``(corruption, melanoma scores per sample)`` as workers finish each perturbation."""
         corruptions = list(corruptions)
         if not corruptions:
             return
         samples = [_absolute_sample(s) for s in samples]
         self._done, self._n_images = 0, len(samples)
-        pool = self._start()
         try:
+            pool = self._start()
             tasks = [(c.spec, samples, batch_size) for c in corruptions]
             for u, value, w in pool.run("score_perturbation", tasks):
                 if isinstance(value, WorkerLost):
@@ -394,10 +412,8 @@ class RaySweepExecutor(_RayBase):
                 pool.stats[w].jobs += 1
                 self._done += 1
                 yield corruptions[u], value["scores"]
-        finally:
-            self._stats = self.stats()
-            pool.close()
-            self.pool = None
+        finally:  # stop the workers (and Ray, if this executor started it); keep the statistics
+            self.close()
 
 
 # ----- what the command-line options mean -------------------------------------------------------
@@ -429,9 +445,9 @@ def make_executor(
     return RayExecutor(model, attack_options, **common)
 
 
-def executor_summary(executor: Any) -> dict[str, Any] | None:
-    """The executor's statistics for ``--json`` (None for the local executor)."""
-    return None if executor is None else executor.stats()
+def executor_json(executor: Any) -> dict[str, Any]:
+    """``{"executor": statistics}`` for a command's ``--json`` output; ``{}`` for the local executor."""
+    return {} if executor is None else {"executor": executor.stats()}
 
 
 def format_executor_summary(stats: Mapping[str, Any] | None) -> str:
@@ -440,14 +456,16 @@ def format_executor_summary(stats: Mapping[str, Any] | None) -> str:
         return ""
     ips = stats.get("images_per_s")
     lines = [
-        f"ray: {stats['workers']} worker(s), {stats['images']} image(s) / {stats['jobs']} unit job(s) in "
+        f"ray: {stats['workers']} worker(s), {stats['images']} image(s), {stats['jobs']} job(s) in "
         f"{stats['seconds']:.1f} s ({stats['startup_seconds']:.1f} s starting workers): "
         f"{ips if ips is not None else '-'} images/s; {stats['worker_failures']} worker failure(s), "
         f"{stats['retried_units']} unit(s) retried"
     ]
     for w in stats.get("per_worker", []):
         gpu = f" GPU {','.join(w['gpus'])}" if w["gpus"] else ""
-        lines.append(f"  worker {w['worker']}: {w['host']}{gpu} ({w['device']}) {w['jobs']} job(s), "
-                     f"busy {w['busy_seconds']:.1f} s, pids {w['pids']}"
-                     + (f", {w['failures']} failure(s)" if w["failures"] else ""))
+        lines.append(
+            f"  worker {w['worker']}: {w['host']}{gpu} ({w['device']}) {w['jobs']} job(s), "
+            f"busy {w['busy_seconds']:.1f} s, pids {w['pids']}"
+            + (f", {w['failures']} failure(s)" if w["failures"] else "")
+        )
     return "\n".join(lines)

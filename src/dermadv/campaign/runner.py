@@ -466,9 +466,11 @@ def run_campaign(
     model_file_hash: str | None = None,
     executor: Executor | None = None,
     progress: bool = True,
+    retry_errors: bool = False,
 ) -> CampaignOutcome:
     """Run every attack on every sample into ``run_dir``, resuming whatever is already stored.
 
+    ``retry_errors`` deletes stored error rows first so those jobs run again.
     ``data_info`` identifies the data (path, split, subset...) and is part of the settings a rerun
     must match; ``provenance`` is extra JSON recorded in run.json (e.g. the data hash).
     """
@@ -479,7 +481,10 @@ def run_campaign(
     if batch_images < 1:
         raise DataError(f"--batch-images must be >= 1, got {batch_images}")
     names, notes = resolve_attacks(attacks, model)
-    built = build_attacks(names, attack_options or {})
+    options = dict(attack_options or {})
+    if options.get("batch_size") is None:  # cap images per forward pass at the runtime's preferred size
+        options["batch_size"] = getattr(model, "batch_size", None)
+    built = build_attacks(names, options)
     run_dir = Path(run_dir)
     settings = result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images)
     previous = check_run_info(run_dir, settings)
@@ -494,6 +499,8 @@ def run_campaign(
             },
             previous,
         )
+        if retry_errors:
+            notes.append(f"retrying {store.delete('error')} job(s) stored as errors")
         done = store.done_keys()
         jobs = plan_jobs(samples, names, seed, direction, done)
         total = len(samples) * len(names)

@@ -174,7 +174,11 @@ def plot_heatmap(pairs: Mapping[str, np.ndarray], path: Path, title: str = "", b
         ax.tick_params(labelsize=7)
     axes[0][0].set_ylabel("melanoma score after attack", fontsize=8)
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="images")
+        from matplotlib.ticker import MaxNLocator
+
+        bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, pad=0.02, label="images")
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
     if title:
         fig.suptitle(title, fontsize=9)
     buf = io.BytesIO()

@@ -117,6 +117,12 @@ def register(app: typer.Typer) -> None:
         batch_images: int = typer.Option(
             1, "--batch-images", min=1, help="Evolve N images' populations together (one forward pass)."
         ),
+        batch_size: int = typer.Option(
+            None,
+            "--batch-size",
+            min=1,
+            help="Images per forward pass (default: the model's preferred batch size).",
+        ),
         popsize: int = typer.Option(None, "--popsize", min=1, help="Differential evolution population size."),
         max_generations: int = typer.Option(
             None, "--max-generations", min=1, help="Stop after this many generations (study: 20)."
@@ -129,7 +135,11 @@ def register(app: typer.Typer) -> None:
             help="Stop early when the wrong class reaches this confidence (study: 0.9).",
         ),
         fitness: str = typer.Option(None, "--fitness", help="Fitness: study (confidence) or margin."),
-        eps: str = typer.Option(None, "--eps", help="Epsilons in pixel units, e.g. 1,2,4,8: FGSM tries each, PGD uses the largest."),
+        eps: str = typer.Option(
+            None,
+            "--eps",
+            help="Epsilons in pixel units, e.g. 1,2,4,8: FGSM tries each, PGD uses the largest.",
+        ),
         melanoma_classes: str = typer.Option(
             None, "--melanoma-classes", help="Model classes counted as melanoma (comma-separated)."
         ),
@@ -164,7 +174,6 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--fitness must be 'study' or 'margin', got {fitness!r}")
 
         from dermadv.campaign.runner import DIRECTION_SOURCE, check_direction, file_sha256, run_campaign
-        from dermadv.campaign.store import ResultsStore
         from dermadv.campaign.summary import summarize_run
         from dermadv.data import dataset_hash, select_samples
         from dermadv.models.registry import load_model, parse_model_options
@@ -172,6 +181,7 @@ def register(app: typer.Typer) -> None:
         check_direction(direction)
         attack_names = _split_list(attacks, "--attacks")
         options = {
+            "batch_size": batch_size,
             "popsize": popsize,
             "max_generations": max_generations,
             "threshold": threshold,
@@ -209,9 +219,6 @@ def register(app: typer.Typer) -> None:
                 "ids": [s.image_id for s in samples],
             },
         }
-        if retry_errors and (out / "results.sqlite").exists():
-            with ResultsStore(out) as store:
-                store.delete("error")
         result = run_campaign(
             clf,
             samples,
@@ -225,6 +232,7 @@ def register(app: typer.Typer) -> None:
             provenance=provenance,
             model_file_hash=model_hash,
             progress=progress,
+            retry_errors=retry_errors,
         )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)

@@ -15,13 +15,20 @@ def register(app: typer.Typer) -> None:
     @app.command("demo")
     def demo(
         data: Path = typer.Option(
-            None, "--data",
+            None,
+            "--data",
             help="Dataset folder or label CSV (ISIC 2019/2018, HAM10000, class folders). Default: "
-            "$DERMADV_DEMO_DATA, else a built-in SYNTHETIC set generated on the fly."),
+            "$DERMADV_DEMO_DATA, else a built-in SYNTHETIC set generated on the fly.",
+        ),
         out: Path = typer.Option(Path("dermadv-demo"), "--out", help="Output folder (rerun to resume)."),
-        size: str = typer.Option("full", "--size", help="small (about 2 minutes) or full (about 10 minutes)."),
-        sklesion: bool = typer.Option(True, "--sklesion/--no-sklesion",
-                                      help="Also attack the third-party sklesion model when installed."),
+        size: str = typer.Option(
+            "full", "--size", help="small (about 2 minutes) or full (about 10 minutes)."
+        ),
+        sklesion: bool = typer.Option(
+            True,
+            "--sklesion/--no-sklesion",
+            help="Also attack the third-party sklesion model when installed.",
+        ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
@@ -44,7 +51,11 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"report: {result.report.resolve()}  (open it in a browser; it works offline)")
         typer.echo(f"all outputs: {result.out.resolve()}  ({result.seconds:.0f} s)")
         if result.synthetic:
-            typer.secho("These results are on SYNTHETIC images, not dermoscopy: they show the pipeline works, "
-                        "nothing about real classifiers.", fg=typer.colors.YELLOW, err=False)
+            typer.secho(
+                "These results are on SYNTHETIC images, not dermoscopy: they show the pipeline works, "
+                "nothing about real classifiers.",
+                fg=typer.colors.YELLOW,
+                err=False,
+            )
             typer.echo(ISIC_HINT)
         sys.stdout.flush()

@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV; with it only --subset images are used."),
         subset: str = typer.Option(
-            None, help="Split subset: train or val [default: val when --split is given]."
+            None, help="Split subset: train or val (default: val when --split is given)."
         ),
         ids: str = typer.Option(None, help="Comma-separated image ids to evaluate."),
         limit: int = typer.Option(None, help="Evaluate at most N images."),
@@ -43,8 +43,9 @@ def register(app: typer.Typer) -> None:
         benign_classes: str = typer.Option(
             None, help="Model classes counted as benign naevus (comma-separated)."
         ),
-        batch_size: int = typer.Option(None, help="Inference batch size [default: the model's]."),
-        device: str = typer.Option(None, help="Torch device for torch models (cpu, cuda) [default: auto]."),
+        batch_size: int = typer.Option(None, help="Inference batch size (default: the model's)."),
+        device: str = typer.Option(None, help="Torch device for torch models (cpu, cuda) (default: auto)."),
+        threads: int = typer.Option(0, help="torch CPU threads for torch models (0: torch's default)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
         json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON."),
     ) -> None:
@@ -60,6 +61,10 @@ def register(app: typer.Typer) -> None:
             raise DermadvError("--isic-submission needs --out DIR to write the submission file into")
         if subset is not None and split is None:
             raise DermadvError("--subset needs --split")
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         use_subset = subset if subset is not None else ("val" if split is not None else None)
         clf = load_model(
             model,
@@ -72,7 +77,7 @@ def register(app: typer.Typer) -> None:
             dataset, split=split, subset=use_subset, classes=None, ids=_split_list(ids), limit=limit
         )
         ev = evaluate_model(
-            clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress
+            clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress, resume_dir=out
         )
         summary = ev.summary()
         if out is not None:

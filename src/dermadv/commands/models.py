@@ -10,8 +10,9 @@ from typing import Any
 
 import typer
 
-models_app = typer.Typer(help="List, describe and export models (any framework, one interface).",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, describe and export models (any framework, one interface).", no_args_is_help=True
+)
 
 MODEL_HELP = "Model: a registered name (see `dermadv models list`), a model file, or module:function."
 CLASSES_HELP = "Class names in the model's output order, comma-separated (for files without metadata)."
@@ -54,7 +55,7 @@ def _verification_inputs(model: Any, data: Path | None, n: int) -> tuple[list[An
     import numpy as np
 
     if data is not None:
-        from dermadv.data.dataset import load_dataset
+        from dermadv.data import load_dataset
 
         ds = load_dataset(data, progress=False)
         samples = [s for s in ds.samples if s.path is not None][:n]
@@ -85,8 +86,12 @@ def describe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     classes: str | None = typer.Option(None, "--classes", help=CLASSES_HELP),
     model_option: list[str] = typer.Option([], "--model-option", "-o", help=OPTION_HELP),
-    melanoma_classes: str | None = typer.Option(None, "--melanoma-classes", help="Classes counted as melanoma."),
-    benign_classes: str | None = typer.Option(None, "--benign-classes", help="Classes counted as benign naevus."),
+    melanoma_classes: str | None = typer.Option(
+        None, "--melanoma-classes", help="Classes counted as melanoma."
+    ),
+    benign_classes: str | None = typer.Option(
+        None, "--benign-classes", help="Classes counted as benign naevus."
+    ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -130,13 +135,20 @@ def export_onnx_cmd(
     images, metadata, what = _verification_inputs(clf, data, n_verify)
     diff = compare_probs(clf, onnx_model, images, metadata)
     typer.echo(f"verified on {what}: max abs probability difference ONNX vs source = {diff:.3g}")
-    _write_json(Path(f"{out}.json"), {
-        "onnx": str(out), "source": clf.describe(), "verification": {"inputs": what, "max_abs_diff": diff},
-        "onnx_model": onnx_model.describe(),
-    })
+    _write_json(
+        Path(f"{out}.json"),
+        {
+            "onnx": str(out),
+            "source": clf.describe(),
+            "verification": {"inputs": what, "max_abs_diff": diff},
+            "onnx_model": onnx_model.describe(),
+        },
+    )
     if diff > tolerance:
-        raise ModelError(f"{out}: ONNX probabilities differ from the source model by {diff:.3g} "
-                         f"(> --tolerance {tolerance})")
+        raise ModelError(
+            f"{out}: ONNX probabilities differ from the source model by {diff:.3g} "
+            f"(> --tolerance {tolerance})"
+        )
 
 
 def export_torchscript_cmd(

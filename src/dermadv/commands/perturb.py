@@ -20,10 +20,23 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     head = ["perturbation", "n", "correct", "FN", "FP", "accuracy", "change (95% CI)", "flipped"]
     lines = [head]
     for r in rows:
-        change = "" if r["perturbation"] == "none" else (
-            f"{r['delta_accuracy']:+.3f} ({r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f})")
-        lines.append([r["label"], str(r["n"]), str(r["correct"]), str(r["false_negatives"]),
-                      str(r["false_positives"]), f"{r['accuracy']:.3f}", change, str(r["flipped"])])
+        change = (
+            ""
+            if r["perturbation"] == "none"
+            else (f"{r['delta_accuracy']:+.3f} ({r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f})")
+        )
+        lines.append(
+            [
+                r["label"],
+                str(r["n"]),
+                str(r["correct"]),
+                str(r["false_negatives"]),
+                str(r["false_positives"]),
+                f"{r['accuracy']:.3f}",
+                change,
+                str(r["flipped"]),
+            ]
+        )
     widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
 
@@ -39,15 +52,17 @@ def register(app: typer.Typer) -> None:
         subset: str = typer.Option(None, "--subset", help="Subset of the split, e.g. val."),
         out: Path = typer.Option(Path("runs/perturb"), "--out", help="Run directory (rerun to resume)."),
         perturbations: str = typer.Option(
-            "study", "--perturbations",
+            "study",
+            "--perturbations",
             help="Comma-separated specs: study (rot180, rot45, +-5/10/50 per RGB channel), rot:ANGLE, "
             "shift:{r,g,b,rgb}:N, hue:F, blur:SIGMA, jpeg:Q, brightness:F, contrast:F, "
             "decoder:{pil,tf,other}. The unmodified set is always included.",
         ),
         batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per forward pass."),
         limit: int = typer.Option(None, "--limit", min=1, help="Use at most N images."),
-        threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0,
-                                        help="Melanoma decision threshold on p_mel/(p_mel+p_ben)."),
+        threshold: float = typer.Option(
+            0.5, "--threshold", min=0.0, max=1.0, help="Melanoma decision threshold on p_mel/(p_mel+p_ben)."
+        ),
         model_option: list[str] = typer.Option(None, "--model-option", help="Model option KEY=VALUE."),
         melanoma_classes: str = typer.Option(None, "--melanoma-classes", help="Classes counted as melanoma."),
         benign_classes: str = typer.Option(None, "--benign-classes", help="Classes counted as benign."),
@@ -75,19 +90,47 @@ def register(app: typer.Typer) -> None:
             from dermadv.models.registry import parse_model_options
 
             options = parse_model_options(model_option)
-        clf = load_model(model, melanoma_classes=_split_list(melanoma_classes),
-                         benign_classes=_split_list(benign_classes), device=device, **options)
+        clf = load_model(
+            model,
+            melanoma_classes=_split_list(melanoma_classes),
+            benign_classes=_split_list(benign_classes),
+            device=device,
+            **options,
+        )
         samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
         result = run_sweep(
-            clf, samples, out, perturbations, batch_size=batch_size, threshold=threshold, progress=progress,
-            extra_settings={"model_spec": model, "data": str(Path(data).resolve()),
-                            "split": str(split.resolve()) if split else None, "subset": subset, "limit": limit},
+            clf,
+            samples,
+            out,
+            perturbations,
+            batch_size=batch_size,
+            threshold=threshold,
+            progress=progress,
+            extra_settings={
+                "model_spec": model,
+                "data": str(Path(data).resolve()),
+                "split": str(split.resolve()) if split else None,
+                "subset": subset,
+                "limit": limit,
+            },
         )
         if as_json:
-            typer.echo(json.dumps({"run": str(out), "rows": result.rows, "files": result.files,
-                                   "resumed": result.skipped, "computed": result.computed,
-                                   "seconds": round(result.seconds, 2)}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "run": str(out),
+                        "rows": result.rows,
+                        "files": result.files,
+                        "resumed": result.skipped,
+                        "computed": result.computed,
+                        "seconds": round(result.seconds, 2),
+                    },
+                    indent=2,
+                )
+            )
             return
         typer.echo(format_rows(result.rows))
-        typer.echo(f"{out}: {len(result.computed)} perturbation(s) computed, {len(result.skipped)} resumed "
-                   f"({result.seconds:.1f} s). Table: {result.files['csv']}  plot: {result.files['png']}")
+        typer.echo(
+            f"{out}: {len(result.computed)} perturbation(s) computed, {len(result.skipped)} resumed "
+            f"({result.seconds:.1f} s). Table: {result.files['csv']}  plot: {result.files['png']}"
+        )

@@ -14,13 +14,17 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         runs: list[Path] = typer.Argument(
-            ..., help="Run folders: evaluate runs (metrics.json, predictions.csv), perturb runs "
-            "(perturbation.json) and attack runs (results.sqlite); the kind is detected from the files."),
+            ...,
+            help="Run folders: evaluate runs (metrics.json, predictions.csv), perturb runs "
+            "(perturbation.json) and attack runs (results.sqlite); the kind is detected from the files.",
+        ),
         out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write."),
         reference: Path = typer.Option(
-            None, "--reference",
+            None,
+            "--reference",
             help="CSV of reference results to show beside your models: columns model (or name), any of "
-            "accuracy, sensitivity, specificity, auc (fractions or %), optional source."),
+            "accuracy, sensitivity, specificity, auc (fractions or %), optional source.",
+        ),
         title: str = typer.Option("dermadv report", "--title", help="Report title."),
         examples: int = typer.Option(2, "--examples", min=0, help="Example images per attack and model."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -34,7 +38,18 @@ def register(app: typer.Typer) -> None:
         path = build_report(runs, out, reference_csv=reference, title=title, examples_per_attack=examples)
         kinds = {str(r): detect_run(r).kinds for r in runs}
         if as_json:
-            typer.echo(json.dumps({"report": str(path), "runs": kinds, "sections": [k for k, _ in SECTIONS],
-                                   "bytes": path.stat().st_size}, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "report": str(path),
+                        "runs": kinds,
+                        "sections": [k for k, _ in SECTIONS],
+                        "bytes": path.stat().st_size,
+                    },
+                    indent=2,
+                )
+            )
         else:
-            typer.echo(f"report: {path} ({path.stat().st_size / 1e6:.1f} MB; open it in any browser, offline)")
+            typer.echo(
+                f"report: {path} ({path.stat().st_size / 1e6:.1f} MB; open it in any browser, offline)"
+            )

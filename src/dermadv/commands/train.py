@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
             "none", help="'none' (constant lr) or 'cosine' (annealed over --epochs)."
         ),
         image_size: int = typer.Option(
-            None, help="Input size in pixels [default: 299 for inception_v3, else 224]."
+            None, help="Input size in pixels (default: 299 for inception_v3, else 224)."
         ),
         color_jitter: bool = typer.Option(
             False, "--color-jitter", help="Random colour balance: each RGB channel x a gain in [1-r, 1+r]."
@@ -62,8 +62,9 @@ def register(app: typer.Typer) -> None:
             0, help="Also save last.pt every N batches (0: at the end of each epoch only)."
         ),
         cache_dir: Path = typer.Option(
-            None, help="Decoded-image cache [default: $DERMADV_CACHE or RUN_DIR/../.dermadv-cache]."
+            None, help="Decoded-image cache (default: $DERMADV_CACHE or RUN_DIR/../.dermadv-cache)."
         ),
+        threads: int = typer.Option(0, help="torch CPU threads (0: torch's default, one per core)."),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
         json_out: bool = typer.Option(False, "--json", help="Print the run summary as JSON."),
     ) -> None:
@@ -92,6 +93,7 @@ def register(app: typer.Typer) -> None:
             classes=_parse_classes(classes),
             checkpoint_every=checkpoint_every,
             cache_dir=None if cache_dir is None else str(cache_dir),
+            threads=threads,
         )
         result = train(settings, progress=not no_progress)
         summary = result.summary()

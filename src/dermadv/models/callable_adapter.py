@@ -48,7 +48,9 @@ def resolve_callable(spec: str, what: str = "model") -> Callable[..., Any]:
     except ImportError as exc:
         raise ModelError(f"{what} {spec!r}: cannot import module {module_name!r} ({exc})") from exc
     except Exception as exc:  # the user's module raised while importing
-        raise ModelError(f"{what} {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(
+            f"{what} {spec!r}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -108,8 +110,10 @@ class CallableClassifier(Classifier):
     ) -> CallableClassifier:
         """Import ``module:function``; options override the function's own attributes."""
         if unknown:
-            raise ModelError(f"{spec}: unknown callable-model option(s) {sorted(unknown)}; known: classes, "
-                             "input_size, decoder, resize, batch_size")
+            raise ModelError(
+                f"{spec}: unknown callable-model option(s) {sorted(unknown)}; known: classes, "
+                "input_size, decoder, resize, batch_size"
+            )
         function = resolve_callable(spec)
         names = as_classes(classes if classes is not None else getattr(function, "classes", None))
         if names is None:

@@ -41,8 +41,10 @@ def _probs_module(model: Classifier) -> tuple[Any, list[str]]:
     from dermadv.models.keras_adapter import KerasClassifier
 
     if not model.white_box:
-        raise ModelError(f"{model.name} is a black-box model: only white-box (torch-backed) models can be "
-                         "exported (dermadv checkpoints, TorchScript, Keras)")
+        raise ModelError(
+            f"{model.name} is a black-box model: only white-box (torch-backed) models can be "
+            "exported (dermadv checkpoints, TorchScript, Keras)"
+        )
     if isinstance(model, KerasClassifier):
         if model._n_extra > 1:
             raise ModelError(f"{model.name}: export supports at most one metadata input")
@@ -76,8 +78,10 @@ def _probs_module(model: Classifier) -> tuple[Any, list[str]]:
                 h, w = model.input_size
                 net = TS2EPConverter(net, (torch.zeros(2, 3, h, w, device=model.device),)).convert().module()
             except Exception as exc:
-                raise ModelError(f"{model.name}: cannot convert the TorchScript module for ONNX export "
-                                 f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+                raise ModelError(
+                    f"{model.name}: cannot convert the TorchScript module for ONNX export "
+                    f"({type(exc).__name__}: {str(exc)[:200]})"
+                ) from exc
 
         class TorchModuleProbs(torch.nn.Module):
             def __init__(self) -> None:
@@ -90,7 +94,9 @@ def _probs_module(model: Classifier) -> tuple[Any, list[str]]:
                     out = out[0]
                 return out if model.output == "probs" else torch.softmax(out, dim=1)
 
-        return TorchModuleProbs(), ["pixels"]  # net is already in eval mode (and converted ones refuse .eval())
+        return TorchModuleProbs(), [
+            "pixels"
+        ]  # net is already in eval mode (and converted ones refuse .eval())
 
     class TorchProbs(torch.nn.Module):
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -156,8 +162,10 @@ def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) ->
     out = Path(out)
     module, names = _probs_module(model)
     if model.needs_metadata and not getattr(model, "metadata_encoder_spec", None):
-        raise ModelError(f"{model.name}: its metadata encoder has no 'module:function' name to record in the "
-                         "ONNX file; pass metadata_encoder as a string")
+        raise ModelError(
+            f"{model.name}: its metadata encoder has no 'module:function' name to record in the "
+            "ONNX file; pass metadata_encoder as a string"
+        )
     example = _example_inputs(model)
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = {name: {0: batch} for name in names}
@@ -167,8 +175,14 @@ def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) ->
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                module, example, dynamo=True, input_names=names, output_names=["probs"],
-                dynamic_shapes=dynamic, opset_version=opset, verbose=False,
+                module,
+                example,
+                dynamo=True,
+                input_names=names,
+                output_names=["probs"],
+                dynamic_shapes=dynamic,
+                opset_version=opset,
+                verbose=False,
             )
         if program is None:  # pragma: no cover - older torch
             raise ModelError("torch.onnx.export(dynamo=True) returned no program; torch >= 2.5 is needed")
@@ -178,7 +192,9 @@ def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) ->
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"{model.name}: ONNX export failed ({type(exc).__name__}: {str(exc)[:300]})") from exc
+        raise ModelError(
+            f"{model.name}: ONNX export failed ({type(exc).__name__}: {str(exc)[:300]})"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
     return out
@@ -189,13 +205,22 @@ def export_torchscript(model: TorchModuleClassifier, out: str | Path) -> Path:
     import torch
 
     if not isinstance(model, TorchModuleClassifier):
-        raise ModelError(f"{model.name}: TorchScript export needs a torch-module model, not {type(model).__name__}")
+        raise ModelError(
+            f"{model.name}: TorchScript export needs a torch-module model, not {type(model).__name__}"
+        )
     out = Path(out)
     meta = {
-        "format": FORMAT_VERSION, "name": model.name, "classes": list(model.classes),
-        "melanoma_classes": sorted(model.melanoma), "benign_classes": sorted(model.benign),
-        "input_size": list(model.input_size), "mean": list(model.mean), "std": list(model.std),
-        "output": model.output, "decoder": model.decoder, "resize": model.resize_method,
+        "format": FORMAT_VERSION,
+        "name": model.name,
+        "classes": list(model.classes),
+        "melanoma_classes": sorted(model.melanoma),
+        "benign_classes": sorted(model.benign),
+        "input_size": list(model.input_size),
+        "mean": list(model.mean),
+        "std": list(model.std),
+        "output": model.output,
+        "decoder": model.decoder,
+        "resize": model.resize_method,
         "dermadv_version": _version(),
     }
     h, w = model.input_size
@@ -213,7 +238,9 @@ def export_torchscript(model: TorchModuleClassifier, out: str | Path) -> Path:
 
 
 def compare_probs(
-    a: Classifier, b: Classifier, images: Sequence[np.ndarray] | np.ndarray,
+    a: Classifier,
+    b: Classifier,
+    images: Sequence[np.ndarray] | np.ndarray,
     metadata: Sequence[Metadata] | None = None,
 ) -> float:
     """Max absolute difference between two models' probabilities on the same images (a's resize)."""

@@ -36,7 +36,9 @@ def import_keras() -> Any:
     try:
         backend = keras.backend.backend()
     except AttributeError as exc:
-        raise ModelError("the installed 'keras' is not Keras 3; install it with: pip install 'dermadv[keras]'") from exc
+        raise ModelError(
+            "the installed 'keras' is not Keras 3; install it with: pip install 'dermadv[keras]'"
+        ) from exc
     if backend != "torch":
         raise ModelError(
             f"Keras was already imported with the {backend!r} backend in this process; dermadv runs Keras "
@@ -85,11 +87,19 @@ class KerasClassifier(Classifier):
         self.metadata_encoder = metadata_encoder
         self.metadata_encoder_spec = metadata_encoder_spec or getattr(metadata_encoder, "spec", None)
 
-        inputs = list(model.inputs)
+        try:
+            inputs = list(model.inputs)
+        except (AttributeError, ValueError) as exc:
+            raise ModelError(
+                f"{name}: the Keras model has no defined inputs (subclassed or never built); save a "
+                "functional or Sequential model with an Input layer"
+            ) from exc
         images = [i for i, t in enumerate(inputs) if len(t.shape) == 4]
         if len(images) != 1:
-            raise ModelError(f"{name}: expected exactly one 4-D image input, found shapes "
-                             f"{[tuple(t.shape) for t in inputs]}")
+            raise ModelError(
+                f"{name}: expected exactly one 4-D image input, found shapes "
+                f"{[tuple(t.shape) for t in inputs]}"
+            )
         self._image_index = images[0]
         shape = tuple(inputs[self._image_index].shape)
         if shape[3] == 3:
@@ -117,8 +127,10 @@ class KerasClassifier(Classifier):
             raise ModelError(f"{name}: expected one output, the model has {len(model.outputs)}")
         k = model.outputs[0].shape[-1]
         if k is not None and int(k) != len(self.classes):
-            raise ModelError(f"{name}: the model outputs {k} scores but {len(self.classes)} classes were "
-                             f"given {list(self.classes)}")
+            raise ModelError(
+                f"{name}: the model outputs {k} scores but {len(self.classes)} classes were "
+                f"given {list(self.classes)}"
+            )
         self.output = _guess_output(model) if output == "auto" else output
         if self.output not in ("logits", "probs"):
             raise ModelError(f"{name}: output must be 'logits', 'probs' or 'auto', got {output!r}")
@@ -148,14 +160,18 @@ class KerasClassifier(Classifier):
         """``keras.saving.load_model(path, compile=False)`` on the torch backend."""
         path = Path(path)
         if unknown:
-            raise ModelError(f"{path}: unknown Keras option(s) {sorted(unknown)}; known: classes, input_size, "
-                             "normalize, mean, std, output, decoder, resize, metadata_encoder, batch_size")
+            raise ModelError(
+                f"{path}: unknown Keras option(s) {sorted(unknown)}; known: classes, input_size, "
+                "normalize, mean, std, output, decoder, resize, metadata_encoder, batch_size"
+            )
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         names = as_classes(classes)
         if names is None:
-            raise ModelError(f"{path}: pass the model's class names in output order, e.g. --classes mel,nv "
-                             "(or --model-option classes=mel,nv)")
+            raise ModelError(
+                f"{path}: pass the model's class names in output order, e.g. --classes mel,nv "
+                "(or --model-option classes=mel,nv)"
+            )
         model = load_keras_file(path)
         return cls(
             model,
@@ -187,7 +203,9 @@ class KerasClassifier(Classifier):
         encoded = self.metadata_encoder(None if metadata is None else list(metadata), n)
         arrays = list(encoded) if isinstance(encoded, (list, tuple)) else [encoded]
         if len(arrays) != self._n_extra:
-            raise ModelError(f"{self.name}: metadata encoder gave {len(arrays)} arrays for {self._n_extra} inputs")
+            raise ModelError(
+                f"{self.name}: metadata encoder gave {len(arrays)} arrays for {self._n_extra} inputs"
+            )
         return [torch.as_tensor(np.asarray(a, dtype=np.float32), device=self._device()) for a in arrays]
 
     def raw_forward(self, x: Any, metadata: Sequence[Metadata] | None = None) -> Any:
@@ -234,15 +252,17 @@ class KerasClassifier(Classifier):
 
         d = super().describe()
         label, mean, std = self.normalization
-        d.update({
-            "file": self.source,
-            "framework": f"keras {keras.__version__} (backend {keras.backend.backend()})",
-            "layout": self.layout,
-            "normalization": label,
-            "mean": list(mean) if mean else None,
-            "std": list(std) if std else None,
-            "output": self.output,
-        })
+        d.update(
+            {
+                "file": self.source,
+                "framework": f"keras {keras.__version__} (backend {keras.backend.backend()})",
+                "layout": self.layout,
+                "normalization": label,
+                "mean": list(mean) if mean else None,
+                "std": list(std) if std else None,
+                "output": self.output,
+            }
+        )
         if self.metadata_encoder is not None and hasattr(self.metadata_encoder, "describe"):
             d["metadata"] = self.metadata_encoder.describe()
         return d
@@ -254,7 +274,9 @@ def load_keras_file(path: Path) -> Any:
     try:
         return keras.saving.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, TypeError...
-        raise ModelError(f"{path}: not a loadable Keras 3 model ({type(exc).__name__}: {_short(exc)})") from exc
+        raise ModelError(
+            f"{path}: not a loadable Keras 3 model ({type(exc).__name__}: {_short(exc)})"
+        ) from exc
 
 
 def _guess_output(model: Any) -> str:

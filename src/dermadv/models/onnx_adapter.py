@@ -30,8 +30,12 @@ NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = 
     "none": None,
 }
 
-_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,
-           "tensor(uint8)": np.uint8}
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+}
 
 
 def resolve_normalization(
@@ -192,8 +196,7 @@ class OnnxClassifier(Classifier):
         images = [i for i in inputs if len(i.shape) == 4]
         if len(images) != 1:
             raise ModelError(
-                f"{path}: expected exactly one 4-D image input, found "
-                f"{[(i.name, i.shape) for i in inputs]}"
+                f"{path}: expected exactly one 4-D image input, found {[(i.name, i.shape) for i in inputs]}"
             )
         img = images[0]
         if img.type not in _DTYPES:
@@ -206,7 +209,9 @@ class OnnxClassifier(Classifier):
             elif dims[3] == 3 and dims[1] != 3:
                 lay = "NHWC"
             else:
-                raise ModelError(f"{path}: cannot tell NCHW from NHWC for input shape {dims}; pass layout=NCHW")
+                raise ModelError(
+                    f"{path}: cannot tell NCHW from NHWC for input shape {dims}; pass layout=NCHW"
+                )
         lay = str(lay).upper()
         if lay not in ("NCHW", "NHWC"):
             raise ModelError(f"{path}: layout must be NCHW or NHWC, got {lay!r}")
@@ -234,7 +239,9 @@ class OnnxClassifier(Classifier):
         outs = session.get_outputs()
         k = outs[0].shape[-1] if outs[0].shape else None
         if isinstance(k, int) and k != len(names):
-            raise ModelError(f"{path}: the model outputs {k} scores but {len(names)} classes were given {list(names)}")
+            raise ModelError(
+                f"{path}: the model outputs {k} scores but {len(names)} classes were given {list(names)}"
+            )
         # dermadv exports take 0..255 pixels ("none"); other float graphs default to ImageNet statistics.
         default = "none" if meta or img.type == "tensor(uint8)" else "imagenet"
         norm = resolve_normalization(
@@ -290,9 +297,11 @@ class OnnxClassifier(Classifier):
             encoded = self.metadata_encoder(metadata, len(images))
             arrays = encoded if isinstance(encoded, (list, tuple)) else [encoded]
             if len(arrays) != len(self.extra_inputs):
-                raise ModelError(f"{self.name}: metadata encoder gave {len(arrays)} arrays for "
-                                 f"{len(self.extra_inputs)} extra inputs")
-            for (input_name, dtype), arr in zip(self.extra_inputs, arrays):
+                raise ModelError(
+                    f"{self.name}: metadata encoder gave {len(arrays)} arrays for "
+                    f"{len(self.extra_inputs)} extra inputs"
+                )
+            for (input_name, dtype), arr in zip(self.extra_inputs, arrays, strict=True):
                 feed[input_name] = np.ascontiguousarray(np.asarray(arr, dtype=dtype))
         try:
             out = np.asarray(self.session.run(None, feed)[0], dtype=np.float64)
@@ -308,18 +317,20 @@ class OnnxClassifier(Classifier):
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         label, mean, std = self.normalization
-        d.update({
-            "file": self.source,
-            "layout": self.layout,
-            "input_dtype": np.dtype(self.image_dtype).name,
-            "normalization": label,
-            "mean": list(mean) if mean else None,
-            "std": list(std) if std else None,
-            "output": self.output,
-            "providers": list(self.session.get_providers()),
-            "threads": self.threads,
-            "exported_from": getattr(self, "export_info", None),
-        })
+        d.update(
+            {
+                "file": self.source,
+                "layout": self.layout,
+                "input_dtype": np.dtype(self.image_dtype).name,
+                "normalization": label,
+                "mean": list(mean) if mean else None,
+                "std": list(std) if std else None,
+                "output": self.output,
+                "providers": list(self.session.get_providers()),
+                "threads": self.threads,
+                "exported_from": getattr(self, "export_info", None),
+            }
+        )
         notes = getattr(self, "notes", None)  # extra description: a dict, or a function of the description
         if notes is not None:
             d.update(notes(d) if callable(notes) else notes)

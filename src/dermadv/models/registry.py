@@ -40,7 +40,9 @@ def parse_model_options(pairs: Sequence[str] | None) -> dict[str, str]:
         key, sep, value = str(pair).partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ModelError(f"model option {pair!r}: expected KEY=VALUE, e.g. classes=mel,nv or input_size=224")
+            raise ModelError(
+                f"model option {pair!r}: expected KEY=VALUE, e.g. classes=mel,nv or input_size=224"
+            )
         out[key] = value.strip()
     return out
 
@@ -49,8 +51,8 @@ def as_classes(value: str | Sequence[str] | None, what: str = "classes") -> tupl
     """Class names from ``"mel,nv"`` or a sequence; None stays None. Names must be unique."""
     if value is None:
         return None
-    items = [c.strip() for c in value.split(",")] if isinstance(value, str) else [str(c).strip() for c in value]
-    items = [c for c in items if c]
+    raw = value.split(",") if isinstance(value, str) else [str(c) for c in value]
+    items = [c.strip() for c in raw if c.strip()]
     if not items:
         raise ModelError(f"{what}: empty class list")
     dupes = sorted({c for c in items if items.count(c) > 1})

@@ -40,20 +40,41 @@ from dermadv.models.keras_adapter import KerasClassifier, load_keras_file
 #: Acral sites ("acral", "palms/soles") could be hand (arm) or foot (leg): they map to "unknown".
 SITE_GROUPS: dict[str, str] = {
     # HAM10000
-    "upper extremity": "arm", "hand": "arm",
-    "face": "head-or-neck", "ear": "head-or-neck", "neck": "head-or-neck", "scalp": "head-or-neck",
-    "lower extremity": "leg-or-genital", "foot": "leg-or-genital", "genital": "leg-or-genital",
-    "abdomen": "trunk", "back": "trunk", "chest": "trunk", "trunk": "trunk",
-    "acral": "unknown", "unknown": "unknown",
+    "upper extremity": "arm",
+    "hand": "arm",
+    "face": "head-or-neck",
+    "ear": "head-or-neck",
+    "neck": "head-or-neck",
+    "scalp": "head-or-neck",
+    "lower extremity": "leg-or-genital",
+    "foot": "leg-or-genital",
+    "genital": "leg-or-genital",
+    "abdomen": "trunk",
+    "back": "trunk",
+    "chest": "trunk",
+    "trunk": "trunk",
+    "acral": "unknown",
+    "unknown": "unknown",
     # ISIC archive / ISIC 2019 anatom_site_general
-    "head/neck": "head-or-neck", "oral/genital": "leg-or-genital",
-    "anterior torso": "trunk", "posterior torso": "trunk", "lateral torso": "trunk", "torso": "trunk",
+    "head/neck": "head-or-neck",
+    "oral/genital": "leg-or-genital",
+    "anterior torso": "trunk",
+    "posterior torso": "trunk",
+    "lateral torso": "trunk",
+    "torso": "trunk",
     "palms/soles": "unknown",
     # the group names themselves
-    "arm": "arm", "head-or-neck": "head-or-neck", "leg-or-genital": "leg-or-genital",
+    "arm": "arm",
+    "head-or-neck": "head-or-neck",
+    "leg-or-genital": "leg-or-genital",
 }
-SEX_GROUPS: dict[str, str] = {"female": "female", "f": "female", "male": "male", "m": "male",
-                              "unknown": "unknown"}
+SEX_GROUPS: dict[str, str] = {
+    "female": "female",
+    "f": "female",
+    "male": "male",
+    "m": "male",
+    "unknown": "unknown",
+}
 
 
 def package_dir() -> Path:
@@ -117,7 +138,9 @@ class SklesionMetadata:
         """One image's 10-vector. Unknown strings raise ModelError naming the accepted values."""
         meta = meta or {}
         if not isinstance(meta, Mapping):
-            raise ModelError(f"sklesion metadata must be a mapping with age, sex, site; got {type(meta).__name__}")
+            raise ModelError(
+                f"sklesion metadata must be a mapping with age, sex, site; got {type(meta).__name__}"
+            )
         sex_raw, site_raw, age_raw = meta.get("sex"), meta.get("site"), meta.get("age")
         if _missing(sex_raw):
             sex = "unknown"
@@ -134,8 +157,8 @@ class SklesionMetadata:
             key = " ".join(str(site_raw).strip().lower().replace("_", " ").split())
             if key not in SITE_GROUPS:
                 raise ModelError(
-                    f"sklesion: unknown anatomical site {site_raw!r}; expected a HAM10000 localization or ISIC "
-                    f"anatom_site_general value: {', '.join(sorted(SITE_GROUPS))}"
+                    f"sklesion: unknown anatomical site {site_raw!r}; expected a HAM10000 localization or "
+                    f"ISIC anatom_site_general value: {', '.join(sorted(SITE_GROUPS))}"
                 )
             site = SITE_GROUPS[key]
         if _missing(age_raw):
@@ -149,7 +172,9 @@ class SklesionMetadata:
             if not 0 <= age <= 120:
                 raise ModelError(f"sklesion: age {age} is outside 0..120 years")
             flag = 0.0
-        return np.asarray(self.sex_codes[sex] + self.site_codes[site] + [age / self.age_max, flag], np.float32)
+        return np.asarray(
+            self.sex_codes[sex] + self.site_codes[site] + [age / self.age_max, flag], np.float32
+        )
 
     def __call__(self, metadata: Sequence[Metadata] | None, n: int) -> np.ndarray:
         self.counts["images"] += n
@@ -165,8 +190,11 @@ class SklesionMetadata:
             "encoder": self.spec,
             "vector": "sex one-hot (female, male, unknown) + site one-hot "
             f"({', '.join(self.site_codes)}) + age/{self.age_max:g} + age-missing flag",
-            "defaults": {"sex": "unknown", "site": "unknown",
-                         "age": f"{self.age_mean:.4f} (training mean) with missing flag 1"},
+            "defaults": {
+                "sex": "unknown",
+                "site": "unknown",
+                "age": f"{self.age_mean:.4f} (training mean) with missing flag 1",
+            },
             "site_groups": SITE_GROUPS,
             "defaults_used": dict(self.counts),
         }
@@ -197,8 +225,6 @@ class SklesionClassifier(KerasClassifier):
         d = super().describe()
         d.update(sklesion_notes(d))
         return d
-
-
 
 
 def _check_props(props: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, int]]:
@@ -254,12 +280,23 @@ def load_sklesion_onnx(
     from dermadv.models.onnx_adapter import OnnxClassifier
 
     if unknown:
-        raise ModelError(f"sklesion-onnx: unknown option(s) {sorted(unknown)}; known: decoder, batch_size, threads")
+        raise ModelError(
+            f"sklesion-onnx: unknown option(s) {sorted(unknown)}; known: decoder, batch_size, threads"
+        )
     src = package_dir() / "model.keras"
     path = cache_dir() / f"sklesion-{package_version()}-{src.stat().st_size}.onnx"
     if not path.is_file():
-        export_onnx(load_sklesion(decoder=decoder), path)
-    clf = OnnxClassifier.from_file(path, device=device, decoder=decoder, batch_size=batch_size, threads=threads,
-                                   name="sklesion-onnx")
+        keras_model = load_sklesion(decoder=decoder)
+        export_onnx(keras_model, path)
+        check = OnnxClassifier.from_file(path)
+        size = (2, *keras_model.input_size, 3)
+        images = np.random.default_rng(0).integers(0, 256, size=size, dtype=np.uint8)
+        diff = np.abs(keras_model.predict_proba(images) - check.predict_proba(images)).max()
+        if diff > 1e-4:
+            path.unlink(missing_ok=True)
+            raise ModelError(f"sklesion's ONNX export differs from the Keras model by {diff:.3g}; not cached")
+    clf = OnnxClassifier.from_file(
+        path, device=device, decoder=decoder, batch_size=batch_size, threads=threads, name="sklesion-onnx"
+    )
     clf.notes = sklesion_notes
     return clf

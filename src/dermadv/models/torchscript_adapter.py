@@ -50,8 +50,10 @@ class TorchScriptClassifier(TorchModuleClassifier):
 
         path = Path(path)
         if unknown:
-            raise ModelError(f"{path}: unknown TorchScript option(s) {sorted(unknown)}; known: classes, "
-                             "input_size, mean, std, output, decoder, batch_size")
+            raise ModelError(
+                f"{path}: unknown TorchScript option(s) {sorted(unknown)}; known: classes, "
+                "input_size, mean, std, output, decoder, batch_size"
+            )
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         extra = {EXTRA_FILE: ""}

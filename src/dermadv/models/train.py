@@ -95,6 +95,7 @@ class TrainSettings:
     decoder: str = "pil"
     resize: str = "bilinear"
     amp: bool = True  # mixed precision on CUDA
+    threads: int = 0  # torch CPU threads (0: torch's default)
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -109,8 +110,8 @@ class TrainSettings:
             (self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}"),
             (self.image_size >= 32, f"--image-size must be >= 32, got {self.image_size}"),
             (
-                not (self.arch == "inception_v3" and self.image_size < 75),
-                f"inception_v3 needs --image-size >= 75, got {self.image_size}",
+                not (self.arch == "inception_v3" and self.image_size < 299),
+                f"inception_v3 (its auxiliary head) needs --image-size >= 299, got {self.image_size}",
             ),
             (0 <= self.color_jitter < 1, f"colour jitter range must be in [0, 1), got {self.color_jitter}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
@@ -203,6 +204,8 @@ def _worker_init(worker_id: int) -> None:  # pragma: no cover - runs in DataLoad
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
+    # Ctrl-C is handled by the main process, which saves its state at the next batch boundary.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -371,6 +374,8 @@ class Trainer:
 
         s = self.s
         t0 = time.time()
+        if s.threads:
+            torch.set_num_threads(s.threads)
         self._load_samples()
         self.out.mkdir(parents=True, exist_ok=True)
         device = resolve_device(s.device)
@@ -405,7 +410,7 @@ class Trainer:
         )
 
         seed_everything(s.seed)
-        kwargs = arch_kwargs(s.arch, s.weights.lower() != "none")
+        kwargs = dict(resume["model_kwargs"]) if resume else arch_kwargs(s.arch, s.weights.lower() != "none")
         if resume is not None:
             module = module_from_checkpoint(resume, str(self.last_path))
         else:
@@ -527,30 +532,40 @@ class Trainer:
                     leave=False,
                     file=sys.stderr,
                 )
-                for bi, (x, y) in enumerate(loader, start=first):
-                    x = x.to(torch_device, non_blocking=True).float()
-                    y = y.to(torch_device, non_blocking=True)
-                    x = (x - mean_t) / std_t
-                    with torch.autocast(torch_device.type, enabled=use_amp):
-                        loss = _loss(module(x), y, s.aux_weight)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    partial["loss_sum"] += float(loss.detach()) * len(y)
-                    partial["n_seen"] += len(y)
-                    bar.update()
-                    bar.set_postfix(loss=f"{partial['loss_sum'] / partial['n_seen']:.4f}")
-                    done = bi + 1
-                    if stop.signal is not None:
-                        bar.close()
-                        save_last(epoch, done)
-                        self.log(
-                            f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}"
-                        )
-                        raise KeyboardInterrupt
-                    if s.checkpoint_every and done % s.checkpoint_every == 0 and done < len(batches):
-                        save_last(epoch, done)
+                done = first
+                try:
+                    for bi, (x, y) in enumerate(loader, start=first):
+                        x = x.to(torch_device, non_blocking=True).float()
+                        y = y.to(torch_device, non_blocking=True)
+                        x = (x - mean_t) / std_t
+                        with torch.autocast(torch_device.type, enabled=use_amp):
+                            loss = _loss(module(x), y, s.aux_weight)
+                        optimizer.zero_grad(set_to_none=True)
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                        partial["loss_sum"] += float(loss.detach()) * len(y)
+                        partial["n_seen"] += len(y)
+                        bar.update()
+                        bar.set_postfix(loss=f"{partial['loss_sum'] / partial['n_seen']:.4f}")
+                        done = bi + 1
+                        if stop.signal is not None:
+                            bar.close()
+                            save_last(epoch, done)
+                            self.log(
+                                f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}"
+                            )
+                            raise KeyboardInterrupt
+                        if s.checkpoint_every and done % s.checkpoint_every == 0 and done < len(batches):
+                            save_last(epoch, done)
+                except Exception:
+                    if stop.signal is None:
+                        raise
+                    # e.g. a DataLoader worker killed by the same signal: keep what was done.
+                    bar.close()
+                    save_last(epoch, done)
+                    self.log(f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}")
+                    raise KeyboardInterrupt from None
                 bar.close()
                 if scheduler is not None:
                     scheduler.step()

@@ -61,8 +61,9 @@ class Corruption:
     def apply(self, images: np.ndarray, decoder: str = "pil") -> np.ndarray:
         """Perturb a uint8 N x H x W x 3 batch (already at the model's input size)."""
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"{self.spec}: expected uint8 N x H x W x 3 images, got {images.dtype} "
-                             f"{images.shape}")
+            raise ValueError(
+                f"{self.spec}: expected uint8 N x H x W x 3 images, got {images.dtype} {images.shape}"
+            )
         if self.file_level:
             raise ValueError(f"{self.spec} acts on image files: use Corruption.load(path, model)")
         return _APPLY[self.kind](images, decoder=decoder, **self.params)
@@ -170,7 +171,9 @@ def _number(spec: str, text: str, kind: type = float) -> Any:
     try:
         return kind(text)
     except ValueError:
-        raise SpecError(f"perturbation {spec!r}: {text!r} is not a {kind.__name__}; grammar: {GRAMMAR}") from None
+        raise SpecError(
+            f"perturbation {spec!r}: {text!r} is not a {kind.__name__}; grammar: {GRAMMAR}"
+        ) from None
 
 
 def _fmt(x: float) -> str:
@@ -197,11 +200,15 @@ def parse_one(spec: str) -> Corruption:
         v = _number(spec, val, int)
         if not -255 <= v <= 255:
             raise SpecError(f"perturbation {spec!r}: shift must be between -255 and 255")
-        return Corruption(f"shift:{ch}:{v:+d}", "shift", f"{CHANNEL_NAMES[ch]} {v:+d}", {"channel": ch, "value": v})
+        return Corruption(
+            f"shift:{ch}:{v:+d}", "shift", f"{CHANNEL_NAMES[ch]} {v:+d}", {"channel": ch, "value": v}
+        )
     if head == "hue":
         f = _number(spec, rest)
         if not -0.5 <= f <= 0.5:
-            raise SpecError(f"perturbation {spec!r}: hue shift must be in [-0.5, 0.5] (fraction of the circle)")
+            raise SpecError(
+                f"perturbation {spec!r}: hue shift must be in [-0.5, 0.5] (fraction of the circle)"
+            )
         return Corruption(f"hue:{_fmt(f)}", "hue", f"Hue {f:+g}", {"factor": f})
     if head == "blur":
         sigma = _number(spec, rest)
@@ -221,7 +228,9 @@ def parse_one(spec: str) -> Corruption:
     if head == "decoder":
         if rest not in (*DECODERS, "other"):
             raise SpecError(f"perturbation {spec!r}: decoder must be one of {', '.join(DECODERS)}, other")
-        return Corruption(f"decoder:{rest}", "decoder", f"JPEG decoder: {rest}", {"decoder": rest}, file_level=True)
+        return Corruption(
+            f"decoder:{rest}", "decoder", f"JPEG decoder: {rest}", {"decoder": rest}, file_level=True
+        )
     raise SpecError(f"unknown perturbation {spec!r}; grammar: {GRAMMAR}")
 
 

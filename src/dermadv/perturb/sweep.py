@@ -39,9 +39,22 @@ from dermadv.metrics import melanoma_score
 from dermadv.perturb.corruptions import Corruption, parse_specs
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "perturbation", "label", "n", "correct", "false_negatives", "false_positives", "accuracy",
-    "delta_accuracy", "delta_ci_low", "delta_ci_high", "flipped", "flipped_to_benign",
-    "flipped_to_melanoma", "sensitivity", "specificity", "mcnemar_p",
+    "perturbation",
+    "label",
+    "n",
+    "correct",
+    "false_negatives",
+    "false_positives",
+    "accuracy",
+    "delta_accuracy",
+    "delta_ci_low",
+    "delta_ci_high",
+    "flipped",
+    "flipped_to_benign",
+    "flipped_to_melanoma",
+    "sensitivity",
+    "specificity",
+    "mcnemar_p",
 )
 CI_METHOD = "Bonett-Price adjusted Wald interval for the difference of paired proportions, 95%"
 
@@ -82,7 +95,11 @@ def mcnemar_exact_p(b: int, c: int) -> float:
 
 
 def summarize(
-    spec: str, label: str, y_true: np.ndarray, scores: np.ndarray, base_scores: np.ndarray,
+    spec: str,
+    label: str,
+    y_true: np.ndarray,
+    scores: np.ndarray,
+    base_scores: np.ndarray,
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """One row of the sweep table from melanoma scores (perturbed and unmodified) on the same images."""
@@ -172,15 +189,24 @@ class SweepResult:
 
     @property
     def files(self) -> dict[str, str]:
-        return {k: str(self.out / v) for k, v in (
-            ("csv", "perturbation.csv"), ("json", "perturbation.json"), ("png", "perturbation.png"),
-            ("scores", "perturbation_scores.csv"), ("run", "run.json"))}
+        return {
+            k: str(self.out / v)
+            for k, v in (
+                ("csv", "perturbation.csv"),
+                ("json", "perturbation.json"),
+                ("png", "perturbation.png"),
+                ("scores", "perturbation_scores.csv"),
+                ("run", "run.json"),
+            )
+        }
 
 
 def _load_prepared(model: Any, samples: Sequence[Any], decoder: str | None = None) -> np.ndarray:
     from dermadv.data.images import load_image
 
-    imgs = [load_image(s.path, decoder=decoder) if decoder else model.load_image(str(s.path)) for s in samples]
+    imgs = [
+        load_image(s.path, decoder=decoder) if decoder else model.load_image(str(s.path)) for s in samples
+    ]
     return model.prepare(imgs)
 
 
@@ -228,8 +254,9 @@ def run_sweep(
     description = model.describe()
     data_hash = samples_hash(samples)
     fingerprint = hashlib.sha256(
-        json.dumps({"model": description, "data": data_hash, "threshold": threshold}, sort_keys=True,
-                   default=str).encode()
+        json.dumps(
+            {"model": description, "data": data_hash, "threshold": threshold}, sort_keys=True, default=str
+        ).encode()
     ).hexdigest()[:16]
     run_path = out / "run.json"
     if run_path.exists():
@@ -242,11 +269,23 @@ def run_sweep(
                 f"{out} holds a perturbation sweep of a different model, data set or threshold "
                 f"(fingerprint {old.get('fingerprint')} != {fingerprint}); choose another --out"
             )
-    settings = {"perturbations": [c.spec for c in corruptions], "batch_size": bs, "threshold": threshold,
-                "ci_method": CI_METHOD, **(extra_settings or {})}
-    run_info = {"kind": "perturbation", "fingerprint": fingerprint, "model": description,
-                "data_hash": data_hash, "n_images": len(samples), "settings": settings,
-                "versions": versions(), "status": "running"}
+    settings = {
+        "perturbations": [c.spec for c in corruptions],
+        "batch_size": bs,
+        "threshold": threshold,
+        "ci_method": CI_METHOD,
+        **(extra_settings or {}),
+    }
+    run_info = {
+        "kind": "perturbation",
+        "fingerprint": fingerprint,
+        "model": description,
+        "data_hash": data_hash,
+        "n_images": len(samples),
+        "settings": settings,
+        "versions": versions(),
+        "status": "running",
+    }
     atomic_write_text(run_path, json.dumps(run_info, indent=2, default=str))
 
     ids = [s.image_id for s in samples]
@@ -280,15 +319,22 @@ def run_sweep(
     prepared: np.ndarray | None = None
     if any(not c.file_level for c in pending):
         prepared = np.empty((len(samples), *model.input_size, 3), dtype=np.uint8)
-        bar = tqdm(total=len(samples), desc="loading images", unit="img", file=sys.stderr, disable=not progress)
+        bar = tqdm(
+            total=len(samples), desc="loading images", unit="img", file=sys.stderr, disable=not progress
+        )
         for i in range(0, len(samples), bs):
             prepared[i : i + bs] = _load_prepared(model, samples[i : i + bs])
             bar.update(min(bs, len(samples) - i))
         bar.close()
 
     computed: list[str] = []
-    bar = tqdm(total=len(pending) * len(samples), desc="perturbation sweep", unit="img", file=sys.stderr,
-               disable=not progress)
+    bar = tqdm(
+        total=len(pending) * len(samples),
+        desc="perturbation sweep",
+        unit="img",
+        file=sys.stderr,
+        disable=not progress,
+    )
     for c in pending:
         bar.set_postfix_str(c.spec)
         scores = np.empty(len(samples), dtype=np.float64)
@@ -303,9 +349,16 @@ def run_sweep(
             probs = model.predict_proba(batch, metadata=meta, batch_size=bs)
             scores[i:j] = melanoma_score(model, probs)
             bar.update(j - i)
-        rec = {"spec": c.spec, "label": c.label, "kind": c.kind, "params": c.params,
-               "file_level": c.file_level, "fingerprint": fingerprint, "image_ids": ids,
-               "scores": [float(s) for s in scores]}
+        rec = {
+            "spec": c.spec,
+            "label": c.label,
+            "kind": c.kind,
+            "params": c.params,
+            "file_level": c.file_level,
+            "fingerprint": fingerprint,
+            "image_ids": ids,
+            "scores": [float(s) for s in scores],
+        }
         if c.file_level:
             rec["decoder"] = c.decoder_for(model.decoder)
         atomic_write_text(done_file(c), json.dumps(rec))
@@ -314,20 +367,34 @@ def run_sweep(
     bar.close()
 
     base = np.asarray(records["none"]["scores"])
-    rows = [summarize(c.spec, c.label, y_true, np.asarray(records[c.spec]["scores"]), base, threshold)
-            for c in corruptions]
+    rows = [
+        summarize(c.spec, c.label, y_true, np.asarray(records[c.spec]["scores"]), base, threshold)
+        for c in corruptions
+    ]
     _write_outputs(out, rows, corruptions, records, ids, y_true, description)
-    result = SweepResult(out=out, rows=rows, skipped=skipped, computed=computed,
-                         seconds=time.perf_counter() - t0)
-    run_info.update({"status": "complete", "seconds_last_run": round(result.seconds, 2),
-                     "resumed": skipped, "computed": computed})
+    result = SweepResult(
+        out=out, rows=rows, skipped=skipped, computed=computed, seconds=time.perf_counter() - t0
+    )
+    run_info.update(
+        {
+            "status": "complete",
+            "seconds_last_run": round(result.seconds, 2),
+            "resumed": skipped,
+            "computed": computed,
+        }
+    )
     atomic_write_text(run_path, json.dumps(run_info, indent=2, default=str))
     return result
 
 
 def _write_outputs(
-    out: Path, rows: list[dict[str, Any]], corruptions: list[Corruption], records: dict[str, dict[str, Any]],
-    ids: list[str], y_true: np.ndarray, description: dict[str, Any],
+    out: Path,
+    rows: list[dict[str, Any]],
+    corruptions: list[Corruption],
+    records: dict[str, dict[str, Any]],
+    ids: list[str],
+    y_true: np.ndarray,
+    description: dict[str, Any],
 ) -> None:
     tmp = out / ".perturbation.csv.tmp"
     with tmp.open("w", newline="", encoding="utf-8") as fh:
@@ -340,10 +407,14 @@ def _write_outputs(
         w2 = csv.writer(fh)
         w2.writerow(["image_id", "melanoma", *[c.spec for c in corruptions]])
         for k, image_id in enumerate(ids):
-            w2.writerow([image_id, int(y_true[k]), *[f"{records[c.spec]['scores'][k]:.6f}" for c in corruptions]])
+            w2.writerow(
+                [image_id, int(y_true[k]), *[f"{records[c.spec]['scores'][k]:.6f}" for c in corruptions]]
+            )
     os.replace(tmp, out / "perturbation_scores.csv")
-    atomic_write_text(out / "perturbation.json", json.dumps(
-        {"model": description.get("name"), "ci_method": CI_METHOD, "rows": rows}, indent=2))
+    atomic_write_text(
+        out / "perturbation.json",
+        json.dumps({"model": description.get("name"), "ci_method": CI_METHOD, "rows": rows}, indent=2),
+    )
     from dermadv.report.figures import perturbation_bar_plot
 
     png = perturbation_bar_plot(rows, title=f"Perturbation sweep: {description.get('name', 'model')}")

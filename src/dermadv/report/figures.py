@@ -33,15 +33,24 @@ def perturbation_bar_plot(rows: Sequence[dict[str, Any]], title: str = "Perturba
     labels = [r["label"] for r in rows]
     acc = np.array([float(r["accuracy"]) for r in rows])
     base = acc[0]
-    lo = np.array([base + float(r["delta_ci_low"]) if r.get("delta_ci_low") is not None else a
-                   for r, a in zip(rows, acc, strict=True)])
-    hi = np.array([base + float(r["delta_ci_high"]) if r.get("delta_ci_high") is not None else a
-                   for r, a in zip(rows, acc, strict=True)])
+    lo = np.array(
+        [
+            base + float(r["delta_ci_low"]) if r.get("delta_ci_low") is not None else a
+            for r, a in zip(rows, acc, strict=True)
+        ]
+    )
+    hi = np.array(
+        [
+            base + float(r["delta_ci_high"]) if r.get("delta_ci_high") is not None else a
+            for r, a in zip(rows, acc, strict=True)
+        ]
+    )
     fn = np.array([int(r["false_negatives"]) for r in rows])
     fp = np.array([int(r["false_positives"]) for r in rows])
     y = np.arange(len(rows))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.32 * len(rows) + 1.6), sharey=True,
-                                   gridspec_kw={"width_ratios": [3, 2]})
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(11, 0.32 * len(rows) + 1.6), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
     colors = ["#555555"] + ["#c0392b" if a < base else "#2e86c1" if a > base else "#95a5a6" for a in acc[1:]]
     ax1.barh(y, acc, color=colors, alpha=0.85)
     err = [np.clip(acc[1:] - lo[1:], 0, None), np.clip(hi[1:] - acc[1:], 0, None)]
@@ -102,7 +111,8 @@ def history_plot(history: Sequence[dict[str, Any]], title: str = "Training histo
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
     keys = sorted({k for h in history for k, v in h.items() if k != "epoch" and isinstance(v, (int, float))})
     loss_keys = [k for k in keys if "loss" in k]
-    other = [k for k in keys if "loss" not in k and k not in ("seconds", "lr", "time", "epoch_seconds")]
+    skip = ("seconds", "lr", "time", "epoch_seconds")
+    other = [k for k in keys if "loss" not in k and k not in skip and not k.endswith(("_ci_low", "_ci_high"))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, ks, name in ((axes[0], loss_keys, "loss"), (axes[1], other, "metric")):
         for k in ks:
@@ -174,7 +184,9 @@ def success_bar_plot(table: dict[str, dict[str, tuple[int, int]]], title: str = 
     w = 0.8 / max(len(models), 1)
     fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(attacks) + 2), 3.4))
     for k, m in enumerate(models):
-        rates = [table[m][a][0] / table[m][a][1] if a in table[m] and table[m][a][1] else np.nan for a in attacks]
+        rates = [
+            table[m][a][0] / table[m][a][1] if a in table[m] and table[m][a][1] else np.nan for a in attacks
+        ]
         ax.bar(x + k * w - 0.4 + w / 2, rates, width=w, label=m)
     ax.set_xticks(x, attacks)
     ax.set_ylim(0, 1.05)

@@ -56,7 +56,8 @@ tr.ref td{background:#fbf8ee;font-style:italic}tr.base td{background:#f3f3f3;fon
 .note{color:#555;font-size:.9em}.empty{color:#777;font-style:italic}
 figure{margin:1em 0}figure img{max-width:100%;border:1px solid #dde}
 figcaption{font-size:.85em;color:#444}code{background:#f2f2f2;padding:0 .25em}
-nav a{margin-right:.9em;font-size:.9em}details pre{font-size:.75em;overflow-x:auto;background:#f7f7f7;padding:.6em}
+nav a{margin-right:.9em;font-size:.9em}
+details pre{font-size:.75em;overflow-x:auto;background:#f7f7f7;padding:.6em}
 """
 
 
@@ -90,8 +91,12 @@ def _ci(entry: Any) -> str:
     return s
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1,
-           row_classes: Sequence[str] | None = None) -> str:
+def _table(
+    header: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    left: int = 1,
+    row_classes: Sequence[str] | None = None,
+) -> str:
     """A simple table; the first ``left`` columns are left-aligned; cells are escaped."""
     h = "".join(f'<th class="{"l" if i < left else ""}">{esc(c)}</th>' for i, c in enumerate(header))
     body = []
@@ -158,9 +163,16 @@ def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
         if m is None:
             continue
         conf = m.get("confusion", {})
-        rows.append([run.label, m.get("n", "–"), *[_ci(m.get(k)) for k in METRIC_KEYS],
-                     f"TP {conf.get('tp', '–')} FN {conf.get('fn', '–')} FP {conf.get('fp', '–')} "
-                     f"TN {conf.get('tn', '–')}", ""])
+        rows.append(
+            [
+                run.label,
+                m.get("n", "–"),
+                *[_ci(m.get(k)) for k in METRIC_KEYS],
+                f"TP {conf.get('tp', '–')} FN {conf.get('fn', '–')} FP {conf.get('fp', '–')} "
+                f"TN {conf.get('tn', '–')}",
+                "",
+            ]
+        )
         classes.append("")
     for ref in references:
         rows.append([ref["model"], "–", *[_fmt(ref.get(k)) for k in METRIC_KEYS], "–", ref["source"]])
@@ -175,8 +187,20 @@ def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
             method = "; ".join(f"{k}: {v}" for k, v in methods.items() if v)
             break
     return (
-        _table(["model", "n", "accuracy (95% CI)", "sensitivity (95% CI)", "specificity (95% CI)",
-                "AUC (95% CI)", "confusion at 0.5", "source"], rows, row_classes=classes)
+        _table(
+            [
+                "model",
+                "n",
+                "accuracy (95% CI)",
+                "sensitivity (95% CI)",
+                "specificity (95% CI)",
+                "AUC (95% CI)",
+                "confusion at 0.5",
+                "source",
+            ],
+            rows,
+            row_classes=classes,
+        )
         + f'<p class="note">Melanoma decision: melanoma score p_mel/(p_mel+p_ben) ≥ 0.5. CI methods: '
         f"{esc(method or 'as recorded in metrics.json')}. Shaded italic rows are reference results supplied "
         "by the user (--reference), shown as given, not recomputed.</p>"
@@ -194,7 +218,9 @@ def _roc_section(runs: list[Run]) -> str:
         curves.append(figures.RocCurve(run.label, pred[0], pred[1], auc))
     if not curves:
         return _empty("evaluation runs with predictions.csv")
-    return img_tag(figures.roc_plot(curves), "ROC curves", "All evaluated models on one plot (melanoma vs naevus).")
+    return img_tag(
+        figures.roc_plot(curves), "ROC curves", "All evaluated models on one plot (melanoma vs naevus)."
+    )
 
 
 def _training_section(runs: list[Run]) -> str:
@@ -202,8 +228,12 @@ def _training_section(runs: list[Run]) -> str:
     for run in runs:
         h = read_history(run)
         if h:
-            parts.append(img_tag(figures.history_plot(h, title=f"Training history: {run.label}"),
-                                 f"training history {run.label}"))
+            parts.append(
+                img_tag(
+                    figures.history_plot(h, title=f"Training history: {run.label}"),
+                    f"training history {run.label}",
+                )
+            )
     return "".join(parts) or _empty("training histories (history.json/csv)")
 
 
@@ -212,22 +242,55 @@ def _perturbation_section(runs: list[Run]) -> str:
     for run in runs:
         data = json.loads((run.path / "perturbation.json").read_text(encoding="utf-8"))
         rows = data["rows"]
-        table = [[r["label"], r["perturbation"], r["n"], r["correct"], r["false_negatives"], r["false_positives"],
-                  f"{float(r['accuracy']):.3f}",
-                  "" if r["perturbation"] == "none" else
-                  f"{float(r['delta_accuracy']):+.3f} ({float(r['delta_ci_low']):+.3f} to "
-                  f"{float(r['delta_ci_high']):+.3f})",
-                  r["flipped"], r.get("mcnemar_p", "")] for r in rows]
+        table = [
+            [
+                r["label"],
+                r["perturbation"],
+                r["n"],
+                r["correct"],
+                r["false_negatives"],
+                r["false_positives"],
+                f"{float(r['accuracy']):.3f}",
+                ""
+                if r["perturbation"] == "none"
+                else f"{float(r['delta_accuracy']):+.3f} ({float(r['delta_ci_low']):+.3f} to "
+                f"{float(r['delta_ci_high']):+.3f})",
+                r["flipped"],
+                r.get("mcnemar_p", ""),
+            ]
+            for r in rows
+        ]
         parts.append(f"<h3>{esc(run.label)}</h3>")
-        parts.append(_table(
-            ["perturbation", "spec", "n", "correct", "false neg. (mel→nv)", "false pos. (nv→mel)", "accuracy",
-             "change (95% CI)", "predictions flipped", "McNemar p"], table, left=2,
-            row_classes=["base" if r["perturbation"] == "none" else "" for r in rows]))
-        parts.append(img_tag(figures.perturbation_bar_plot(rows, title=f"Perturbation sweep: {run.label}"),
-                             f"perturbation bar plot {run.label}"))
-        parts.append(f'<p class="note">Change: accuracy after the perturbation minus unmodified accuracy on '
-                     f"the same images; CI: {esc(data.get('ci_method', ''))}. McNemar: exact test on the "
-                     "discordant pairs.</p>")
+        parts.append(
+            _table(
+                [
+                    "perturbation",
+                    "spec",
+                    "n",
+                    "correct",
+                    "false neg. (mel→nv)",
+                    "false pos. (nv→mel)",
+                    "accuracy",
+                    "change (95% CI)",
+                    "predictions flipped",
+                    "McNemar p",
+                ],
+                table,
+                left=2,
+                row_classes=["base" if r["perturbation"] == "none" else "" for r in rows],
+            )
+        )
+        parts.append(
+            img_tag(
+                figures.perturbation_bar_plot(rows, title=f"Perturbation sweep: {run.label}"),
+                f"perturbation bar plot {run.label}",
+            )
+        )
+        parts.append(
+            f'<p class="note">Change: accuracy after the perturbation minus unmodified accuracy on '
+            f"the same images; CI: {esc(data.get('ci_method', ''))}. McNemar: exact test on the "
+            "discordant pairs.</p>"
+        )
     return "".join(parts) or _empty("perturbation runs (dermadv perturb)")
 
 
@@ -258,12 +321,18 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
             if s is None or not s["attempted"]:
                 cells.append("not run" if s is None else f"0 attempted ({s['misclassified']} misclassified)")
                 continue
-            cells.append(f"{s['successful']}/{s['attempted']} = {100 * s['success_rate']:.1f}% "
-                         f"({100 * s['ci_low']:.1f}–{100 * s['ci_high']:.1f}%)")
+            cells.append(
+                f"{s['successful']}/{s['attempted']} = {100 * s['success_rate']:.1f}% "
+                f"({100 * s['ci_low']:.1f}–{100 * s['ci_high']:.1f}%)"
+            )
         table.append(cells)
-    misc = [["images given", *[max((s["images"] for s in summaries[lb].values()), default=0) for lb in labels]],
-            ["misclassified before attack (not attacked)",
-             *[max((s["misclassified"] for s in summaries[lb].values()), default=0) for lb in labels]]]
+    misc = [
+        ["images given", *[max((s["images"] for s in summaries[lb].values()), default=0) for lb in labels]],
+        [
+            "misclassified before attack (not attacked)",
+            *[max((s["misclassified"] for s in summaries[lb].values()), default=0) for lb in labels],
+        ],
+    ]
     grouped = {lb: {a: (s["successful"], s["attempted"]) for a, s in summaries[lb].items()} for lb in labels}
     return (
         _table(["attack", *labels], table + misc)
@@ -283,9 +352,14 @@ def _heatmap_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
         with tempfile.TemporaryDirectory() as tmp:
             png = Path(tmp) / "heatmap.png"
             plot_heatmap(pairs, png, title=run.label)
-            parts.append(img_tag(png.read_bytes(), f"confidence heat map {run.label}",
-                                 f"{run.label}: melanoma confidence before (x) and after (y) each attack, "
-                                 "attacked images only (the study's Figure 1n)."))
+            parts.append(
+                img_tag(
+                    png.read_bytes(),
+                    f"confidence heat map {run.label}",
+                    f"{run.label}: melanoma confidence before (x) and after (y) each attack, "
+                    "attacked images only (the study's Figure 1n).",
+                )
+            )
     return "".join(parts) or _empty("attack runs")
 
 
@@ -305,7 +379,12 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
         rows = rows_by_run[run.path]
         for attack in sorted({r["attack"] for r in rows}):
             rs = [r for r in rows if r["attack"] == attack and r.get("adversarial_path")]
-            rs.sort(key=lambda r: (r["outcome"] != "success", -(r.get("initial_conf") or 0) + (r.get("final_conf") or 0)))
+            rs.sort(
+                key=lambda r: (
+                    r["outcome"] != "success",
+                    -(r.get("initial_conf") or 0) + (r.get("final_conf") or 0),
+                )
+            )
             for r in rs[:per_attack]:
                 orig = _load_png(run.path / r["original_path"]) if r.get("original_path") else None
                 adv = _load_png(run.path / r["adversarial_path"])
@@ -313,15 +392,28 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                     continue
                 mel_before = _mel_conf(r, r.get("initial_probs"), r.get("initial_conf"), run)
                 mel_after = _mel_conf(r, r.get("final_probs"), r.get("final_conf"), run)
-                examples.append(figures.AttackExample(
-                    r["image_id"], attack, orig, adv, mel_before, mel_after, r["outcome"],
-                    show_difference=attack in DIFFERENCE_ATTACKS))
+                examples.append(
+                    figures.AttackExample(
+                        r["image_id"],
+                        attack,
+                        orig,
+                        adv,
+                        mel_before,
+                        mel_after,
+                        r["outcome"],
+                        show_difference=attack in DIFFERENCE_ATTACKS,
+                    )
+                )
         if examples:
-            parts.append(img_tag(figures.example_grid(examples, title=f"Example attacks: {run.label}"),
-                                 f"example attacks {run.label}",
-                                 "Left: unmodified; middle: adversarial; right (pixel-space attacks): absolute "
-                                 "difference, amplified so the largest change is white. Captions: melanoma "
-                                 "confidence p_mel/(p_mel+p_ben)."))
+            parts.append(
+                img_tag(
+                    figures.example_grid(examples, title=f"Example attacks: {run.label}"),
+                    f"example attacks {run.label}",
+                    "Left: unmodified; middle: adversarial; right (pixel-space attacks): absolute "
+                    "difference, amplified so the largest change is white. Captions: melanoma "
+                    "confidence p_mel/(p_mel+p_ben).",
+                )
+            )
     return "".join(parts) or _empty("attack runs with saved images")
 
 
@@ -330,8 +422,12 @@ def _mel_conf(row: dict[str, Any], probs: Any, conf: Any, run: Run) -> float:
 
     model = _attack_model(run)
     if probs:
-        v = melanoma_scores(probs, model.get("classes", []), model.get("melanoma_classes", ["mel"]),
-                            model.get("benign_classes", ["nv"]))
+        v = melanoma_scores(
+            probs,
+            model.get("classes", []),
+            model.get("melanoma_classes", ["mel"]),
+            model.get("benign_classes", ["nv"]),
+        )
         if math.isfinite(v):
             return v
     if conf is None:
@@ -344,9 +440,11 @@ def _provenance_section(runs: list[Run]) -> str:
         return _empty("runs")
     parts = []
     for run in runs:
-        parts.append(f"<details><summary>{esc(run.label)} — {esc(', '.join(run.kinds))} — "
-                     f"<code>{esc(run.path)}</code></summary><pre>{esc(json.dumps(run.info, indent=2, default=str))}"
-                     "</pre></details>")
+        parts.append(
+            f"<details><summary>{esc(run.label)} — {esc(', '.join(run.kinds))} — "
+            f"<code>{esc(run.path)}</code></summary><pre>{esc(json.dumps(run.info, indent=2, default=str))}"
+            "</pre></details>"
+        )
     return "".join(parts)
 
 
@@ -393,14 +491,22 @@ def build_report(
     if synthetic:
         overview.append(
             '<div class="warn"><strong>Synthetic data.</strong> These results were computed on procedurally '
-            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the pipeline "
-            "runs, not how any real classifier behaves. Run <code>dermadv demo --data /path/to/ISIC_2019</code> "
-            "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>")
-    overview.append(_table(["run", "kinds", "model", "folder"],
-                           [[r.path.name, ", ".join(r.kinds), r.model_name, str(r.path)] for r in parsed]))
+            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the "
+            "pipeline runs, not how any real classifier behaves. Run "
+            "<code>dermadv demo --data /path/to/ISIC_2019</code> "
+            "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>"
+        )
+    overview.append(
+        _table(
+            ["run", "kinds", "model", "folder"],
+            [[r.path.name, ", ".join(r.kinds), r.model_name, str(r.path)] for r in parsed],
+        )
+    )
     overview.extend(f"<p>{esc(n)}</p>" for n in notes)
-    overview.append(f'<p class="note">Generated {esc(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))} by '
-                    f"dermadv {esc(_version())}.</p>")
+    overview.append(
+        f'<p class="note">Generated {esc(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))} by '
+        f"dermadv {esc(_version())}.</p>"
+    )
 
     bodies = {
         "overview": "".join(overview),
@@ -415,8 +521,8 @@ def build_report(
     }
     nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS)
     doc = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{esc(title)}</h1><nav>{nav}</nav>\n"
         + "\n".join(_section(k, t, bodies[k]) for k, t in SECTIONS)

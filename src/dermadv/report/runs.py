@@ -51,6 +51,9 @@ class Run:
                 return str(m["name"])
             if isinstance(m, str) and m:
                 return m
+        settings = self.info.get("settings")
+        if isinstance(settings, dict) and settings.get("arch"):  # a `dermadv train` run (train.json)
+            return f"{settings['arch']}:best.pt"
         metrics = self.path / "metrics.json"
         if metrics.exists():
             m = read_json(metrics)
@@ -153,15 +156,10 @@ def read_predictions(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def read_history(run: Run) -> list[dict[str, Any]] | None:
-    """Per-epoch training history (list of dicts) from history.json / history.csv, or None."""
-    for name in ("history.json", "train_history.json"):
-        p = run.path / name
-        if p.exists():
-            h = read_json(p)
-            if isinstance(h, dict):
-                h = h.get("history") or h.get("epochs")
-            if isinstance(h, list) and h and isinstance(h[0], dict):
-                return h
+    """Per-epoch training history (list of flat dicts) from history.csv / history.json, or None.
+
+    Nested JSON entries (e.g. ``{"val": {"auc": {"value": ...}}}``) are flattened to ``val_auc``.
+    """
     p = run.path / "history.csv"
     if p.exists():
         with p.open(newline="", encoding="utf-8") as fh:
@@ -174,8 +172,30 @@ def read_history(run: Run) -> list[dict[str, Any]] | None:
                     except (TypeError, ValueError):
                         row[k] = v
                 out.append(row)
-            return out or None
+            if out:
+                return out
+    p = run.path / "history.json"
+    if p.exists():
+        h = read_json(p)
+        if isinstance(h, dict):
+            h = h.get("history") or h.get("epochs")
+        if isinstance(h, list) and h and isinstance(h[0], dict):
+            return [_flatten(e) for e in h]
     return None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            if "value" in v and isinstance(v["value"], (int, float)):
+                out[key] = v["value"]
+            else:
+                out.update(_flatten(v, key + "_"))
+        else:
+            out[key] = v
+    return out
 
 
 def find_paths(obj: Any, limit: int = 200) -> list[Path]:
