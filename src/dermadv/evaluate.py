@@ -402,7 +402,12 @@ def format_report(ev: Evaluation, model_name: str = "") -> str:
     n_excl = int((~ev.included).sum())
     lines = [
         f"{head}{len(ev.samples)} image(s) predicted in {ev.seconds:.1f} s"
-        + (f"; {n_excl} not melanoma/naevus, excluded from the metrics" if n_excl else ""),
+        + (f"; {n_excl} not melanoma/naevus, excluded from the metrics" if n_excl else "")
+        + (
+            f" ({ev.extra['resumed_predictions']} reused from an interrupted run)"
+            if ev.extra.get("resumed_predictions")
+            else ""
+        ),
         "",
         format_metrics_table(ev.metrics),
         "CIs: AUC DeLong; proportions Wilson score.",

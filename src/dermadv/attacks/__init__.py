@@ -23,8 +23,14 @@ import inspect
 from typing import Any
 
 from dermadv.attacks.base import Attack, AttackConfigError, AttackResult
+from dermadv.attacks.color import ColorAttack
 from dermadv.attacks.criteria import DIRECTIONS, Misclassification
 from dermadv.attacks.de import DEOptions, DESearch, differential_evolution
+from dermadv.attacks.evolutionary import EvolutionaryAttack
+from dermadv.attacks.fgsm import FGSM
+from dermadv.attacks.pgd import PGD
+from dermadv.attacks.pixel import PixelAttack
+from dermadv.attacks.rotation import RotationAttack
 
 #: name -> "module:Class"; extend with :func:`register_attack`.
 _REGISTRY: dict[str, str] = {
@@ -119,12 +125,18 @@ def make_attack(name: str, **options: Any) -> Attack:
 __all__ = [
     "ATTACK_NAMES",
     "DIRECTIONS",
+    "FGSM",
+    "PGD",
     "Attack",
     "AttackConfigError",
     "AttackResult",
+    "ColorAttack",
     "DEOptions",
     "DESearch",
+    "EvolutionaryAttack",
     "Misclassification",
+    "PixelAttack",
+    "RotationAttack",
     "attack_class",
     "attack_options",
     "available_attacks",

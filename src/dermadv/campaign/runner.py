@@ -481,10 +481,7 @@ def run_campaign(
     if batch_images < 1:
         raise DataError(f"--batch-images must be >= 1, got {batch_images}")
     names, notes = resolve_attacks(attacks, model)
-    options = dict(attack_options or {})
-    if options.get("batch_size") is None:  # cap images per forward pass at the runtime's preferred size
-        options["batch_size"] = getattr(model, "batch_size", None)
-    built = build_attacks(names, options)
+    built = build_attacks(names, attack_options or {})
     run_dir = Path(run_dir)
     settings = result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images)
     previous = check_run_info(run_dir, settings)

@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
             None,
             "--batch-size",
             min=1,
-            help="Images per forward pass (default: the model's preferred batch size).",
+            help="Cap on images per forward pass (default: a whole population in one pass).",
         ),
         popsize: int = typer.Option(None, "--popsize", min=1, help="Differential evolution population size."),
         max_generations: int = typer.Option(

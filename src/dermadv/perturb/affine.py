@@ -41,7 +41,7 @@ def _snap(v: np.ndarray) -> np.ndarray:
 
 
 def _theta(h: int, w: int, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """N x 2 x 3 affine_grid matrices (normalised coordinates, align_corners=False).
+    """N x 2 x 3 inverse affine maps in grid_sample's normalised coordinates (align_corners=False).
 
     With align_corners=False a normalised coordinate g is (g * W / 2) pixels from the centre, so the
     inverse map ``src = R(-angle) (out - centre - shift) + centre`` becomes this matrix.
