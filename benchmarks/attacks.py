@@ -325,8 +325,8 @@ def bench_peers(
         "rotation": {},
     }
 
-    def ours(name: str, popsize: int) -> Callable:
-        attack = make_attack(name, popsize=popsize, maxiter=maxiter, batch_size=bs)
+    def ours(name: str, popsize: int, threshold: float = 0.9) -> Callable:
+        attack = make_attack(name, popsize=popsize, maxiter=maxiter, batch_size=bs, threshold=threshold)
 
         def run(image: np.ndarray, image_id: str, seed: int) -> tuple[np.ndarray, int]:
             r = attack.run(model, image, None, image_id=image_id, seed=seed)
@@ -334,8 +334,12 @@ def bench_peers(
 
         return run
 
+    # the study's stop (P(benign) > 0.9) searches on after the first misclassification; peers stop at
+    # the first one, so "stop at first success" (threshold 0.5) is the like-for-like query count
     runners["pixel"]["dermadv"] = ours("pixel", popsize_pixel)
+    runners["pixel"]["dermadv, stop at first success"] = ours("pixel", popsize_pixel, 0.5)
     runners["rotation"]["dermadv"] = ours("rotation", popsize_rot)
+    runners["rotation"]["dermadv, stop at first success"] = ours("rotation", popsize_rot, 0.5)
     label_mel = torch.tensor([model.melanoma_indices[0]])
     try:
         import torchattacks
@@ -456,6 +460,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n-images", type=int, default=8)
     ap.add_argument("--quick", action="store_true", help="small budgets (popsize 3, 5 generations)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--batch-sizes", default=None, help="batch sizes to time (default 1,2,4,...,128[,256])")
     ap.add_argument("--attacks", default="pixel,color,rotation", help="black-box attacks for parts 1-2")
     ap.add_argument("--no-peers", action="store_true", help="skip part 3 (peer libraries)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared CPU)")
@@ -473,7 +478,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"model {model.name}: input {model.input_size}, setup {t_model:.1f}s", file=sys.stderr)
     images = correct_melanomas(model, args.n_images)
     sizes = [1, 2, 4, 8, 16, 32, 64, 128] + ([] if args.quick else [256])
-    tp = throughput(model, images, sizes, min_images=64 if args.quick else 256)
+    if args.batch_sizes:
+        sizes = [int(b) for b in args.batch_sizes.split(",")]
+    tp = throughput(
+        model, images, sizes, min_images=16 if args.model == "sklesion" else 64 if args.quick else 256
+    )
     bs = pick_batch_size(tp)
     print(
         "throughput (images/s) by batch size: "

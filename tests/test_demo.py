@@ -61,13 +61,26 @@ def test_synthetic_classes_differ_as_described(tmp_path):
 def test_demo_small_end_to_end(tmp_path):
     out = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "dermadv.cli", "demo", "--size", "small", "--out", str(out), "--json",
-         "--no-progress"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "dermadv.cli",
+            "demo",
+            "--size",
+            "small",
+            "--out",
+            str(out),
+            "--json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout)
-    assert res["synthetic"] is True and "SYNTHETIC" in proc.stderr and "--data /path/to/ISIC_2019" in proc.stderr
+    assert res["synthetic"] is True and "SYNTHETIC" in proc.stderr
+    assert "--data /path/to/ISIC_2019" in proc.stderr
     report = Path(res["report"])
     assert report == out / "report.html" and report.exists()
     html = report.read_text(encoding="utf-8")
@@ -79,8 +92,15 @@ def test_demo_small_end_to_end(tmp_path):
     for b64 in pngs:
         Image.open(io.BytesIO(base64.b64decode(b64))).verify()
     # every step ran and left its files
-    for f in ("split.csv", "train/best.pt", "evaluation/metrics.json", "evaluation/predictions.csv",
-              "perturbation/perturbation.csv", "attacks/results.sqlite", "demo.json"):
+    for f in (
+        "split.csv",
+        "train/best.pt",
+        "evaluation/metrics.json",
+        "evaluation/predictions.csv",
+        "perturbation/perturbation.csv",
+        "attacks/results.sqlite",
+        "demo.json",
+    ):
         assert (out / f).exists(), f
     rows = json.loads((out / "perturbation" / "perturbation.json").read_text())["rows"]
     assert len(rows) == 1 + 20 + 4

@@ -223,8 +223,15 @@ def test_sweep_counts_resume_and_files(samples, tmp_path):
     third = run_sweep(model, samples, out, SPECS, batch_size=16, progress=False)
     assert third.computed == ["shift:g:+10"] and third.rows == res.rows
     # without room to keep the inputs in memory, batches are decoded again: same numbers
-    lean = run_sweep(model, samples, tmp_path / "lean", "rot45,shift:r:+50", batch_size=16, progress=False,
-                     memory_limit_mb=0)
+    lean = run_sweep(
+        model,
+        samples,
+        tmp_path / "lean",
+        "rot45,shift:r:+50",
+        batch_size=16,
+        progress=False,
+        memory_limit_mb=0,
+    )
     assert lean.rows == [rows["none"], rows["rot:45"], rows["shift:r:+50"]]
     # another threshold means other results: refuse to mix them in one run folder
     with pytest.raises(DermadvError, match="different model"):

@@ -42,6 +42,8 @@ from dermadv.errors import DataError, DermadvError, ModelError
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 #: Prepared images a worker keeps (an image's attacks may land on the same worker).
 IMAGE_CACHE_SIZE = 256
+#: A sweep worker keeps the whole prepared image set in memory up to this size (as ``run_sweep``).
+SWEEP_MEMORY_LIMIT_MB = 2048
 
 
 # ----- what workers load ------------------------------------------------------------------------
@@ -168,7 +170,8 @@ class DermadvWorker:
         corruption = parse_one(spec)
         ids = tuple(s.image_id for s in samples)
         prepared = None
-        if not corruption.file_level:
+        need_mb = len(samples) * int(np.prod(self.model.input_size)) * 3 / 2**20
+        if not corruption.file_level and need_mb <= SWEEP_MEMORY_LIMIT_MB:  # else loaded per batch
             if self.sweep_images is None or self.sweep_images[0] != ids:
                 self.sweep_images = (ids, load_prepared_images(self.model, samples, batch_size))
             prepared = self.sweep_images[1]

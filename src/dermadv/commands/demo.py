@@ -44,18 +44,17 @@ def register(app: typer.Typer) -> None:
             typer.echo(message, err=as_json)
 
         result = run_demo(data=data, out=out, size=size, progress=progress, log=log, sklesion=sklesion)
-        if as_json:
-            typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
-            return
-        typer.echo("")
-        typer.echo(f"report: {result.report.resolve()}  (open it in a browser; it works offline)")
-        typer.echo(f"all outputs: {result.out.resolve()}  ({result.seconds:.0f} s)")
         if result.synthetic:
             typer.secho(
                 "These results are on SYNTHETIC images, not dermoscopy: they show the pipeline works, "
                 "nothing about real classifiers.",
                 fg=typer.colors.YELLOW,
-                err=False,
+                err=as_json,
             )
-            typer.echo(ISIC_HINT)
+            typer.echo(ISIC_HINT, err=as_json)
+        if as_json:
+            typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+            return
+        typer.echo(f"report: {result.report.resolve()}  (open it in a browser; it works offline)")
+        typer.echo(f"all outputs: {result.out.resolve()}  ({result.seconds:.0f} s)")
         sys.stdout.flush()

@@ -112,6 +112,7 @@ def _example_inputs(model: Classifier, n: int = 2) -> tuple[Any, ...]:
 
     h, w = model.input_size
     pixels = torch.rand(n, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255
+    pixels = pixels.to(getattr(model, "device", "cpu"))  # torch models on a GPU export from there
     if isinstance(model, KerasClassifier) and model.needs_metadata:
         counts = getattr(model.metadata_encoder, "counts", None)
         saved = dict(counts) if isinstance(counts, dict) else None

@@ -70,7 +70,7 @@ class KerasClassifier(Classifier):
         decoder: str = "pil",
         resize_method: str = "bilinear",
         metadata_encoder: Callable[..., Any] | None = None,
-        batch_size: int = 16,
+        batch_size: int = 32,
         metadata_encoder_spec: str | None = None,
     ) -> None:
         super().__init__()
@@ -185,7 +185,7 @@ class KerasClassifier(Classifier):
             resize_method=resize or "bilinear",
             metadata_encoder=load_metadata_encoder(metadata_encoder, str(path)),
             metadata_encoder_spec=metadata_encoder if isinstance(metadata_encoder, str) else None,
-            batch_size=int(batch_size or 16),
+            batch_size=int(batch_size or 32),
         )
 
     # ----- forward ------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ class KerasClassifier(Classifier):
         if self.layout == "NHWC":
             x = x.permute(0, 2, 3, 1)
         if extra:
-            inputs = list(extra)
+            inputs = [e.to(x.device, torch.float32) for e in extra]
             inputs.insert(self._image_index, x)
             out = self.model(inputs, training=False)
         else:

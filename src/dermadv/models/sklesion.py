@@ -255,7 +255,7 @@ def load_sklesion(
         decoder=decoder,
         resize_method="bilinear-noaa",
         metadata_encoder=SklesionMetadata(props),
-        batch_size=int(batch_size or 16),
+        batch_size=int(batch_size or 32),
     )
     return clf
 
