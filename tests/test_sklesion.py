@@ -25,7 +25,7 @@ def _meta(sample: Sample) -> dict:
 
 @pytest.fixture(scope="module")
 def sklesion():
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # on a shared 2-core machine one thread is many times faster than two
     return load_model("sklesion")
 
 

@@ -183,7 +183,8 @@ def _make_split(data: Path, out: Path, plan: DemoPlan, log: Callable[[str], None
 
 
 def _pick_melanomas(eval_dir: Path, samples: list[Any], k: int) -> list[Any]:
-    """Up to k validation melanomas, those the model got right first (they are the ones attacked)."""
+    """Up to k validation melanomas: those the model got right first (the study attacks only those),
+    least confident first."""
     import csv
 
     scores: dict[str, float] = {}
@@ -192,7 +193,9 @@ def _pick_melanomas(eval_dir: Path, samples: list[Any], k: int) -> list[Any]:
         with pred.open(newline="") as fh:
             scores = {r["image_id"]: float(r["melanoma_score"]) for r in csv.DictReader(fh)}
     mels = [s for s in samples if s.diagnosis == "mel"]
-    mels.sort(key=lambda s: (scores.get(s.image_id, 0.0) < 0.5, s.image_id))
+    # correctly classified first, least confident first: the study attacks correctly classified
+    # melanomas, and a small search budget shows more on those nearer the decision threshold
+    mels.sort(key=lambda s: (scores.get(s.image_id, 0.0) < 0.5, scores.get(s.image_id, 0.0), s.image_id))
     return mels[:k]
 
 
@@ -209,7 +212,9 @@ def _screen_melanomas(
     images = [model.load_image(str(s.path)) for s in mels]
     meta = [s.metadata() for s in mels] if getattr(model, "needs_metadata", False) else None
     scores = melanoma_score(model, model.predict_proba(images, metadata=meta))
-    order = sorted(range(len(mels)), key=lambda i: -scores[i])
+    order = sorted(
+        range(len(mels)), key=lambda i: (scores[i] < 0.5, scores[i] if scores[i] >= 0.5 else -scores[i])
+    )
     n_right = int((scores >= 0.5).sum())
     log(f"   {model.name} calls {n_right}/{len(mels)} melanomas melanoma; attacking {min(k, len(mels))}")
     return [mels[i] for i in order[:k]]

@@ -70,7 +70,7 @@ class KerasClassifier(Classifier):
         decoder: str = "pil",
         resize_method: str = "bilinear",
         metadata_encoder: Callable[..., Any] | None = None,
-        batch_size: int = 32,
+        batch_size: int = 8,  # best measured on CPU (benchmarks/adapters.py)
         metadata_encoder_spec: str | None = None,
     ) -> None:
         super().__init__()
@@ -185,7 +185,7 @@ class KerasClassifier(Classifier):
             resize_method=resize or "bilinear",
             metadata_encoder=load_metadata_encoder(metadata_encoder, str(path)),
             metadata_encoder_spec=metadata_encoder if isinstance(metadata_encoder, str) else None,
-            batch_size=int(batch_size or 32),
+            batch_size=int(batch_size or 8),
         )
 
     # ----- forward ------------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def load_sklesion(
         decoder=decoder,
         resize_method="bilinear-noaa",
         metadata_encoder=SklesionMetadata(props),
-        batch_size=int(batch_size or 32),
+        batch_size=int(batch_size or 8),
     )
     return clf
 
@@ -296,7 +296,12 @@ def load_sklesion_onnx(
             path.unlink(missing_ok=True)
             raise ModelError(f"sklesion's ONNX export differs from the Keras model by {diff:.3g}; not cached")
     clf = OnnxClassifier.from_file(
-        path, device=device, decoder=decoder, batch_size=batch_size, threads=threads, name="sklesion-onnx"
+        path,
+        device=device,
+        decoder=decoder,
+        batch_size=batch_size or 8,
+        threads=threads,
+        name="sklesion-onnx",
     )
     clf.notes = sklesion_notes
     return clf

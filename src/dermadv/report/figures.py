@@ -171,6 +171,7 @@ def example_grid(examples: Sequence[AttackExample], title: str = "Example attack
             a.set_xticks([])
             a.set_yticks([])
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _png(fig)
 
 
