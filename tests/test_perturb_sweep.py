@@ -210,6 +210,10 @@ def test_sweep_counts_resume_and_files(samples, tmp_path):
     # files
     table = _read_csv(out / "perturbation.csv")
     assert [t["perturbation"] for t in table] == list(rows)
+    for t in table:  # the study's table: accuracy to three decimals
+        assert len(t["accuracy"].split(".")[1]) == 3
+        assert float(t["accuracy"]) == rows[t["perturbation"]]["accuracy"]
+        assert int(t["correct"]) + int(t["false_negatives"]) + int(t["false_positives"]) == n
     assert (out / "perturbation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete" and info["model"]["name"] == "brightness" and info["data_hash"]

@@ -45,6 +45,7 @@ def model_from_cli(
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.chmod(tmp, 0o644)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2, default=str)
     os.replace(tmp, path)

@@ -151,6 +151,7 @@ def _atomic_target(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary shareable file
     return Path(tmp)
 
 

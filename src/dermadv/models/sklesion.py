@@ -276,7 +276,7 @@ def load_sklesion_onnx(
 
     The export (about 20 s) is verified against the Keras model and cached under :func:`cache_dir`.
     """
-    from dermadv.models.export import export_onnx
+    from dermadv.models.export import FORMAT_VERSION, export_onnx
     from dermadv.models.onnx_adapter import OnnxClassifier
 
     if unknown:
@@ -284,7 +284,7 @@ def load_sklesion_onnx(
             f"sklesion-onnx: unknown option(s) {sorted(unknown)}; known: decoder, batch_size, threads"
         )
     src = package_dir() / "model.keras"
-    path = cache_dir() / f"sklesion-{package_version()}-{src.stat().st_size}.onnx"
+    path = cache_dir() / f"sklesion-{package_version()}-{src.stat().st_size}-v{FORMAT_VERSION}.onnx"
     if not path.is_file():
         keras_model = load_sklesion(decoder=decoder)
         export_onnx(keras_model, path)

@@ -394,6 +394,21 @@ def run_sweep(
     return result
 
 
+_THREE_DECIMALS = (
+    "accuracy",
+    "delta_accuracy",
+    "delta_ci_low",
+    "delta_ci_high",
+    "sensitivity",
+    "specificity",
+)
+
+
+def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Proportions written with exactly three decimals (0.780, not 0.78); missing values empty."""
+    return {k: ("" if v is None else f"{v:.3f}" if k in _THREE_DECIMALS else v) for k, v in row.items()}
+
+
 def _write_outputs(
     out: Path,
     rows: list[dict[str, Any]],
@@ -407,7 +422,7 @@ def _write_outputs(
     with tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(SUMMARY_COLUMNS))
         w.writeheader()
-        w.writerows(rows)
+        w.writerows(_csv_row(r) for r in rows)
     os.replace(tmp, out / "perturbation.csv")
     tmp = out / ".perturbation_scores.csv.tmp"
     with tmp.open("w", newline="", encoding="utf-8") as fh:

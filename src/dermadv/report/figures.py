@@ -140,11 +140,12 @@ class AttackExample:
 
 
 def amplified_difference(original: np.ndarray, adversarial: np.ndarray) -> tuple[np.ndarray, float]:
-    """|adversarial - original| scaled so the largest change is white; returns (image, factor)."""
-    d = np.abs(adversarial.astype(np.int16) - original.astype(np.int16)).max(axis=2)
-    peak = int(d.max())
-    factor = 255.0 / peak if peak else 1.0
-    return np.clip(d * factor, 0, 255).astype(np.uint8), factor
+    """Signed difference, amplified: mid-grey = unchanged, brighter/darker = channel raised/lowered,
+    scaled so the largest change reaches 0 or 255. Returns (uint8 RGB image, amplification factor)."""
+    d = adversarial.astype(np.int16) - original.astype(np.int16)
+    peak = int(np.abs(d).max())
+    factor = 127.0 / peak if peak else 1.0
+    return np.clip(128 + d * factor, 0, 255).astype(np.uint8), factor
 
 
 def example_grid(examples: Sequence[AttackExample], title: str = "Example attacks") -> bytes:
@@ -163,15 +164,15 @@ def example_grid(examples: Sequence[AttackExample], title: str = "Example attack
         if ncols == 3:
             if e.show_difference:
                 diff, factor = amplified_difference(e.original, e.adversarial)
-                ax[2].imshow(diff, cmap="magma", vmin=0, vmax=255)
-                ax[2].set_title(f"|difference| ×{factor:.0f}", fontsize=7)
+                ax[2].imshow(diff)
+                ax[2].set_title(f"difference ×{factor:.0f}\n(grey = unchanged)", fontsize=7)
             else:
                 ax[2].set_visible(False)
         for a in ax:
             a.set_xticks([])
             a.set_yticks([])
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.75 * len(examples))))
     return _png(fig)
 
 

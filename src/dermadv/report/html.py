@@ -409,9 +409,9 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                 img_tag(
                     figures.example_grid(examples, title=f"Example attacks: {run.label}"),
                     f"example attacks {run.label}",
-                    "Left: unmodified; middle: adversarial; right (pixel-space attacks): absolute "
-                    "difference, amplified so the largest change is white. Captions: melanoma "
-                    "confidence p_mel/(p_mel+p_ben).",
+                    "Left: unmodified; middle: adversarial; right (pixel-space attacks): signed "
+                    "difference, amplified so the largest change reaches black or white (grey = "
+                    "unchanged). Captions: melanoma confidence p_mel/(p_mel+p_ben).",
                 )
             )
     return "".join(parts) or _empty("attack runs with saved images")
