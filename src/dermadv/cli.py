@@ -37,30 +37,19 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point: user errors print one clear line and exit with status 2."""
+    """Console-script entry point.
+
+    Typer/click handle usage errors themselves (message + exit status 2); a user error raised by
+    dermadv (:class:`DermadvError`) prints one clear line, no traceback, and exits with status 2.
+    """
     try:
-        rc = app(standalone_mode=False)
-        # In non-standalone mode click returns (not raises) the code of `raise typer.Exit(code)`.
-        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
-            sys.exit(rc)
+        app()
     except DermadvError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
     except KeyboardInterrupt:
         typer.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -96,11 +96,11 @@ PLANS: dict[str, DemoPlan] = {
         lr_schedule="cosine",
         val_fraction=0.25,
         perturbations="study,hue:0.05,blur:1.5,jpeg:75,brightness:1.2,decoder:other",
-        attack_images=5,
-        popsize=4,
-        max_generations=10,
+        attack_images=8,
+        popsize=8,
+        max_generations=15,
         eps=(1.0, 2.0, 4.0, 8.0),
-        sklesion_images=2,
+        sklesion_images=3,
         sklesion_attacks=("color", "rotation"),
         sklesion_popsize=3,
         sklesion_generations=3,
@@ -390,7 +390,9 @@ def run_demo(
             notes.append(f"sklesion not attacked: {exc}")
             log(f"   skipped: {exc}")
         else:
-            sk_targets = _screen_melanomas(sk, val, plan.sklesion_images, log)
+            sk_targets = _screen_melanomas(
+                sk, val, plan.sklesion_images, log, max(12, 8 * plan.sklesion_images)
+            )
             opts = {"popsize": plan.sklesion_popsize, "max_generations": plan.sklesion_generations}
             run_campaign(
                 sk,

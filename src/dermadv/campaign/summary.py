@@ -18,6 +18,7 @@ import numpy as np
 
 from dermadv.campaign.runner import read_run_info
 from dermadv.campaign.store import ResultsStore, atomic_write_bytes, atomic_write_json
+from dermadv.metrics import wilson_ci as metrics_wilson_ci
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "attack",
@@ -37,29 +38,11 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _wilson_ci(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for k successes out of n (nan, nan when n == 0)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def wilson_ci(k: int, n: int) -> tuple[float, float]:
-    """95% Wilson interval; uses dermadv.metrics.wilson_ci when that module provides it."""
-    try:
-        from dermadv.metrics import wilson_ci as metrics_wilson
-    except ImportError:
-        return _wilson_ci(k, n)
+    """95% Wilson interval of k successes in n attempts (nan, nan when nothing was attempted)."""
     if n == 0:
         return float("nan"), float("nan")
-    out = metrics_wilson(k, n)
-    lo, hi = (out["ci_low"], out["ci_high"]) if isinstance(out, Mapping) else (out[0], out[1])
-    p = k / n  # guard against rounding (e.g. a lower bound of 5e-17 at k = 0)
-    return min(float(lo), p), max(float(hi), p)
+    return metrics_wilson_ci(k, n)
 
 
 def _median(values: Sequence[float]) -> float:

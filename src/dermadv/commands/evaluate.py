@@ -7,12 +7,7 @@ from pathlib import Path
 
 import typer
 
-
-def _split_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    return items or None
+from dermadv.commands import common
 
 
 def register(app: typer.Typer) -> None:
@@ -20,9 +15,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_command(
-        model: str = typer.Option(
-            ..., "--model", help="Model: checkpoint/TorchScript/Keras/ONNX file, name, or module:function."
-        ),
+        model: str = common.model_option(),
+        model_option: list[str] = common.model_options_option(),
         data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV; with it only --subset images are used."),
         subset: str = typer.Option(
@@ -37,12 +31,8 @@ def register(app: typer.Typer) -> None:
         isic_submission: bool = typer.Option(
             False, "--isic-submission", help="Also write an ISIC 2019 challenge submission CSV (needs --out)."
         ),
-        melanoma_classes: str = typer.Option(
-            None, help="Model classes counted as melanoma (comma-separated)."
-        ),
-        benign_classes: str = typer.Option(
-            None, help="Model classes counted as benign naevus (comma-separated)."
-        ),
+        melanoma_classes: str = common.melanoma_classes_option(),
+        benign_classes: str = common.benign_classes_option(),
         batch_size: int = typer.Option(None, help="Inference batch size (default: the model's)."),
         device: str = typer.Option(None, help="Torch device for torch models (cpu, cuda) (default: auto)."),
         threads: int = typer.Option(0, help="torch CPU threads for torch models (0: torch's default)."),
@@ -55,7 +45,6 @@ def register(app: typer.Typer) -> None:
         from dermadv.data import load_dataset, select_samples
         from dermadv.errors import DermadvError
         from dermadv.evaluate import evaluate_model, format_report, write_evaluation
-        from dermadv.models.registry import load_model
 
         if isic_submission and out is None:
             raise DermadvError("--isic-submission needs --out DIR to write the submission file into")
@@ -66,15 +55,10 @@ def register(app: typer.Typer) -> None:
 
             torch.set_num_threads(threads)
         use_subset = subset if subset is not None else ("val" if split is not None else None)
-        clf = load_model(
-            model,
-            melanoma_classes=_split_list(melanoma_classes),
-            benign_classes=_split_list(benign_classes),
-            device=device,
-        )
+        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         dataset = load_dataset(data, progress=not no_progress)
         samples = select_samples(
-            dataset, split=split, subset=use_subset, classes=None, ids=_split_list(ids), limit=limit
+            dataset, split=split, subset=use_subset, classes=None, ids=common.split_list(ids), limit=limit
         )
         ev = evaluate_model(
             clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress, resume_dir=out
@@ -87,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 "dataset": dataset.describe(),
                 "split": None if split is None else str(Path(split).resolve()),
                 "subset": use_subset,
-                "ids": _split_list(ids),
+                "ids": common.split_list(ids),
                 "limit": limit,
                 "hash": dataset_hash(samples),
             }

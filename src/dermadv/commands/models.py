@@ -10,6 +10,8 @@ from typing import Any
 
 import typer
 
+from dermadv.commands.common import load_cli_model
+
 models_app = typer.Typer(
     help="List, describe and export models (any framework, one interface).", no_args_is_help=True
 )
@@ -17,29 +19,6 @@ models_app = typer.Typer(
 MODEL_HELP = "Model: a registered name (see `dermadv models list`), a model file, or module:function."
 CLASSES_HELP = "Class names in the model's output order, comma-separated (for files without metadata)."
 OPTION_HELP = "Adapter option KEY=VALUE (repeatable): input_size, mean, std, normalize, output, decoder..."
-
-
-def model_from_cli(
-    model: str,
-    classes: str | None = None,
-    model_option: list[str] | None = None,
-    melanoma_classes: str | None = None,
-    benign_classes: str | None = None,
-    device: str | None = None,
-) -> Any:
-    """Load a model from the usual CLI options (reusable by other commands)."""
-    from dermadv.models.registry import as_classes, load_model, parse_model_options
-
-    options: dict[str, Any] = parse_model_options(model_option)
-    if classes:
-        options["classes"] = classes
-    return load_model(
-        model,
-        melanoma_classes=as_classes(melanoma_classes, "--melanoma-classes"),
-        benign_classes=as_classes(benign_classes, "--benign-classes"),
-        device=device,
-        **options,
-    )
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -97,7 +76,7 @@ def describe(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load a model and show what it is: classes, groups, input size, decoder, preprocessing."""
-    clf = model_from_cli(model, classes, model_option, melanoma_classes, benign_classes, device)
+    clf = load_cli_model(model, model_option, melanoma_classes, benign_classes, device, classes=classes)
     d = clf.describe()
     if json_out:
         typer.echo(json.dumps(d, indent=2, default=str))
@@ -129,7 +108,7 @@ def export_onnx_cmd(
 
     if out.suffix.lower() != ".onnx":
         raise ModelError(f"--out {out}: the file name must end in .onnx")
-    clf = model_from_cli(model, classes, model_option, device="cpu")
+    clf = load_cli_model(model, model_option, device="cpu", classes=classes)
     typer.echo(f"exporting {clf.name} ({type(clf).__name__}) to {out} ...", err=True)
     export_onnx(clf, out, opset=opset)
     onnx_model = OnnxClassifier.from_file(out)
@@ -162,7 +141,7 @@ def export_torchscript_cmd(
     from dermadv.models.export import compare_probs, export_torchscript
     from dermadv.models.torchscript_adapter import TorchScriptClassifier
 
-    clf = model_from_cli(model, device="cpu")
+    clf = load_cli_model(model, device="cpu")
     export_torchscript(clf, out)
     ts = TorchScriptClassifier.from_file(out, device="cpu")
     images, metadata, what = _verification_inputs(clf, data, n_verify)

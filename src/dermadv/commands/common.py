@@ -1,0 +1,68 @@
+"""Options and helpers shared by the commands that take ``--model`` (evaluate, perturb, attack, models)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+MODEL_HELP = (
+    "Model: dermadv checkpoint, TorchScript (.pt/.ts), Keras (.keras), ONNX (.onnx), a registered name "
+    "(e.g. sklesion; see `dermadv models list`) or package.module:function."
+)
+
+
+def model_option() -> Any:
+    return typer.Option(..., "--model", help=MODEL_HELP)
+
+
+def model_options_option() -> Any:
+    return typer.Option(
+        None,
+        "--model-option",
+        "-o",
+        help="Adapter option KEY=VALUE (repeatable), e.g. classes=nv,mel input_size=224 output=probs.",
+    )
+
+
+def melanoma_classes_option() -> Any:
+    return typer.Option(
+        None, "--melanoma-classes", help="Model classes counted as melanoma (comma-separated)."
+    )
+
+
+def benign_classes_option() -> Any:
+    return typer.Option(
+        None, "--benign-classes", help="Model classes counted as benign naevus (comma-separated)."
+    )
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; None or empty -> None."""
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    return items or None
+
+
+def load_cli_model(
+    model: str,
+    model_option: list[str] | None = None,
+    melanoma_classes: str | None = None,
+    benign_classes: str | None = None,
+    device: str | None = None,
+    classes: str | None = None,
+) -> Any:
+    """Load ``--model`` with its adapter options and class-group overrides (every command's one path)."""
+    from dermadv.models.registry import as_classes, load_model, parse_model_options
+
+    options: dict[str, Any] = parse_model_options(model_option)
+    if classes:
+        options["classes"] = classes
+    return load_model(
+        model,
+        melanoma_classes=as_classes(melanoma_classes, "--melanoma-classes"),
+        benign_classes=as_classes(benign_classes, "--benign-classes"),
+        device=device,
+        **options,
+    )
