@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_write_text
 from dermadv.labels import canonical_diagnosis
 from dermadv.metrics import binary_metrics, format_confusion, format_metrics_table, melanoma_score
 
@@ -242,15 +243,6 @@ def evaluate_model(
 
 
 # ----- output files -------------------------------------------------------------------------------
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def predictions_csv(ev: Evaluation) -> str:
@@ -359,13 +351,13 @@ def write_evaluation(
         "confusion_json": out / "confusion.json",
         "roc": out / "roc.png",
     }
-    _write_text(files["predictions"], predictions_csv(ev))
-    _write_text(files["confusion_txt"], format_confusion(ev.metrics["confusion"]) + "\n")
-    _write_text(files["confusion_json"], json.dumps(ev.metrics["confusion"], indent=2) + "\n")
+    atomic_write_text(files["predictions"], predictions_csv(ev))
+    atomic_write_text(files["confusion_txt"], format_confusion(ev.metrics["confusion"]) + "\n")
+    atomic_write_text(files["confusion_json"], json.dumps(ev.metrics["confusion"], indent=2) + "\n")
     plot_roc(ev, files["roc"])
     if isic_submission:
         files["isic_submission"] = out / "isic_submission.csv"
-        _write_text(files["isic_submission"], isic_submission_csv(ev))
+        atomic_write_text(files["isic_submission"], isic_submission_csv(ev))
     excluded: dict[str, int] = {}
     for s, inc in zip(ev.samples, ev.included, strict=True):
         if not inc:
@@ -391,7 +383,7 @@ def write_evaluation(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "files": {k: p.name for k, p in files.items() if k != "metrics"},
     }
-    _write_text(files["metrics"], json.dumps(record, indent=2, default=str) + "\n")
+    atomic_write_text(files["metrics"], json.dumps(record, indent=2, default=str) + "\n")
     (out / ".predictions.partial.jsonl").unlink(missing_ok=True)  # complete: nothing left to resume
     return files
 

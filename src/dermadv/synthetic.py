@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
+from dermadv.fileio import atomic_write_text
+
 #: Columns of the ISIC 2019 ground-truth CSV, in the published order.
 ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
@@ -141,10 +143,6 @@ def make_lesion_image(rng: np.random.Generator, size: int, melanoma: bool) -> np
     return np.asarray(out, dtype=np.uint8)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def generate_dataset(
@@ -214,7 +212,7 @@ def generate_dataset(
         "seed": seed,
         "jpeg_quality": jpeg_quality,
     }
-    _atomic_write_text(
+    atomic_write_text(
         root / MARKER_FILE,
         "SYNTHETIC images drawn by dermadv.synthetic (not dermoscopy, not medical data).\n"
         "Melanoma-class blobs are asymmetric, irregularly bordered and variegated; naevus-class blobs\n"

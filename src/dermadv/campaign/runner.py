@@ -26,8 +26,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from dermadv.campaign.seeds import job_seed
-from dermadv.campaign.store import ResultsStore, atomic_write_json
+from dermadv.campaign.store import ResultsStore
 from dermadv.errors import DataError, ModelError, ModelOutputError
+from dermadv.fileio import atomic_write_json
 
 DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
 #: Which data diagnoses an attack direction starts from, and the model-class group they belong to.

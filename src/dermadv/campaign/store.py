@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import sqlite3
 import time
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_write_bytes
 
 DB_NAME = "results.sqlite"
 IMAGES_DIR = "images"
@@ -83,16 +83,8 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=_json_default, sort_keys=True)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers (and a rerun after a kill) see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
 
 
 def write_png(path: Path, image: np.ndarray) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from dermadv.campaign.runner import read_run_info
-from dermadv.campaign.store import ResultsStore, atomic_write_bytes, atomic_write_json
+from dermadv.campaign.store import ResultsStore
+from dermadv.fileio import atomic_write_bytes, atomic_write_json
 from dermadv.metrics import wilson_ci as metrics_wilson_ci
 
 SUMMARY_COLUMNS: tuple[str, ...] = (

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from dermadv.commands.common import load_cli_model
+from dermadv.fileio import atomic_write_json
 
 models_app = typer.Typer(
     help="List, describe and export models (any framework, one interface).", no_args_is_help=True
@@ -21,13 +20,6 @@ CLASSES_HELP = "Class names in the model's output order, comma-separated (for fi
 OPTION_HELP = "Adapter option KEY=VALUE (repeatable): input_size, mean, std, normalize, output, decoder..."
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.chmod(tmp, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=2, default=str)
-    os.replace(tmp, path)
 
 
 def _verification_inputs(model: Any, data: Path | None, n: int) -> tuple[list[Any], list[Any] | None, str]:
@@ -115,7 +107,7 @@ def export_onnx_cmd(
     images, metadata, what = _verification_inputs(clf, data, n_verify)
     diff = compare_probs(clf, onnx_model, images, metadata)
     typer.echo(f"verified on {what}: max abs probability difference ONNX vs source = {diff:.3g}")
-    _write_json(
+    atomic_write_json(
         Path(f"{out}.json"),
         {
             "onnx": str(out),

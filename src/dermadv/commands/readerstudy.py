@@ -234,8 +234,8 @@ def export(
     db: str | None = DbOpt,
 ) -> None:
     """Export answers as CSV (atomically written)."""
+    from dermadv.fileio import atomic_write_text
     from dermadv.readerstudy.store import export_csv_text, original_csv_text
-    from dermadv.readerstudy.study import atomic_write_text
 
     store = _store(study_dir, db)
     rows = store.export_rows()

@@ -11,9 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from pathlib import Path
 
 from dermadv.data.dataset import Dataset, Sample, load_dataset, warn_problems
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_write_text
 from dermadv.labels import DIAGNOSES, canonical_diagnosis
 
 SUBSETS: tuple[str, ...] = ("train", "val", "test")
@@ -167,16 +166,6 @@ def sidecar_path(split_csv: str | Path) -> Path:
     return p.with_suffix(".json") if p.suffix.lower() == ".csv" else p.with_name(p.name + ".json")
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path`` then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def make_split(

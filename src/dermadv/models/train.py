@@ -21,7 +21,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 
 from dermadv.data.cache import ImageCache, default_cache_dir
 from dermadv.errors import DataError, DermadvError
+from dermadv.fileio import atomic_write_text
 from dermadv.models.augment import Augmentation, augment
 from dermadv.models.checkpoint import (
     IMAGENET_MEAN,
@@ -208,16 +208,6 @@ def _worker_init(worker_id: int) -> None:  # pragma: no cover - runs in DataLoad
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to ``path`` atomically."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _file_sha256(path: Path) -> str:
@@ -610,7 +600,7 @@ class Trainer:
             "device": device,
             "summary": result.summary(),
         }
-        write_atomic(self.out / "train.json", json.dumps(info, indent=2, default=str) + "\n")
+        atomic_write_text(self.out / "train.json", json.dumps(info, indent=2, default=str) + "\n")
         return result
 
     # -- validation --
@@ -646,7 +636,7 @@ class Trainer:
         )
 
     def _write_history(self, history: list[dict[str, Any]]) -> None:
-        write_atomic(self.out / "history.json", json.dumps(history, indent=2) + "\n")
+        atomic_write_text(self.out / "history.json", json.dumps(history, indent=2) + "\n")
         buf = io.StringIO()
         cols = [
             "epoch",
@@ -680,7 +670,7 @@ class Trainer:
                     r["seconds"],
                 ]
             )
-        write_atomic(self.out / "history.csv", buf.getvalue())
+        atomic_write_text(self.out / "history.csv", buf.getvalue())
 
     # -- RNG state --
     @staticmethod

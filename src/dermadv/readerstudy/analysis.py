@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_write_text
 from dermadv.metrics import delong_auc_ci, proportion
 from dermadv.readerstudy.build import study_group
-from dermadv.readerstudy.study import ADVERSARIAL, CONDITIONS, MELANOMA, NAEVUS, UNMODIFIED, atomic_write_text
+from dermadv.readerstudy.study import ADVERSARIAL, CONDITIONS, MELANOMA, NAEVUS, UNMODIFIED
 
 SCORE_CONFIDENCE = "signed confidence score (answer x confidence 1-5: 10 levels)"
 SCORE_BINARY = "binary answer (AUC = (sensitivity + specificity) / 2)"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_write_text
 from dermadv.labels import canonical_diagnosis
 from dermadv.readerstudy.study import (
     ADVERSARIAL,
@@ -34,7 +35,6 @@ from dermadv.readerstudy.study import (
     STUDY_FILE,
     UNMODIFIED,
     Study,
-    atomic_write_text,
     load_study,
     write_manifest,
 )

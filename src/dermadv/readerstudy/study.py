@@ -15,13 +15,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_write_text
 
 STUDY_FILE = "study.json"
 MANIFEST_FILE = "manifest.csv"
@@ -198,8 +198,3 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temporary file + os.replace)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
