@@ -202,7 +202,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "dermadv.cli", "attack", *args]
 
 
-@pytest.mark.slow  # two command-line drivers, each starting 2 workers: ~30 s on 2 cores
 def test_cli_ray_driver_killed_then_resumed(
     ray_cluster: str, tiny_model: Path, data_dir: Path, local_rows: list[dict], tmp_path: Path
 ) -> None:

@@ -149,6 +149,23 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option(
             None, "--device", help="torch device (cpu, cuda); default: cuda if present."
         ),
+        executor: str = typer.Option(
+            "local",
+            "--executor",
+            help="Where attacks run: local (this process) or ray (a Ray cluster, pip install 'dermadv[ray]'; "
+            "data and model must be readable at the same path on every node).",
+        ),
+        address: str = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here).",
+        ),
+        workers: int = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            help="Ray workers (default: one per GPU, else one per CPU in the cluster).",
+        ),
         retry_errors: bool = typer.Option(False, "--retry-errors", help="Redo jobs stored as errors."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
@@ -203,6 +220,28 @@ def register(app: typer.Typer) -> None:
             ids=_split_list(ids, "--ids"),
             limit=limit,
         )
+        from dermadv.campaign.ray_executor import (
+            ModelSpec,
+            executor_json,
+            format_executor_summary,
+            make_executor,
+        )
+
+        campaign_executor = make_executor(
+            executor,
+            ModelSpec(
+                model,
+                _split_list(melanoma_classes, "--melanoma-classes"),
+                _split_list(benign_classes, "--benign-classes"),
+                device,
+                parse_model_options(model_option),
+            ),
+            options,
+            address=address,
+            workers=workers,
+            reference_model=clf,
+            verbose=progress,
+        )
         model_path = Path(model).expanduser()
         model_hash = file_sha256(model_path) if model_path.is_file() else None
         data_info = {
@@ -232,6 +271,7 @@ def register(app: typer.Typer) -> None:
             provenance=provenance,
             model_file_hash=model_hash,
             progress=progress,
+            executor=campaign_executor,
             retry_errors=retry_errors,
         )
         for note in result.notes:
@@ -248,6 +288,7 @@ def register(app: typer.Typer) -> None:
                         "ran": result.ran,
                         "seconds": round(result.seconds, 3),
                         "notes": result.notes,
+                        **executor_json(campaign_executor),
                         "summary": summary,
                     },
                     indent=2,
@@ -258,6 +299,8 @@ def register(app: typer.Typer) -> None:
                 f"{out}: {result.ran} job(s) run, {result.already_done} already done, "
                 f"{result.planned} in this selection ({result.seconds:.1f} s)"
             )
+            if campaign_executor is not None:
+                typer.echo(format_executor_summary(campaign_executor.stats()))
             typer.echo(format_table(summary["attacks"]))
             typer.echo(f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}")
 

@@ -67,6 +67,23 @@ def register(app: typer.Typer) -> None:
         melanoma_classes: str = typer.Option(None, "--melanoma-classes", help="Classes counted as melanoma."),
         benign_classes: str = typer.Option(None, "--benign-classes", help="Classes counted as benign."),
         device: str = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
+        executor: str = typer.Option(
+            "local",
+            "--executor",
+            help="Where images are scored: local (this process) or ray (a Ray cluster, one perturbation per "
+            "unit; pip install 'dermadv[ray]'; data and model must be at the same path on every node).",
+        ),
+        address: str = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here).",
+        ),
+        workers: int = typer.Option(
+            None,
+            "--workers",
+            min=1,
+            help="Ray workers (default: one per GPU, else one per CPU in the cluster).",
+        ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
@@ -98,6 +115,22 @@ def register(app: typer.Typer) -> None:
             **options,
         )
         samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
+        from dermadv.campaign.ray_executor import (
+            ModelSpec,
+            executor_json,
+            format_executor_summary,
+            make_executor,
+        )
+
+        sweep_executor = make_executor(
+            executor,
+            ModelSpec(model, _split_list(melanoma_classes), _split_list(benign_classes), device, options),
+            address=address,
+            workers=workers,
+            reference_model=clf,
+            sweep=True,
+            verbose=progress,
+        )
         result = run_sweep(
             clf,
             samples,
@@ -106,6 +139,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             threshold=threshold,
             progress=progress,
+            executor=sweep_executor,
             extra_settings={
                 "model_spec": model,
                 "data": str(Path(data).resolve()),
@@ -124,6 +158,7 @@ def register(app: typer.Typer) -> None:
                         "resumed": result.skipped,
                         "computed": result.computed,
                         "seconds": round(result.seconds, 2),
+                        **executor_json(sweep_executor),
                     },
                     indent=2,
                 )
@@ -134,3 +169,5 @@ def register(app: typer.Typer) -> None:
             f"{out}: {len(result.computed)} perturbation(s) computed, {len(result.skipped)} resumed "
             f"({result.seconds:.1f} s). Table: {result.files['csv']}  plot: {result.files['png']}"
         )
+        if sweep_executor is not None:
+            typer.echo(format_executor_summary(sweep_executor.stats()))

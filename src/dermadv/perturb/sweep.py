@@ -202,6 +202,51 @@ def _load_prepared(model: Any, samples: Sequence[Any], decoder: str | None = Non
     return model.prepare(imgs)
 
 
+def load_prepared_images(
+    model: Any, samples: Sequence[Any], batch_size: int, progress: bool = False
+) -> np.ndarray:
+    """Every sample decoded with the model's decoder and resized to its input size: uint8 N x H x W x 3."""
+    from tqdm.auto import tqdm
+
+    prepared = np.empty((len(samples), *model.input_size, 3), dtype=np.uint8)
+    bar = tqdm(total=len(samples), desc="loading images", unit="img", file=sys.stderr, disable=not progress)
+    for i in range(0, len(samples), batch_size):
+        prepared[i : i + batch_size] = _load_prepared(model, samples[i : i + batch_size])
+        bar.update(min(batch_size, len(samples) - i))
+    bar.close()
+    return prepared
+
+
+def score_corruption(
+    model: Any,
+    c: Corruption,
+    samples: Sequence[Any],
+    prepared: np.ndarray | None,
+    metadata: Sequence[Any] | None,
+    batch_size: int,
+    bar: Any = None,
+) -> np.ndarray:
+    """Melanoma scores of ``samples`` after ``c``: one unit of the sweep (what a Ray worker runs too).
+
+    ``prepared``: the images from :func:`load_prepared_images`, or None to load each batch."""
+    if bar is not None:
+        bar.set_postfix_str(c.spec)
+    scores = np.empty(len(samples), dtype=np.float64)
+    for i in range(0, len(samples), batch_size):
+        j = min(i + batch_size, len(samples))
+        if c.file_level:
+            batch = _load_prepared(model, samples[i:j], decoder=c.decoder_for(model.decoder))
+        else:
+            inputs = prepared[i:j] if prepared is not None else _load_prepared(model, samples[i:j])
+            batch = c.apply(inputs, decoder=model.decoder)
+        meta = None if metadata is None else metadata[i:j]
+        probs = model.predict_proba(batch, metadata=meta, batch_size=batch_size)
+        scores[i:j] = melanoma_score(model, probs)
+        if bar is not None:
+            bar.update(j - i)
+    return scores
+
+
 def run_sweep(
     model: Any,
     samples: Sequence[Any],
@@ -212,6 +257,7 @@ def run_sweep(
     progress: bool = True,
     extra_settings: dict[str, Any] | None = None,
     memory_limit_mb: float = 2048,
+    executor: Any | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``perturbations`` over ``samples`` with ``model``; write ``out``.
 
@@ -316,15 +362,8 @@ def run_sweep(
     # ``memory_limit_mb``; otherwise each perturbation decodes its batches again from the files.
     prepared: np.ndarray | None = None
     need_bytes = len(samples) * int(np.prod(model.input_size)) * 3
-    if any(not c.file_level for c in pending) and need_bytes <= memory_limit_mb * 2**20:
-        prepared = np.empty((len(samples), *model.input_size, 3), dtype=np.uint8)
-        bar = tqdm(
-            total=len(samples), desc="loading images", unit="img", file=sys.stderr, disable=not progress
-        )
-        for i in range(0, len(samples), bs):
-            prepared[i : i + bs] = _load_prepared(model, samples[i : i + bs])
-            bar.update(min(bs, len(samples) - i))
-        bar.close()
+    if executor is None and any(not c.file_level for c in pending) and need_bytes <= memory_limit_mb * 2**20:
+        prepared = load_prepared_images(model, samples, bs, progress)
 
     computed: list[str] = []
     bar = tqdm(
@@ -334,20 +373,13 @@ def run_sweep(
         file=sys.stderr,
         disable=not progress,
     )
-    for c in pending:
-        bar.set_postfix_str(c.spec)
-        scores = np.empty(len(samples), dtype=np.float64)
-        for i in range(0, len(samples), bs):
-            j = min(i + bs, len(samples))
-            if c.file_level:
-                batch = _load_prepared(model, samples[i:j], decoder=c.decoder_for(model.decoder))
-            else:
-                inputs = prepared[i:j] if prepared is not None else _load_prepared(model, samples[i:j])
-                batch = c.apply(inputs, decoder=model.decoder)
-            meta = None if metadata is None else metadata[i:j]
-            probs = model.predict_proba(batch, metadata=meta, batch_size=bs)
-            scores[i:j] = melanoma_score(model, probs)
-            bar.update(j - i)
+    if executor is not None:  # e.g. dermadv.campaign.ray_executor.RaySweepExecutor: a unit per spec
+        finished = executor.score(pending, samples, bs)  # yields (corruption, scores) as units finish
+    else:
+        finished = ((c, score_corruption(model, c, samples, prepared, metadata, bs, bar)) for c in pending)
+    for c, scores in finished:
+        if executor is not None:
+            bar.update(len(samples))
         rec = {
             "spec": c.spec,
             "label": c.label,
