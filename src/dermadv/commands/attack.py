@@ -9,6 +9,8 @@ from typing import Any
 
 import typer
 
+from dermadv.commands import common
+
 
 def _split_list(text: str | None, what: str) -> list[str] | None:
     if text is None:
@@ -193,7 +195,7 @@ def register(app: typer.Typer) -> None:
         from dermadv.campaign.runner import DIRECTION_SOURCE, check_direction, file_sha256, run_campaign
         from dermadv.campaign.summary import summarize_run
         from dermadv.data import dataset_hash, select_samples
-        from dermadv.models.registry import load_model, parse_model_options
+        from dermadv.models.registry import parse_model_options
 
         check_direction(direction)
         attack_names = _split_list(attacks, "--attacks")
@@ -205,13 +207,7 @@ def register(app: typer.Typer) -> None:
             "fitness": fitness,
             "eps": _eps_list(eps),
         }
-        clf = load_model(
-            model,
-            melanoma_classes=_split_list(melanoma_classes, "--melanoma-classes"),
-            benign_classes=_split_list(benign_classes, "--benign-classes"),
-            device=device,
-            **parse_model_options(model_option),
-        )
+        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         samples = select_samples(
             data,
             split=split,

@@ -8,11 +8,7 @@ from typing import Any
 
 import typer
 
-
-def _split_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [t.strip() for t in text.split(",") if t.strip()] or None
+from dermadv.commands import common
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
@@ -95,25 +91,14 @@ def register(app: typer.Typer) -> None:
         """
         from dermadv.data import select_samples
         from dermadv.errors import DataError
-        from dermadv.models.registry import load_model
+        from dermadv.models.registry import parse_model_options
         from dermadv.perturb.corruptions import parse_specs
         from dermadv.perturb.sweep import run_sweep
 
         if subset is not None and split is None:
             raise DataError("--subset needs --split (the split CSV the subset comes from)")
         parse_specs(perturbations)  # bad specs fail before the model loads
-        options: dict[str, Any] = {}
-        if model_option:
-            from dermadv.models.registry import parse_model_options
-
-            options = parse_model_options(model_option)
-        clf = load_model(
-            model,
-            melanoma_classes=_split_list(melanoma_classes),
-            benign_classes=_split_list(benign_classes),
-            device=device,
-            **options,
-        )
+        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
         from dermadv.campaign.ray_executor import (
             ModelSpec,
@@ -124,7 +109,13 @@ def register(app: typer.Typer) -> None:
 
         sweep_executor = make_executor(
             executor,
-            ModelSpec(model, _split_list(melanoma_classes), _split_list(benign_classes), device, options),
+            ModelSpec(
+                model,
+                common.split_list(melanoma_classes),
+                common.split_list(benign_classes),
+                device,
+                parse_model_options(model_option),
+            ),
             address=address,
             workers=workers,
             reference_model=clf,
