@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from campaign_support import train_tiny_torchscript
 from dermadv.campaign.runner import job_seed, plan_jobs, read_run_info, run_campaign
 from dermadv.campaign.store import ResultsStore
 from dermadv.data import select_samples
@@ -52,39 +53,10 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> Path:
     """A 3-layer CNN trained briefly on 160 real images, exported as TorchScript (white-box file)."""
-    import torch
-
-    from dermadv.data.images import load_image, resize_uint8
-    from dermadv.models.base import TorchModuleClassifier
-    from dermadv.models.export import export_torchscript
-
-    torch.manual_seed(0)
-    samples = select_samples(isic2019_dir, limit=160)
-    x = torch.from_numpy(np.stack([resize_uint8(load_image(s.path), (SIZE, SIZE)) for s in samples]))
-    x = x.permute(0, 3, 1, 2).float()
-    y = torch.tensor([0 if s.diagnosis == "mel" else 1 for s in samples])
-    net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 16, 3, stride=2, padding=1),
-        torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1),
-        torch.nn.Flatten(),
-        torch.nn.Linear(16, 2),
+    out = tmp_path_factory.mktemp("model") / "tiny.pt"
+    return train_tiny_torchscript(
+        isic2019_dir, out, size=SIZE, n_images=160, conv_layers=3, epochs=12, batch=32
     )
-    clf = TorchModuleClassifier(
-        net, ("mel", "nv"), (SIZE, SIZE), mean=(0.5,) * 3, std=(0.25,) * 3, name="tiny-cnn", device="cpu"
-    )
-    opt = torch.optim.Adam(net.parameters(), 3e-3)
-    for _ in range(12):
-        for b in range(0, len(x), 32):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(clf.torch_forward(x[b : b + 32]), y[b : b + 32]).backward()
-            opt.step()
-    net.eval()
-    return export_torchscript(clf, tmp_path_factory.mktemp("model") / "tiny.pt")
 
 
 @pytest.fixture(scope="module")
