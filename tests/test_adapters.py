@@ -217,8 +217,9 @@ def test_keras_backend_and_missing_extras(monkeypatch, tmp_path):
 def test_not_a_model_file(tmp_path, name):
     path = tmp_path / name
     path.write_text("this is not a model\n")
-    with pytest.raises(ModelError, match=str(path.name)):
+    with pytest.raises(ModelError, match=str(path.name)) as info:
         load_model(str(path), classes="mel,nv", input_size=64)
+    assert "not found" not in str(info.value)  # the file exists: say what is wrong with it
 
 
 def test_missing_files_unknown_suffix_and_bad_specs(tmp_path):
@@ -245,6 +246,13 @@ def test_class_groups_and_bad_outputs(images):
         load_model("models_support:mean_colour_probs", melanoma_classes=["xyz"])
     with pytest.raises(ModelError, match="both melanoma and benign"):
         load_model("models_support:mean_colour_probs", melanoma_classes=["mel"], benign_classes=["mel"])
+    # Class names spelled as in ISIC files or in words are grouped without flags; others need them.
+    for names in ("MEL,NV", "Melanoma,Nevus", "naevus,melanoma"):
+        model = load_model("models_support:mean_colour_probs", classes=names)
+        mel_name, nv_name = sorted(model.classes, key=lambda c: c.lower()[0] != "m")
+        assert model.melanoma == {mel_name} and model.benign == {nv_name}
+    with pytest.raises(ModelError, match="no melanoma class among the model's classes"):
+        load_model("models_support:mean_colour_probs", classes="a,b").set_groups()
     with pytest.raises(ModelOutputError, match="NaN"):
         load_model("models_support:nan_probs", classes="mel,nv").predict_proba(images)
     with pytest.raises(ModelOutputError, match=r"shape \(6, 3\), expected \(6, 2\)"):
@@ -270,6 +278,11 @@ def test_cli_list_describe_and_export(ts_path, tmp_path, isic2019_dir):
     assert json.loads(described.stdout)["classes"] == ["mel", "nv"]
     bad = _cli("models", "describe", "--model", str(ts_path), "--melanoma-classes", "xyz")
     assert bad.returncode == 2 and "error:" in bad.stderr and "xyz" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    bad = _cli("models", "export-onnx", "--model", str(ts_path), "--out", str(blocker / "m.onnx"))
+    assert bad.returncode == 2 and "a_file is a file, not a directory" in bad.stderr, bad.stderr
     assert "Traceback" not in bad.stderr
     out = tmp_path / "cli.onnx"
     done = _cli(

@@ -493,6 +493,9 @@ def test_cli_split(isic2019_dir: Path, tmp_path: Path) -> None:
     )
     assert res.exit_code == 0 and "mel" in res.stdout
     assert read_split(out).seed == 5
+    # --out naming a directory is a clear error (it used to be reported as "a different split").
+    res = runner.invoke(app, ["data", "split", str(isic2019_dir), "--out", str(tmp_path)])
+    assert isinstance(res.exception, DataError) and "is a directory" in str(res.exception)
 
 
 def test_console_exit_codes(tmp_path: Path) -> None:

@@ -254,6 +254,26 @@ def test_evaluate_errors(trained: dict, isic2019_dir: Path, tmp_path: Path) -> N
                 "--isic-submission",
             ]
         )
+    # Out-of-range settings are clear errors, not a traceback (nan) or silently ignored (0, 2).
+    model = str(trained["run"] / "best.pt")
+    for option, value, match in (
+        ("--threshold", "nan", "--threshold must be between 0 and 1"),
+        ("--threshold", "2", "--threshold must be between 0 and 1"),
+        ("--batch-size", "0", "--batch-size must be a positive integer"),
+        ("--device", "bogus", "is not a torch device"),
+    ):
+        with pytest.raises(DermadvError, match=match):
+            run_cli(["evaluate", "--model", model, "--data", str(isic2019_dir), option, value, "--limit=4"])
+    if not torch.cuda.is_available():
+        with pytest.raises(DermadvError, match="CUDA is not available"):
+            run_cli(["evaluate", "--model", model, "--data", str(isic2019_dir), "--device", "cuda"])
+    # "auto" (as in `dermadv train`) means CUDA when available, else the CPU.
+    auto = ["evaluate", "--model", model, "--data", str(isic2019_dir), "--device", "auto", "--limit=4"]
+    assert "auc" in json.loads(run_cli([*auto, "--json"]))
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("x")
+    with pytest.raises(DermadvError, match="file.txt: exists and is not a directory"):
+        run_cli([*auto, "--out", str(not_a_dir)])
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"\x00" * 100)
     with pytest.raises(DermadvError, match="bad.pt"):
@@ -289,3 +309,54 @@ def test_evaluation_resumes_from_saved_predictions(trained: dict, isic2019_dir: 
     other.append(samples[:5], stored)
     ev = evaluate_model(model, samples, batch_size=4, progress=False, resume_dir=tmp_path)
     assert ev.extra == {} and np.allclose(ev.probs, ref.probs, atol=1e-6)
+
+
+def test_predict_samples_resizes_while_loading(trained: dict, isic2019_dir: Path) -> None:
+    """Only images at the model's input size reach the model: a batch of full-size originals is never
+    held in memory, and the probabilities equal those of predicting the decoded originals directly."""
+    from dermadv.data import select_samples
+    from dermadv.evaluate import predict_samples
+    from dermadv.models.registry import load_model
+
+    model = load_model(str(trained["run"] / "best.pt"))
+    samples = select_samples(isic2019_dir, limit=6)
+    originals = [model.load_image(str(s.path)) for s in samples]
+    assert all(im.shape[:2] != model.input_size for im in originals)  # the dev images are 256 px
+    direct = model.predict_proba(originals)
+    seen: list[tuple[int, ...]] = []
+    predict = model.predict_proba
+
+    def recording(images, metadata=None, batch_size=None):
+        seen.extend(np.asarray(im).shape[:2] for im in images)
+        return predict(images, metadata=metadata, batch_size=batch_size)
+
+    model.predict_proba = recording  # type: ignore[method-assign]
+    probs = predict_samples(model, samples, batch_size=4, progress=False)
+    assert len(seen) == 6 and set(seen) == {tuple(model.input_size)}
+    np.testing.assert_allclose(probs, direct, atol=1e-6)
+
+
+def test_summary_keeps_degenerate_auc_note() -> None:
+    """--json must not report AUC 1.0 [1.0, 1.0] without the note that the interval is degenerate."""
+    from dermadv.data import Sample
+    from dermadv.evaluate import Evaluation
+    from dermadv.metrics import binary_metrics
+
+    y = np.r_[np.ones(4, int), np.zeros(4, int)]
+    scores = np.r_[np.full(4, 0.9), np.full(4, 0.1)]
+    samples = [Sample(f"id{i}", None, "mel" if t else "nv") for i, t in enumerate(y)]
+    ev = Evaluation(
+        samples=samples,
+        classes=("mel", "nv"),
+        probs=np.c_[scores, 1 - scores],
+        scores=scores,
+        included=np.ones(8, bool),
+        threshold=0.5,
+        metrics=binary_metrics(y, scores),
+    )
+    auc = ev.summary()["auc"]
+    assert auc["ci_low"] == auc["ci_high"] == 1.0 and "degenerate" in auc["note"]
+    assert "note" not in ev.summary()["accuracy"]
+    # Each interval says how it was computed.
+    assert auc["method"].startswith("DeLong")
+    assert ev.summary()["sensitivity"]["method"] == "Wilson score interval"

@@ -221,3 +221,8 @@ def test_table_mentions_all_metrics() -> None:
     text = format_metrics_table(binary_metrics(y, np.linspace(0, 1, 10)))
     for word in ("auc", "accuracy", "sensitivity", "specificity", "true melanoma", "n = 10"):
         assert word in text
+    # Perfect separation gives the degenerate DeLong interval [1, 1]: the table must say so.
+    assert "degenerate" in text
+    s = np.linspace(0, 1, 10)
+    s[0] = 0.95
+    assert "degenerate" not in format_metrics_table(binary_metrics(y, s))

@@ -182,7 +182,7 @@ def test_sweep_counts_resume_and_files(samples, tmp_path):
     for spec, r in rows.items():
         assert r["n"] == n
         assert r["correct"] + r["false_negatives"] + r["false_positives"] == n, spec
-        assert r["accuracy"] == round(r["correct"] / n, 3)
+        assert r["accuracy"] == (2000 * r["correct"] + n) // (2 * n) / 1000  # half up, exact integers
         pred = np.array([float(x[spec]) >= 0.5 for x in scores])
         assert r["correct"] == int((pred == y).sum())
         assert r["false_negatives"] == int((y & ~pred).sum()) and r["false_positives"] == int(
@@ -297,3 +297,55 @@ def test_cli_perturb(isic2019_dir, tmp_path):
         cmd[:-4] + ["--perturbations", "shift:q:4"], capture_output=True, text=True, timeout=240
     )
     assert bad.returncode == 2 and "channel" in bad.stderr
+    edge = subprocess.run(cmd[:-4] + ["--threshold", "1"], capture_output=True, text=True, timeout=240)
+    assert edge.returncode == 2 and "--threshold must be strictly between 0 and 1" in edge.stderr
+    assert "Traceback" not in edge.stderr
+
+
+def test_cli_perturb_with_split_sweeps_the_validation_set(isic2019_dir, tmp_path):
+    """`--split` without `--subset` means the validation set (as `dermadv evaluate`), never train + val."""
+    import torch
+
+    from dermadv.data import load_dataset, make_split, read_split
+    from dermadv.models.checkpoint import build_model, make_checkpoint, save_checkpoint
+
+    split_csv = tmp_path / "split.csv"
+    make_split(load_dataset(isic2019_dir), val_fraction=0.2, seed=0).write(split_csv)
+    val_ids = {s.image_id for s in read_split(split_csv).subset("val")}
+    torch.manual_seed(0)
+    module = build_model("mobilenet_v3_small", num_classes=2, weights="none")
+    ckpt = make_checkpoint(
+        module, arch="mobilenet_v3_small", classes=["mel", "nv"], input_size=(64, 64), model_kwargs={}
+    )
+    model_path = save_checkpoint(ckpt, tmp_path / "tiny.pt")
+    cmd = [
+        sys.executable, "-m", "dermadv.cli", "perturb", "--model", str(model_path),
+        "--data", str(isic2019_dir), "--split", str(split_csv), "--out", str(tmp_path / "run"),
+        "--perturbations", "rot180", "--json", "--no-progress",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert rows[0]["n"] == len(val_ids)
+    with (tmp_path / "run" / "perturbation_scores.csv").open() as fh:
+        assert {r["image_id"] for r in csv.DictReader(fh)} == val_ids
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["settings"]["subset"] == "val"
+
+
+def test_three_decimals_round_the_exact_fraction():
+    """39/80 = 0.4875 and 37/80 = 0.4625 both round half up (float round() gives 0.487 and 0.463)."""
+    from dermadv.perturb.sweep import round_fraction, summarize
+
+    assert round_fraction(39, 80) == 0.488 and round_fraction(37, 80) == 0.463
+    assert round_fraction(-1, 80) == -0.013 and round_fraction(1, 80) == 0.013
+    y = np.array([True] * 40 + [False] * 40)
+    base = np.where(y, 0.9, 0.1)  # all 80 right before
+    scores = base.copy()
+    scores[:41] = 1 - scores[:41]  # 40 melanomas and 1 naevus wrong: 39/80 right
+    scores[:40] = 0.1
+    scores[40] = 0.9
+    row = summarize("rot:180", "Rotation 180°", y, scores, base)
+    assert row["correct"] == 39 and row["accuracy"] == 0.488
+    assert row["delta_accuracy"] == -0.513  # -41/80 = -0.5125
+    assert row["specificity"] == 0.975 and row["sensitivity"] == 0.0

@@ -260,3 +260,22 @@ def test_bad_answer_files_name_the_line(tmp_path):
     assert parse_band("60,80") == (0.6, 0.8)
     with pytest.raises(DataError, match="not found"):
         analyze_file(tmp_path / "missing.csv")
+
+
+def test_separated_regression_reports_infinite_bound_without_warnings():
+    """One reader who calls everything naevus: correctness is perfectly predicted by the diagnosis; the
+    odds-ratio CI runs to infinity, which is reported as inf, not as a numpy overflow warning."""
+    import warnings
+
+    from dermadv.readerstudy.analysis import logistic_regression
+
+    rows = [
+        {"reader": "1", "truth": truth, "condition": cond, "correct": int(truth == "naevus")}
+        for truth in ("melanoma", "naevus")
+        for cond in ("unmodified", "adversarial", "adversarial")
+        for _ in range(3)
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = logistic_regression(rows)
+    assert "error" in res or res["melanoma"]["ci_high"] == float("inf") or res["melanoma"]["ci_low"] == 0.0

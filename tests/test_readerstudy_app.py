@@ -443,6 +443,16 @@ def test_build_from_attack_runs(isic2019_dir, tmp_path):
     with sqlite3.connect(run / "results.sqlite") as c:
         assert c.execute("select count(*) from results").fetchone()[0] == 24
     assert json.loads((tmp_path / "study" / "study.json").read_text())["build"]["per_attack"] == 2
+    # several runs after one --from (the issue's `--from RUN...`), e.g. two models' campaigns
+    import shutil
+
+    shutil.copytree(run, tmp_path / "run2")
+    args = ["reader-study", "build", "--from", str(run), str(tmp_path / "run2"), "--per-attack", "2"]
+    cli([*args, "--unmodified", "2", "--out", str(tmp_path / "study2")])
+    build = json.loads((tmp_path / "study2" / "study.json").read_text())["build"]
+    assert build["runs"] == [str(run.resolve()), str((tmp_path / "run2").resolve())]
+    stray = cli(["reader-study", "build", str(run), "--out", str(tmp_path / "study3")], check=False)
+    assert stray.returncode == 2 and "follow --from" in stray.stderr
 
 
 def test_coordinator_pages_login_create_revoke(study_dir, tmp_path):

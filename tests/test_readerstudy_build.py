@@ -81,3 +81,41 @@ def test_build_from_a_real_campaign(isic2019_dir, tmp_path):
     assert np.array_equal(np.asarray(Image.open(study.root / "images" / first.file).convert("RGB")), expected)
     with (study.root / "manifest.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == len(study.images)
+    build = json.loads((study.root / "study.json").read_text())["build"]
+    assert build["per_attack"] == 3 and build["unmodified"] == 8  # the numbers asked, kept as provenance
+    assert build["unmodified_drawn"] == {"melanoma": 4, "naevus": 4}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_attacks_draw_distinct_lesions_before_repeating(isic2019_dir, tmp_path, seed):
+    """Every attack fooled the same 6 melanomas: 3 images per attack for 2 attacks must show 6 different
+    lesions (a reader who sees one lesion twice is not blinded to it); asking for more repeats lesions
+    and says so."""
+    from dermadv.campaign.store import ResultsStore
+    from readerstudy_support import isic_images
+
+    run = tmp_path / "run"
+    with ResultsStore(run) as store:
+        for image_id, dx in isic_images(isic2019_dir, 6, 0):
+            img = load_image(isic2019_dir / "images" / f"{image_id}.jpg")[:64, :64]
+            for attack in ("color", "rotation"):
+                store.add(
+                    {
+                        "image_id": image_id, "attack": attack, "direction": "mel->nv", "outcome": "success",
+                        "true_group": "melanoma", "initial_probs": [0.8, 0.2], "final_probs": [0.3, 0.7],
+                        "initial_conf": 0.8, "final_conf": 0.3, "params": {}, "queries": 10,
+                        "generations": 1, "seconds": 0.1, "original": img,
+                        "adversarial": np.clip(img.astype(int) + 3, 0, 255).astype(np.uint8),
+                    },
+                    diagnosis=dx,
+                )  # fmt: skip
+    study, summary = build_from_runs(
+        [run], tmp_path / "study", per_attack=3, unmodified=0, seed=seed
+    )
+    sources = [im.source_image_id for im in study.images]
+    assert len(sources) == 6 and len(set(sources)) == 6 and not summary["shortfalls"]
+    study, summary = build_from_runs(
+        [run], tmp_path / "study4", per_attack=4, unmodified=0, seed=seed
+    )
+    assert len(study.images) == 8 and len({im.source_image_id for im in study.images}) == 6
+    assert any("repeat a lesion" in s for s in summary["shortfalls"])

@@ -221,3 +221,46 @@ def test_cli_report(runs, reference_csv, tmp_path):
     html = out.read_text(encoding="utf-8")
     assert all(f'<section id="{k}">' in html for k, _ in SECTIONS)
     assert "No evaluation runs with predictions.csv given" in html
+
+
+def test_attack_table_one_column_per_model(runs, tmp_path):
+    """The study's Supplementary Table 2: every attack run is its own column, even when two runs'
+    folders and model names coincide; dermadv checkpoints are told apart by path and colour jitter."""
+    import shutil
+
+    from dermadv.report.runs import model_label
+
+    first, second = tmp_path / "a" / "attack", tmp_path / "b" / "attack"
+    shutil.copytree(runs["attack"], first)
+    shutil.copytree(runs["attack"], second)
+    html = build_report([first, second], tmp_path / "two.html").read_text(encoding="utf-8")
+    table = html.split('<section id="attacks">')[1].split("</table>")[0]
+    header = table.split("</thead>")[0]
+    assert header.count("</th>") == 3, header  # attack + two model columns
+    assert str(second) in header
+
+    def ckpt(path: str, jitter: float) -> dict:
+        return {"name": "resnet18:best.pt", "checkpoint": {"path": path, "arch": "resnet18",
+                                                          "training": {"color_jitter": jitter}}}  # fmt: skip
+
+    assert model_label(ckpt("runs/m1/best.pt", 0.0)) == "resnet18:runs/m1/best.pt (no colour jitter)"
+    assert model_label(ckpt("runs/m2/best.pt", 0.1)) == "resnet18:runs/m2/best.pt (colour jitter)"
+    assert model_label({"name": "sklesion"}) == "sklesion"
+
+
+def test_few_pixel_difference_is_circled():
+    """A 3-pixel attack's difference image marks the changed pixels: one pixel of a model input is
+    otherwise invisible in the report."""
+    from dermadv.report.figures import AttackExample, changed_pixels, example_grid
+
+    original = np.full((96, 96, 3), 120, np.uint8)
+    adversarial = original.copy()
+    for y, x in ((10, 20), (50, 60), (90, 5)):
+        adversarial[y, x] = 0  # darker only: the difference image itself holds no red
+    assert changed_pixels(original, adversarial).tolist() == [[10, 20], [50, 60], [90, 5]]
+    ex = AttackExample("ISIC_x", "pixel", original, adversarial, 0.6, 0.4, "success", show_difference=True)
+    with Image.open(io.BytesIO(example_grid([ex]))) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    red = (rgb[..., 0] > 200) & (rgb[..., 1] < 80) & (rgb[..., 2] < 80)
+    assert red.sum() > 30  # three red circles
+    assert red[:, : rgb.shape[1] * 2 // 3].sum() == 0  # only on the difference panel

@@ -186,3 +186,5 @@ def test_cli_evaluate_sklesion(ham10000_dir, subset):
         m = metrics[key]
         assert m["ci_low"] <= m["value"] <= m["ci_high"], (key, m)
     assert metrics["auc"]["value"] > 0.8
+    # The output states how often metadata defaults were used (HAM10000 rows carry age/sex/site).
+    assert result["metadata_note"].startswith("0 of 6 images had no metadata"), result.get("metadata_note")

@@ -152,6 +152,12 @@ def test_checkpoint_roundtrip_and_bad_files(tmp_path: Path) -> None:
     from dermadv.models.registry import load_model
 
     assert load_model(str(path)).classes == ("nv", "mel")
+    # Options a checkpoint cannot honour are refused, not silently ignored; batch_size is applied.
+    with pytest.raises(ModelError, match=r"m.pt: unknown option\(s\) \['classes'\] for a dermadv checkpoint"):
+        load_model(str(path), classes="mel,nv")
+    assert load_model(str(path), batch_size="5").batch_size == 5
+    with pytest.raises(ModelError, match="batch_size must be a positive integer"):
+        load_model(str(path), batch_size="zero")
 
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(path.read_bytes()[:5000])
@@ -354,3 +360,9 @@ def test_train_refuses_bad_inputs(tmp_path: Path, isic2019_dir: Path, small_spli
         )
     with pytest.raises(DermadvError, match="no training images of class.*bcc"):
         run_cli(train_args(isic2019_dir, small_split, tmp_path / "r", 1, "--classes", "mel,nv,bcc"))
+    with pytest.raises(DermadvError, match="--threads must be 0"):
+        run_cli(train_args(isic2019_dir, small_split, tmp_path / "r", 1, "--threads", "-2"))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(DermadvError, match="a_file: exists and is not a directory"):
+        run_cli(train_args(isic2019_dir, small_split, a_file, 1))

@@ -67,11 +67,13 @@ class Evaluation:
         return np.array([s.diagnosis == "mel" for s in self.samples], dtype=int)[self.included]
 
     def summary(self) -> dict[str, Any]:
-        """The four metrics as {"value", "ci_low", "ci_high"} plus confusion and n (``--json``)."""
+        """The four metrics as {"value", "ci_low", "ci_high", "method"} plus confusion and n (``--json``)."""
         out: dict[str, Any] = {}
         for key in ("auc", "accuracy", "sensitivity", "specificity"):
             m = self.metrics[key]
-            out[key] = {"value": m["value"], "ci_low": m["ci_low"], "ci_high": m["ci_high"]}
+            out[key] = {k: m[k] for k in ("value", "ci_low", "ci_high", "method")}
+            if m.get("note"):  # e.g. a degenerate DeLong interval: never report [1, 1] without saying so
+                out[key]["note"] = m["note"]
         out["confusion"] = dict(self.metrics["confusion"])
         out["n"] = self.metrics["n"]
         out["threshold"] = self.threshold
@@ -114,8 +116,13 @@ def predict_samples(
     )
     with ThreadPoolExecutor(max_workers=max(1, io_workers)) as pool:
 
+        def load_prepared(path: str) -> np.ndarray:
+            # Resize in the loader thread: a batch of full-size originals (ISIC reaches 6000x4000,
+            # 72 MB each decoded) is never held in memory, only images at the model's input size.
+            return model.prepare([model.load_image(path)])[0]
+
         def submit(batch: list[Any]) -> list[Any]:
-            return [pool.submit(model.load_image, str(s.path)) for s in batch]
+            return [pool.submit(load_prepared, str(s.path)) for s in batch]
 
         pending = submit(batches[0]) if batches else []
         for i, batch in enumerate(batches):

@@ -309,6 +309,8 @@ def format_metrics_table(metrics: dict[str, Any]) -> str:
         m = metrics[key]
         extra = f"  ({m['k']}/{m['n']})" if "k" in m else ""
         lines.append(f"{key:<12} {m['value']:>7.3f}   [{m['ci_low']:.3f}, {m['ci_high']:.3f}]{extra}")
+    if metrics["auc"].get("note"):
+        lines.append(f"note: {metrics['auc']['note']}")
     lines.append("")
     lines.append(format_confusion(metrics["confusion"]))
     lines.append(

@@ -100,8 +100,8 @@ class EvolutionaryAttack(Attack):
         device = model_device(model)  # torch-based perturbations run where the model runs
         images = [self.perturbation.apply(job.image, c, device) for job, c in zip(jobs, cands, strict=True)]
         metas = [job.metadata for job, im in zip(jobs, images, strict=True) for _ in range(len(im))]
-        if self.batch_score:
-            probs = self.score(model, np.concatenate(images), metas)
+        if self.batch_score:  # one image: its population as is (concatenating would copy it)
+            probs = self.score(model, images[0] if len(images) == 1 else np.concatenate(images), metas)
         else:  # one candidate per model call: same trajectory, for checking and small devices
             flat = [im for batch in images for im in batch]
             probs = np.concatenate(

@@ -123,11 +123,23 @@ def register(app: typer.Typer) -> None:
             None,
             "--batch-size",
             min=1,
-            help="Cap on images per forward pass (default: a whole population in one pass).",
+            help="Images per forward pass (default: the model's own batch size, set by its adapter). "
+            "Set it >= the population (60 for color/rotation, 300 for pixel at popsize 20) to score "
+            "a whole generation in one pass.",
         ),
-        popsize: int = typer.Option(None, "--popsize", min=1, help="Differential evolution population size."),
+        popsize: int = typer.Option(
+            None,
+            "--popsize",
+            min=1,
+            help="Differential evolution population multiplier (scipy's popsize): max(5, popsize x D) "
+            "candidates per generation for D parameters; default 20 (60 for color/rotation, 300 for pixel).",
+        ),
         max_generations: int = typer.Option(
-            None, "--max-generations", min=1, help="Stop after this many generations (study: 20)."
+            None,
+            "--max-generations",
+            min=1,
+            help="Stop after this many generations after the initial population (scipy's counting; "
+            "default 20, the study's callback allowed 21).",
         ),
         threshold: float = typer.Option(
             None,

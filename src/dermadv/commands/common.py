@@ -45,6 +45,22 @@ def split_list(text: str | None) -> list[str] | None:
     return items or None
 
 
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` torch cannot parse, or CUDA where there is none, with one clear line."""
+    if device is None or device == "auto":
+        return
+    import torch
+
+    from dermadv.errors import ModelError
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise ModelError(f"--device {device!r} is not a torch device; use cpu or cuda (or cuda:N)") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+
+
 def load_cli_model(
     model: str,
     model_option: list[str] | None = None,
@@ -56,6 +72,9 @@ def load_cli_model(
     """Load ``--model`` with its adapter options and class-group overrides (every command's one path)."""
     from dermadv.models.registry import as_classes, load_model, parse_model_options
 
+    check_device(device)
+    if device == "auto":  # as `dermadv train --device auto`: CUDA when available, else the CPU
+        device = None
     options: dict[str, Any] = parse_model_options(model_option)
     if classes:
         options["classes"] = classes

@@ -114,6 +114,8 @@ def split(
 
     if all_classes and classes != "mel,nv":
         raise DataError("give either --classes or --all-classes, not both")
+    if out.is_dir():
+        raise DataError(f"--out {out}: is a directory; --out takes the split CSV file to write")
     ds = load_dataset(path)
     sp = make_split(ds, val_fraction=val_fraction, seed=seed, classes=None if all_classes else classes)
     status = "written"

@@ -46,6 +46,14 @@ def register(app: typer.Typer) -> None:
         from dermadv.errors import DermadvError
         from dermadv.evaluate import evaluate_model, format_report, write_evaluation
 
+        if not 0.0 <= threshold <= 1.0:  # also refuses nan: the melanoma score lies in [0, 1]
+            raise DermadvError(f"--threshold must be between 0 and 1 (melanoma score scale), got {threshold}")
+        if batch_size is not None and batch_size < 1:
+            raise DermadvError(f"--batch-size must be a positive integer, got {batch_size}")
+        if threads < 0:
+            raise DermadvError(f"--threads must be 0 (torch's default) or positive, got {threads}")
+        if out is not None and out.exists() and not out.is_dir():
+            raise DermadvError(f"--out {out}: exists and is not a directory; --out takes a directory")
         if isic_submission and out is None:
             raise DermadvError("--isic-submission needs --out DIR to write the submission file into")
         if subset is not None and split is None:
@@ -64,6 +72,10 @@ def register(app: typer.Typer) -> None:
             clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress, resume_dir=out
         )
         summary = ev.summary()
+        # Models fed clinical metadata (sklesion) state how often their documented defaults stood in.
+        metadata_note = clf.describe().get("metadata_defaults_note") if clf.needs_metadata else None
+        if metadata_note:
+            summary["metadata_note"] = metadata_note
         if out is not None:
             from dermadv.data import dataset_hash
 
@@ -91,5 +103,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(summary, indent=2))
             return
         typer.echo(format_report(ev, clf.name))
+        if metadata_note:
+            typer.echo(f"metadata: {metadata_note}")
         if out is not None:
             typer.echo(f"wrote {', '.join(p.name for p in files.values())} to {out}")

@@ -45,7 +45,9 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(..., "--model", help="Model: file, registered name or module:function."),
         data: Path = typer.Option(..., "--data", help="Dataset directory or metadata CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
-        subset: str = typer.Option(None, "--subset", help="Subset of the split, e.g. val."),
+        subset: str = typer.Option(
+            None, "--subset", help="Subset of the split: train or val (default: val when --split is given)."
+        ),
         out: Path = typer.Option(Path("runs/perturb"), "--out", help="Run directory (rerun to resume)."),
         perturbations: str = typer.Option(
             "study",
@@ -98,6 +100,10 @@ def register(app: typer.Typer) -> None:
         if subset is not None and split is None:
             raise DataError("--subset needs --split (the split CSV the subset comes from)")
         parse_specs(perturbations)  # bad specs fail before the model loads
+        if not 0 < threshold < 1:
+            raise DataError(f"--threshold must be strictly between 0 and 1, got {threshold}")
+        if split is not None and subset is None:
+            subset = "val"  # the study sweeps the validation set, as `dermadv evaluate` does
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
         from dermadv.campaign.ray_executor import (

@@ -41,7 +41,14 @@ def _store(study_dir: Path, db: str | None):  # noqa: ANN202
 @study_app.command("build")
 def build(
     out: Path = typer.Option(..., "--out", help="New study directory to create."),
-    runs: list[Path] | None = typer.Option(None, "--from", help="Attack RUN directory (repeatable)."),
+    runs: list[Path] | None = typer.Option(
+        None,
+        "--from",
+        help="Attack RUN directory; more may follow it (--from RUN1 RUN2 ...) or repeat --from.",
+    ),
+    more_runs: list[Path] | None = typer.Argument(
+        None, help="More attack RUN directories (as in --from RUN1 RUN2 ...).", show_default=False
+    ),
     per_attack: int = typer.Option(34, help="Successful adversarial images per attack type."),
     unmodified: int = typer.Option(102, help="Unmodified images (half melanoma, half naevus)."),
     unmodified_from: Path | None = typer.Option(
@@ -69,6 +76,9 @@ def build(
     from dermadv.readerstudy.build import build_from_images, build_from_runs
 
     common = {"title": title, "confidence": confidence, "allow_change": allow_change}
+    if more_runs and not runs:
+        raise DataError(f"unexpected argument(s) {', '.join(map(str, more_runs))}: attack runs follow --from")
+    runs = [*(runs or []), *(more_runs or [])]
     if images is not None or manifest is not None:
         if runs:
             raise DataError("use either --from RUN... or --images/--manifest, not both")

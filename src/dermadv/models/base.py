@@ -15,7 +15,7 @@ import numpy as np
 
 from dermadv.data.images import as_batch, load_image, resize_uint8
 from dermadv.errors import ModelError, ModelOutputError, NotWhiteBoxError
-from dermadv.labels import DEFAULT_BENIGN_CLASSES, DEFAULT_MELANOMA_CLASSES
+from dermadv.labels import DEFAULT_BENIGN_CLASSES, DEFAULT_MELANOMA_CLASSES, canonical_diagnosis
 
 #: Per-image clinical metadata some models take (age in years, sex, anatomical site), or None.
 Metadata = Mapping[str, Any] | None
@@ -47,8 +47,10 @@ class Classifier(ABC):
         self, melanoma: Iterable[str] | None = None, benign: Iterable[str] | None = None
     ) -> Classifier:
         """Declare which classes count as melanoma and which as benign naevus (user-overridable)."""
-        mel = frozenset(melanoma) if melanoma is not None else DEFAULT_MELANOMA_CLASSES & set(self.classes)
-        ben = frozenset(benign) if benign is not None else DEFAULT_BENIGN_CLASSES & set(self.classes)
+        # Defaults: classes named like melanoma / naevus in any spelling the data loaders accept
+        # ("mel", "MEL", "melanoma"; "nv", "NV", "nevus", "naevus").
+        mel = frozenset(melanoma) if melanoma is not None else self._default_group(DEFAULT_MELANOMA_CLASSES)
+        ben = frozenset(benign) if benign is not None else self._default_group(DEFAULT_BENIGN_CLASSES)
         for label, group in (("melanoma", mel), ("benign", ben)):
             unknown = sorted(group - set(self.classes))
             if unknown:
@@ -65,6 +67,9 @@ class Classifier(ABC):
             raise ModelError(f"{self.name}: classes {sorted(mel & ben)} are both melanoma and benign")
         self._melanoma, self._benign = mel, ben
         return self
+
+    def _default_group(self, codes: frozenset[str]) -> frozenset[str]:
+        return frozenset(c for c in self.classes if c in codes or canonical_diagnosis(c) in codes)
 
     @property
     def melanoma(self) -> frozenset[str]:

@@ -355,9 +355,36 @@ class CheckpointClassifier(TorchModuleClassifier):
         return d
 
 
-def load_checkpoint_classifier(path: str | Path, device: str | None = None) -> TorchModuleClassifier:
-    """Rebuild a white-box classifier from a dermadv checkpoint file alone."""
+#: Adapter options a dermadv checkpoint accepts; everything else is in the file itself.
+CHECKPOINT_OPTIONS = ("batch_size",)
+
+
+def load_checkpoint_classifier(
+    path: str | Path, device: str | None = None, **options: Any
+) -> TorchModuleClassifier:
+    """Rebuild a white-box classifier from a dermadv checkpoint file alone.
+
+    The checkpoint records classes, input size and preprocessing, so the only option is ``batch_size``;
+    any other option is an error rather than silently ignored.
+    """
     path = Path(path)
     ckpt = read_checkpoint(path)
+    unknown = sorted(set(options) - set(CHECKPOINT_OPTIONS))
+    if unknown:
+        raise ModelError(
+            f"{path}: unknown option(s) {unknown} for a dermadv checkpoint; "
+            f"known: {list(CHECKPOINT_OPTIONS)} "
+            "(classes, input size and preprocessing come from the checkpoint itself; use "
+            "--melanoma-classes/--benign-classes to regroup classes)"
+        )
     module = module_from_checkpoint(ckpt, str(path))
-    return CheckpointClassifier(module, ckpt, path, device=device)
+    model = CheckpointClassifier(module, ckpt, path, device=device)
+    if options.get("batch_size") is not None:
+        try:
+            batch_size = int(options["batch_size"])
+        except (TypeError, ValueError):
+            batch_size = 0
+        if batch_size < 1:
+            raise ModelError(f"{path}: batch_size must be a positive integer, got {options['batch_size']!r}")
+        model.batch_size = batch_size
+    return model

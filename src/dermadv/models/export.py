@@ -148,7 +148,14 @@ def onnx_metadata(model: Classifier, inputs: list[str]) -> dict[str, Any]:
 
 
 def _atomic_target(out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise ModelError(f"{out}: is a directory; give a file name for the exported model")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        raise ModelError(
+            f"{out}: cannot create its folder ({exc.filename} is a file, not a directory)"
+        ) from exc
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary shareable file

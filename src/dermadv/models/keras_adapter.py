@@ -270,7 +270,15 @@ class KerasClassifier(Classifier):
 
 def load_keras_file(path: Path) -> Any:
     """Load a ``.keras`` file without compiling; any failure becomes a ModelError naming the file."""
+    import zipfile
+
     keras = import_keras()
+    if not zipfile.is_zipfile(path):
+        # Keras itself reports "File not found" here, which misleads: the file exists but is no archive.
+        raise ModelError(
+            f"{path}: not a Keras 3 model file (a .keras file is a zip archive holding config.json and "
+            "model.weights.h5; this file is not a zip archive)"
+        )
     try:
         return keras.saving.load_model(str(path), compile=False)
     except Exception as exc:  # Keras raises ValueError, OSError, zipfile errors, TypeError...

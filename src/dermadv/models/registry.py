@@ -155,7 +155,7 @@ def _load_file(path: Path, device: str | None = None, **options: Any) -> Classif
             return TorchScriptClassifier.from_file(path, device=device, **options)
         from dermadv.models.checkpoint import load_checkpoint_classifier
 
-        return load_checkpoint_classifier(path, device=device)
+        return load_checkpoint_classifier(path, device=device, **options)
     if suffix == ".keras":
         from dermadv.models.keras_adapter import KerasClassifier
 

@@ -129,6 +129,7 @@ class TrainSettings:
                 f"--lr-schedule must be none or cosine, got {self.lr_schedule!r}",
             ),
             (self.checkpoint_every >= 0, f"--checkpoint-every must be >= 0, got {self.checkpoint_every}"),
+            (self.threads >= 0, f"--threads must be 0 (torch's default) or positive, got {self.threads}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -366,6 +367,10 @@ class Trainer:
         t0 = time.time()
         if s.threads:
             torch.set_num_threads(s.threads)
+        if self.out.exists() and not self.out.is_dir():
+            raise DermadvError(
+                f"--out {self.out}: exists and is not a directory; --out takes a run directory"
+            )
         self._load_samples()
         self.out.mkdir(parents=True, exist_ok=True)
         device = resolve_device(s.device)

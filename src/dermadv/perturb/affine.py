@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, check_image, check_images, to_uint8
+from dermadv.perturb.base import Perturbation, check_image, check_images
 
 
 def _per_image(value: Any, n: int, what: str) -> np.ndarray:
@@ -63,20 +63,39 @@ def _grid(h: int, w: int, m: np.ndarray, device: Any) -> Any:
 
     gx = (2 * np.arange(w) + 1) / w - 1  # normalised pixel centres, align_corners=False
     gy = (2 * np.arange(h) + 1) / h - 1
-    cols = [torch.from_numpy(m[:, k, 0, None] * gx + m[:, k, 2, None]).float().to(device) for k in (0, 1)]
-    rows = [torch.from_numpy(m[:, k, 1, None] * gy).float().to(device) for k in (0, 1)]  # N x H
-    return torch.stack([rows[k][:, :, None] + cols[k][:, None, :] for k in (0, 1)], dim=-1)
+    n = len(m)
+    # all four separable terms in one float64 -> float32 conversion and one transfer
+    terms = np.empty((2, n, h + w), dtype=np.float64)
+    for k in (0, 1):
+        terms[k, :, :h] = m[:, k, 1, None] * gy  # row term, N x H
+        terms[k, :, h:] = m[:, k, 0, None] * gx + m[:, k, 2, None]  # column term, N x W
+    t = torch.from_numpy(terms).float().to(device)
+    grid = torch.empty((n, h, w, 2), dtype=torch.float32, device=device)
+    for k in (0, 1):  # the float32 sum written straight into the grid (no temporaries, no stack)
+        torch.add(t[k, :, :h, None], t[k, :, None, h:], out=grid[..., k])
+    return grid
 
 
-def _rotate_tensor(x: Any, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """float32 torch 1-or-N x 3 x H x W (0..255) -> rotated/shifted uint8 numpy N x H x W x 3."""
+def _rotate_tensor(
+    x: Any, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
+    """float32 torch 1-or-N x 3 x H x W (0..255) -> rotated/shifted uint8 numpy N x H x W x 3.
+
+    Rounding (half to even) and clipping run in place on the contiguous N x 3 x H x W result;
+    only the uint8 image is transposed to N x H x W x 3, written into ``out`` when given.
+    """
+    import torch
     import torch.nn.functional as F
 
     n, (h, w) = len(angle), x.shape[2:]
     grid = _grid(h, w, _theta(h, w, angle, dx, dy), x.device)
     y = F.grid_sample(x.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
                       align_corners=False)
-    return to_uint8(y.permute(0, 2, 3, 1))
+    u8 = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    if out is None:
+        out = np.empty((n, h, w, 3), dtype=np.uint8)
+    torch.from_numpy(out).copy_(u8)
+    return out
 
 
 def rotate(
@@ -97,7 +116,7 @@ def rotate(
         e = min(n, s + chunk)
         x = torch.from_numpy(np.array(batch[s:e], dtype=np.uint8)).to(device or "cpu")
         x = x.permute(0, 3, 1, 2).float()
-        out[s:e] = _rotate_tensor(x, angle[s:e], sx[s:e], sy[s:e])
+        _rotate_tensor(x, angle[s:e], sx[s:e], sy[s:e], out=out[s:e])
     return out
 
 
@@ -112,8 +131,8 @@ class RotationTranslation(Perturbation):
     param_names = ("angle_deg", "dx", "dy")
 
     def __init__(self, max_shift: float = 50.0, reference_size: float = 299.0, chunk: int = 64) -> None:
-        if not float(max_shift) >= 0:
-            raise ValueError(f"RotationTranslation: max_shift must be >= 0, got {max_shift!r}")
+        if not float(max_shift) > 0:  # a zero range would leave the search nothing to vary (empty bounds)
+            raise ValueError(f"RotationTranslation: max_shift must be > 0 pixels, got {max_shift!r}")
         if not float(reference_size) > 0:
             raise ValueError(f"RotationTranslation: reference_size must be > 0, got {reference_size!r}")
         self.max_shift = float(max_shift)
@@ -138,7 +157,7 @@ class RotationTranslation(Perturbation):
         out = np.empty((len(p), *image.shape), dtype=np.uint8)
         for s in range(0, len(p), self.chunk):
             q = p[s : s + self.chunk]
-            out[s : s + len(q)] = _rotate_tensor(src, q[:, 0], q[:, 1], q[:, 2])
+            _rotate_tensor(src, q[:, 0], q[:, 1], q[:, 2], out=out[s : s + len(q)])
         return out
 
     def describe_params(

@@ -95,6 +95,18 @@ def mcnemar_exact_p(b: int, c: int) -> float:
     return float(binomtest(min(b, c), b + c, 0.5).pvalue)
 
 
+def round_fraction(numerator: int, denominator: int, digits: int = 3) -> float:
+    """``numerator / denominator`` rounded half away from zero on the exact fraction.
+
+    ``round(39 / 80, 3)`` gives 0.487 (the float nearest 0.4875 lies just below it) while
+    ``round(37 / 80, 3)`` gives 0.463: counts reported to 3 decimals must not depend on that.
+    """
+    from decimal import ROUND_HALF_UP, Decimal
+
+    q = Decimal(int(numerator)) / Decimal(int(denominator))
+    return float(q.quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
+
+
 def summarize(
     spec: str,
     label: str,
@@ -111,7 +123,7 @@ def summarize(
     n = len(y)
     fn = int(np.sum(y & ~pred))
     fp = int(np.sum(~y & pred))
-    diff, lo, hi = paired_difference_ci(base_ok, ok)
+    _, lo, hi = paired_difference_ci(base_ok, ok)
     b = int(np.sum(base_ok & ~ok))
     c = int(np.sum(~base_ok & ok))
     n_mel, n_ben = int(y.sum()), int((~y).sum())
@@ -123,15 +135,15 @@ def summarize(
         "correct": int(ok.sum()),
         "false_negatives": fn,
         "false_positives": fp,
-        "accuracy": round(float(ok.mean()), 3),
-        "delta_accuracy": round(diff, 3),
+        "accuracy": round_fraction(int(ok.sum()), n),
+        "delta_accuracy": round_fraction(c - b, n),
         "delta_ci_low": None if baseline else round(lo, 3),
         "delta_ci_high": None if baseline else round(hi, 3),
         "flipped": int(np.sum(pred != base)),
         "flipped_to_benign": int(np.sum(base & ~pred)),
         "flipped_to_melanoma": int(np.sum(~base & pred)),
-        "sensitivity": round((n_mel - fn) / n_mel, 3) if n_mel else None,
-        "specificity": round((n_ben - fp) / n_ben, 3) if n_ben else None,
+        "sensitivity": round_fraction(n_mel - fn, n_mel) if n_mel else None,
+        "specificity": round_fraction(n_ben - fp, n_ben) if n_ben else None,
         "mcnemar_p": None if baseline else round(mcnemar_exact_p(b, c), 4),
     }
 

@@ -237,7 +237,9 @@ def logistic_regression(rows: list[dict[str, Any]]) -> dict[str, Any]:
     ci = fit.conf_int()
     result["converged"] = bool(fit.mle_retvals.get("converged", True))
     for t in ("adversarial", "melanoma"):
-        if t in fit.params:
+        if t not in fit.params:
+            continue
+        with np.errstate(over="ignore"):  # a separated fit has an infinite odds-ratio bound: report inf
             result[t] = {
                 "coef": float(fit.params[t]),
                 "se": float(fit.bse[t]),

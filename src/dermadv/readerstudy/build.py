@@ -249,8 +249,9 @@ def build_from_runs(
     (default: the dataset the first run attacked, named in its run.json) decoded and resized exactly
     as the run's model prepares its inputs, so that size and resampling cannot tell the conditions
     apart; without a dataset, from the runs' own original images (a mel->nv campaign holds no naevi).
-    Lesions whose adversarial version is in the study are left out (no reader sees a lesion twice,
-    unless ``exclude_attacked_sources`` is False). Shortfalls are reported in the summary and in
+    Lesions whose adversarial version is in the study are left out of the unmodified images (unless
+    ``exclude_attacked_sources`` is False), and each attack's images are drawn from lesions not yet
+    in the study before any lesion is repeated. Shortfalls are reported in the summary and in
     study.json, never hidden. Returns the study and that summary.
     """
     from dermadv.campaign.store import ResultsStore
@@ -286,7 +287,23 @@ def build_from_runs(
             summary["shortfalls"].append(
                 f"attack {attack}: {len(pool)} successful images, {per_attack} asked"
             )
-        picked = [pool[i] for i in sorted(rng.choice(len(pool), size=take, replace=False))]
+        # Lesions not yet in the study first (several attacks, or two models' runs, often fooled the
+        # same images: a reader who sees one lesion in five versions is no longer blinded to it);
+        # a lesion is reused only when there are not enough others, and that is reported.
+        shuffled = [pool[i] for i in rng.permutation(len(pool))]
+        shown = {image_id for _, image_id in used_sources}
+        fresh: list[dict[str, Any]] = []
+        for row in shuffled:
+            if row["image_id"] not in shown and all(row["image_id"] != f["image_id"] for f in fresh):
+                fresh.append(row)
+        picked = fresh[:take]
+        if len(picked) < take:
+            chosen = {id(r) for r in picked}
+            picked += [r for r in shuffled if id(r) not in chosen][: take - len(picked)]
+            summary["shortfalls"].append(
+                f"attack {attack}: {len(fresh)} lesion(s) not already in the study; "
+                f"{take - len(fresh)} image(s) repeat a lesion shown elsewhere in the study"
+            )
         summary["adversarial"][attack] = take
         for row in picked:
             used_sources.add((str(row["_run"]), row["image_id"]))
@@ -335,7 +352,9 @@ def build_from_runs(
         "seed": seed,
         "attacks": list(attacks) if attacks else None,
         "exclude_attacked_sources": exclude_attacked_sources,
-        **summary,
+        # what was drawn (its "unmodified" counts per group must not replace the number asked above)
+        **{k: v for k, v in summary.items() if k != "unmodified"},
+        "unmodified_drawn": summary["unmodified"],
     }
     study = _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
     return study, summary

@@ -148,6 +148,16 @@ def amplified_difference(original: np.ndarray, adversarial: np.ndarray) -> tuple
     return np.clip(128 + d * factor, 0, 255).astype(np.uint8), factor
 
 
+#: At most this many changed pixels are circled on a difference image (few-pixel attacks change 3; a
+#: single pixel of a 299 px image is invisible in a report without a mark).
+MAX_CIRCLED = 50
+
+
+def changed_pixels(original: np.ndarray, adversarial: np.ndarray) -> np.ndarray:
+    """(row, col) of every pixel where any channel differs: k x 2 int array."""
+    return np.argwhere(np.any(original != adversarial, axis=-1))
+
+
 def example_grid(examples: Sequence[AttackExample], title: str = "Example attacks") -> bytes:
     """Rows of (unmodified | adversarial | amplified difference for pixel-type attacks), captioned
     with the melanoma confidence before and after."""
@@ -165,7 +175,18 @@ def example_grid(examples: Sequence[AttackExample], title: str = "Example attack
             if e.show_difference:
                 diff, factor = amplified_difference(e.original, e.adversarial)
                 ax[2].imshow(diff)
-                ax[2].set_title(f"difference ×{factor:.0f}\n(grey = unchanged)", fontsize=7)
+                where = changed_pixels(e.original, e.adversarial)
+                if 0 < len(where) <= MAX_CIRCLED:
+                    ax[2].scatter(
+                        where[:, 1], where[:, 0], s=160, facecolors="none", edgecolors="red", linewidths=1.2
+                    )
+                    ax[2].set_title(
+                        f"{len(where)} pixel(s) changed (circled)\n"
+                        f"difference ×{factor:.0f}, grey = unchanged",
+                        fontsize=7,
+                    )
+                else:
+                    ax[2].set_title(f"difference ×{factor:.0f}\n(grey = unchanged)", fontsize=7)
             else:
                 ax[2].set_visible(False)
         for a in ax:

@@ -310,7 +310,10 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
 
     if not runs:
         return _empty("attack runs (dermadv attack)")
-    summaries = {run.label: {s["attack"]: s for s in summarize_rows(rows_by_run[run.path])} for run in runs}
+    summaries: dict[str, dict[str, dict[str, Any]]] = {}
+    for run in runs:  # one column per run, even when two runs' labels coincide
+        label = run.label if run.label not in summaries else f"{run.label} ({run.path})"
+        summaries[label] = {s["attack"]: s for s in summarize_rows(rows_by_run[run.path])}
     attacks = sorted({a for s in summaries.values() for a in s})
     labels = list(summaries)
     table = []
@@ -411,7 +414,8 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                     f"example attacks {run.label}",
                     "Left: unmodified; middle: adversarial; right (pixel-space attacks): signed "
                     "difference, amplified so the largest change reaches black or white (grey = "
-                    "unchanged). Captions: melanoma confidence p_mel/(p_mel+p_ben).",
+                    "unchanged; when few pixels changed, as in the few-pixel attack, they are circled in "
+                    "red). Captions: melanoma confidence p_mel/(p_mel+p_ben).",
                 )
             )
     return "".join(parts) or _empty("attack runs with saved images")

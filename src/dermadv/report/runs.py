@@ -48,12 +48,12 @@ class Run:
         for key in ("model", "model_description"):
             m = self.info.get(key)
             if isinstance(m, dict) and m.get("name"):
-                return str(m["name"])
+                return model_label(m)
             if isinstance(m, str) and m:
                 return m
         settings = self.info.get("settings")
         if isinstance(settings, dict) and settings.get("arch"):  # a `dermadv train` run (train.json)
-            return f"{settings['arch']}:best.pt"
+            return f"{settings['arch']}:{self.path.name}/best.pt{_jitter_note(settings)}"
         metrics = self.path / "metrics.json"
         if metrics.exists():
             m = read_json(metrics)
@@ -61,7 +61,7 @@ class Run:
                 for key in ("model", "model_name"):
                     v = m.get(key)
                     if isinstance(v, dict) and v.get("name"):
-                        return str(v["name"])
+                        return model_label(v)
                     if isinstance(v, str) and v:
                         return v
         return self.path.name
@@ -70,6 +70,32 @@ class Run:
     def label(self) -> str:
         name = self.model_name
         return name if name == self.path.name else f"{name} [{self.path.name}]"
+
+
+def _jitter_note(training: dict[str, Any]) -> str:
+    """' (colour jitter)' / ' (no colour jitter)' when a training record says which, else ''."""
+    if "color_jitter" not in training:
+        return ""
+    return " (colour jitter)" if training["color_jitter"] else " (no colour jitter)"
+
+
+def model_label(description: dict[str, Any]) -> str:
+    """How reports name a model: its ``describe()`` name, made distinguishable for dermadv checkpoints.
+
+    Every checkpoint of one architecture is named ``ARCH:best.pt``; two models trained with and
+    without colour jitter (the study's Supplementary Table 2) would get the same column heading. For
+    checkpoints the label is ``ARCH:PATH`` plus whether the training used colour jitter.
+    """
+    name = str(description.get("name") or "model")
+    ckpt = description.get("checkpoint")
+    if not isinstance(ckpt, dict) or not ckpt.get("path"):
+        return name
+    path = str(ckpt["path"])
+    arch = ckpt.get("arch") or name.split(":", 1)[0]
+    if name == f"{arch}:{Path(path).name}":
+        name = f"{arch}:{path}"
+    training = ckpt.get("training")
+    return name + (_jitter_note(training) if isinstance(training, dict) else "")
 
 
 def detect_run(path: str | Path) -> Run:
