@@ -95,9 +95,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(
             None, "--model", help="Model: file, registered name (e.g. sklesion) or module:function."
         ),
-        model_option: list[str] = typer.Option(
-            None, "--model-option", help="Model option KEY=VALUE (repeatable), e.g. classes=mel,nv."
-        ),
+        model_option: list[str] = common.model_options_option(),
         data: Path = typer.Option(None, "--data", help="Dataset directory or metadata CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
         subset: str = typer.Option(None, "--subset", help="Subset of the split to attack, e.g. val."),
@@ -154,32 +152,14 @@ def register(app: typer.Typer) -> None:
             "--eps",
             help="Epsilons in pixel units, e.g. 1,2,4,8: FGSM tries each, PGD uses the largest.",
         ),
-        melanoma_classes: str = typer.Option(
-            None, "--melanoma-classes", help="Model classes counted as melanoma (comma-separated)."
-        ),
-        benign_classes: str = typer.Option(
-            None, "--benign-classes", help="Model classes counted as benign (comma-separated)."
-        ),
+        melanoma_classes: str = common.melanoma_classes_option(),
+        benign_classes: str = common.benign_classes_option(),
         device: str = typer.Option(
             None, "--device", help="torch device (cpu, cuda); default: cuda if present."
         ),
-        executor: str = typer.Option(
-            "local",
-            "--executor",
-            help="Where attacks run: local (this process) or ray (a Ray cluster, pip install 'dermadv[ray]'; "
-            "data and model must be readable at the same path on every node).",
-        ),
-        address: str = typer.Option(
-            None,
-            "--address",
-            help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here).",
-        ),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            min=1,
-            help="Ray workers (default: one per GPU, else one per CPU in the cluster).",
-        ),
+        executor: str = common.executor_option("images are spread over workers"),
+        address: str = common.address_option(),
+        workers: int = common.workers_option(),
         retry_errors: bool = typer.Option(False, "--retry-errors", help="Redo jobs stored as errors."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),

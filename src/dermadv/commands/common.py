@@ -85,3 +85,25 @@ def load_cli_model(
         device=device,
         **options,
     )
+
+
+def executor_option(unit: str) -> Any:
+    """``--executor local|ray``; ``unit`` says what one Ray work unit is (for the help text)."""
+    return typer.Option(
+        "local",
+        "--executor",
+        help=f"Where the work runs: local (this process) or ray (a Ray cluster, {unit}; pip install "
+        "'dermadv[ray]'; data and model must be readable at the same path on every node).",
+    )
+
+
+def address_option() -> Any:
+    return typer.Option(
+        None, "--address", help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here)."
+    )
+
+
+def workers_option() -> Any:
+    return typer.Option(
+        None, "--workers", min=1, help="Ray workers (default: one per GPU, else one per CPU in the cluster)."
+    )

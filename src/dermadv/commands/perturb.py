@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("perturb")
     def perturb(
-        model: str = typer.Option(..., "--model", help="Model: file, registered name or module:function."),
+        model: str = common.model_option(),
         data: Path = typer.Option(..., "--data", help="Dataset directory or metadata CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
         subset: str = typer.Option(
@@ -61,27 +61,13 @@ def register(app: typer.Typer) -> None:
         threshold: float = typer.Option(
             0.5, "--threshold", min=0.0, max=1.0, help="Melanoma decision threshold on p_mel/(p_mel+p_ben)."
         ),
-        model_option: list[str] = typer.Option(None, "--model-option", help="Model option KEY=VALUE."),
-        melanoma_classes: str = typer.Option(None, "--melanoma-classes", help="Classes counted as melanoma."),
-        benign_classes: str = typer.Option(None, "--benign-classes", help="Classes counted as benign."),
+        model_option: list[str] = common.model_options_option(),
+        melanoma_classes: str = common.melanoma_classes_option(),
+        benign_classes: str = common.benign_classes_option(),
         device: str = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
-        executor: str = typer.Option(
-            "local",
-            "--executor",
-            help="Where images are scored: local (this process) or ray (a Ray cluster, one perturbation per "
-            "unit; pip install 'dermadv[ray]'; data and model must be at the same path on every node).",
-        ),
-        address: str = typer.Option(
-            None,
-            "--address",
-            help="Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start Ray here).",
-        ),
-        workers: int = typer.Option(
-            None,
-            "--workers",
-            min=1,
-            help="Ray workers (default: one per GPU, else one per CPU in the cluster).",
-        ),
+        executor: str = common.executor_option("one perturbation per unit"),
+        address: str = common.address_option(),
+        workers: int = common.workers_option(),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
