@@ -59,7 +59,9 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         classes: str = typer.Option("mel,nv", help="Comma-separated classes, in output order."),
         checkpoint_every: int = typer.Option(
-            0, help="Also save last.pt every N batches (0: at the end of each epoch only)."
+            100,
+            help="Also save last.pt every N batches, so a run killed mid-epoch resumes at that batch "
+            "(0: at the end of each epoch only).",
         ),
         cache_dir: Path = typer.Option(
             None, help="Decoded-image cache (default: $DERMADV_CACHE or RUN_DIR/../.dermadv-cache)."

@@ -91,7 +91,7 @@ class TrainSettings:
     classes: tuple[str, ...] = ("mel", "nv")
     aux_weight: float = 0.4
     lr_schedule: str = "none"  # "none" | "cosine" (over `epochs`)
-    checkpoint_every: int = 0  # also save last.pt every N batches (0: only at epoch ends)
+    checkpoint_every: int = 100  # also save last.pt every N batches (0: only at epoch ends)
     decoder: str = "pil"
     resize: str = "bilinear"
     amp: bool = True  # mixed precision on CUDA
