@@ -99,6 +99,16 @@ def to_uint8(x: Any) -> np.ndarray:
     return torch.round(x).clamp_(0, 255).to(torch.uint8).cpu().numpy()
 
 
+def per_image_channels(values: Any, n: int, what: str) -> np.ndarray:
+    """``values`` as float64 N x 3: one RGB triple for all ``n`` images, or one per image."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = np.broadcast_to(v, (n, 3))
+    if v.shape != (n, 3):
+        raise ValueError(f"{what}: expected 3 or {n} x 3 values, got shape {np.shape(values)}")
+    return v
+
+
 def apply_tables(images: np.ndarray, tables: np.ndarray) -> np.ndarray:
     """Per-channel lookup: ``out[p, ..., k] = tables[p, k, images[p or 0, ..., k]]``.
 

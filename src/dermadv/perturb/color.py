@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images
+from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images, per_image_channels
 
 
 def color_tables(factors: np.ndarray) -> np.ndarray:
@@ -30,12 +30,7 @@ def color_balance(images: np.ndarray, factors: Any) -> np.ndarray:
     images) or N x 3 (one per image). Returns uint8 N x H x W x 3.
     """
     batch = check_images(images)
-    c = np.asarray(factors, dtype=np.float64)
-    if c.ndim == 1:
-        c = np.broadcast_to(c, (len(batch), 3))
-    if c.shape != (len(batch), 3):
-        raise ValueError(f"factors: expected 3 or {len(batch)} x 3 values, got shape {np.shape(factors)}")
-    return apply_tables(batch, color_tables(c))
+    return apply_tables(batch, color_tables(per_image_channels(factors, len(batch), "factors")))
 
 
 class ColorBalance(Perturbation):
@@ -66,5 +61,9 @@ class ColorBalance(Perturbation):
         return {"c": [float(v) for v in p]}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": list(self.param_names), "delta": self.delta,
-                "arithmetic": "float64 multiply, clip to [0, 255], truncate (numpy astype(uint8))"}
+        return {
+            "name": self.name,
+            "params": list(self.param_names),
+            "delta": self.delta,
+            "arithmetic": "float64 multiply, clip to [0, 255], truncate (numpy astype(uint8))",
+        }

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images
+from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images, per_image_channels
 
 
 def shift_tables(offsets: np.ndarray) -> np.ndarray:
@@ -23,12 +23,7 @@ def shift_tables(offsets: np.ndarray) -> np.ndarray:
 def shift_channels(images: np.ndarray, offsets: Any) -> np.ndarray:
     """Add ``offsets`` (3 values, or N x 3) to the RGB channels of uint8 images; clip to 0..255."""
     batch = check_images(images)
-    s = np.asarray(offsets, dtype=np.float64)
-    if s.ndim == 1:
-        s = np.broadcast_to(s, (len(batch), 3))
-    if s.shape != (len(batch), 3):
-        raise ValueError(f"offsets: expected 3 or {len(batch)} x 3 values, got shape {np.shape(offsets)}")
-    return apply_tables(batch, shift_tables(s))
+    return apply_tables(batch, shift_tables(per_image_channels(offsets, len(batch), "offsets")))
 
 
 class ChannelShift(Perturbation):
