@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +55,21 @@ def train_tiny_torchscript(
             opt.step()
     net.eval()
     return export_torchscript(clf, out)
+
+
+def kill_after_rows(proc: subprocess.Popen, db: Path, rows: int = 2, timeout: float = 60.0) -> None:
+    """SIGKILL ``proc`` once its results store ``db`` holds ``rows`` committed rows; assert it was killed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=5) as conn:
+                    n = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+            except sqlite3.OperationalError:  # table not created yet
+                n = 0
+            if n >= rows:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.02)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL, f"campaign ended before it was killed: {proc.stderr.read()}"

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from campaign_support import train_tiny_torchscript
+from campaign_support import kill_after_rows, train_tiny_torchscript
 from dermadv.campaign.runner import job_seed, plan_jobs, read_run_info, run_campaign
 from dermadv.campaign.store import ResultsStore
 from dermadv.data import select_samples
@@ -176,22 +173,7 @@ def test_resume_after_sigkill(tiny_model: Path, data_dir: Path, tmp_path: Path) 
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    db = run / "results.sqlite"
-    n_killed = 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    n_killed = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.OperationalError:  # table not created yet
-                n_killed = 0
-            if n_killed >= 2:
-                proc.send_signal(signal.SIGKILL)
-                break
-        time.sleep(0.02)
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, f"campaign ended before it was killed: {proc.stderr.read()}"
+    kill_after_rows(proc, run / "results.sqlite")
     with ResultsStore(run, create=False) as store:
         before = {(r["image_id"], r["attack"]): r for r in store.rows()}
     assert 2 <= len(before) < 21, "the kill should leave the campaign unfinished"

@@ -15,21 +15,10 @@ import torch
 from PIL import Image
 from sklearn.metrics import accuracy_score, confusion_matrix, recall_score, roc_auc_score
 
+from cli_support import run_cli
 from dermadv.errors import DermadvError
 
 torch.set_num_threads(1)  # the shared 2-core test machine is oversubscribed: 1 thread is fastest
-
-
-def run_cli(args: list[str]) -> str:
-    from typer.testing import CliRunner
-
-    from dermadv.cli import app
-
-    result = CliRunner().invoke(app, args)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from campaign_support import train_tiny_torchscript
+from campaign_support import kill_after_rows, train_tiny_torchscript
 from dermadv.campaign.runner import run_campaign
 from dermadv.campaign.store import ResultsStore
 from dermadv.data import select_samples
@@ -202,21 +201,7 @@ def test_cli_ray_driver_killed_then_resumed(
     )
     env = {**os.environ, "RAY_DISABLE_USAGE_STATS": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    db, n_killed = run / "results.sqlite", 0
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and proc.poll() is None:
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=5) as conn:
-                    n_killed = conn.execute("SELECT COUNT(*) FROM results").fetchone()[0]
-            except sqlite3.OperationalError:  # table not created yet
-                n_killed = 0
-            if n_killed >= 2:
-                proc.send_signal(signal.SIGKILL)
-                break
-        time.sleep(0.05)
-    proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL, f"campaign ended before it was killed: {proc.stderr.read()}"
+    kill_after_rows(proc, run / "results.sqlite", timeout=90)
     with ResultsStore(run, create=False) as store:
         before = len(store)
     assert 2 <= before < N_IMAGES * len(ATTACKS)

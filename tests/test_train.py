@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from cli_support import run_cli
 from dermadv.data.cache import ImageCache, shorter_side_size
 from dermadv.data.images import load_image, resize_uint8
 from dermadv.errors import DermadvError, ModelError
@@ -254,18 +255,6 @@ def small_split(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) ->
     path = tmp_path_factory.mktemp("split") / "split40.csv"
     make_split(Dataset(root=ds.root, layout=ds.layout, samples=sub), val_fraction=0.3, seed=0).write(path)
     return path
-
-
-def run_cli(args: list[str]) -> str:
-    from typer.testing import CliRunner
-
-    from dermadv.cli import app
-
-    result = CliRunner().invoke(app, args)
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 def train_args(isic2019_dir: Path, split: Path, out: Path, epochs: int, *extra: str) -> list[str]:
