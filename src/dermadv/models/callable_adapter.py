@@ -118,8 +118,8 @@ class CallableClassifier(Classifier):
         names = as_classes(classes if classes is not None else getattr(function, "classes", None))
         if names is None:
             raise ModelError(
-                f"{spec}: the class names are unknown; pass them in output order, e.g. --classes mel,nv "
-                "(or give the function a `classes` attribute)"
+                f"{spec}: the class names are unknown; pass them in output order, e.g. "
+                "--model-option classes=mel,nv (or give the function a `classes` attribute)"
             )
         size = as_size(input_size if input_size is not None else getattr(function, "input_size", None))
         return cls(

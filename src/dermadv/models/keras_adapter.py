@@ -169,8 +169,7 @@ class KerasClassifier(Classifier):
         names = as_classes(classes)
         if names is None:
             raise ModelError(
-                f"{path}: pass the model's class names in output order, e.g. --classes mel,nv "
-                "(or --model-option classes=mel,nv)"
+                f"{path}: pass the model's class names in output order, e.g. --model-option classes=mel,nv"
             )
         model = load_keras_file(path)
         return cls(

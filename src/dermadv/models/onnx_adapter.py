@@ -18,7 +18,7 @@ import numpy as np
 
 from dermadv.errors import ModelError, require
 from dermadv.models.base import Classifier, Metadata
-from dermadv.models.registry import as_classes, as_floats, as_size
+from dermadv.models.registry import as_floats, as_size, classes_or_meta
 
 #: Key of the model-metadata entry holding classes and preprocessing (written by dermadv export).
 META_KEY = "dermadv.json"
@@ -230,12 +230,7 @@ class OnnxClassifier(Classifier):
                 f"{path}: the model has non-image inputs {[n for n, _ in extra]}; pass "
                 "metadata_encoder=module:function returning one N x M array per extra input"
             )
-        names = as_classes(classes if classes is not None else meta.get("classes"))
-        if names is None:
-            raise ModelError(
-                f"{path}: ONNX file has no {META_KEY} metadata, so its class names are unknown; pass them in "
-                "output order, e.g. --classes mel,nv (or --model-option classes=mel,nv)"
-            )
+        names = classes_or_meta(classes, meta, f"{path}: ONNX file ({META_KEY} entry missing)")
         outs = session.get_outputs()
         k = outs[0].shape[-1] if outs[0].shape else None
         if isinstance(k, int) and k != len(names):

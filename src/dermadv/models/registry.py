@@ -61,6 +61,17 @@ def as_classes(value: str | Sequence[str] | None, what: str = "classes") -> tupl
     return tuple(items)
 
 
+def classes_or_meta(classes: str | Sequence[str] | None, meta: dict[str, Any], where: str) -> tuple[str, ...]:
+    """Class names given by the user, else from the file's dermadv metadata, else a clear ModelError."""
+    names = as_classes(classes if classes is not None else meta.get("classes"))
+    if names is None:
+        raise ModelError(
+            f"{where} has no dermadv metadata, so its class names are unknown; pass them in output order, "
+            "e.g. --model-option classes=mel,nv (--classes mel,nv in `dermadv models`)"
+        )
+    return names
+
+
 def as_size(value: int | str | Sequence[int] | None, what: str = "input_size") -> tuple[int, int] | None:
     """Input size (height, width) from ``224``, ``"224"``, ``"256,192"`` or ``(256, 192)``."""
     if value is None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.models.base import TorchModuleClassifier
-from dermadv.models.registry import as_classes, as_floats, as_size
+from dermadv.models.registry import as_floats, as_size, classes_or_meta
 
 #: Name of the JSON extra file holding classes and preprocessing inside a TorchScript archive.
 EXTRA_FILE = "dermadv.json"
@@ -71,12 +71,7 @@ class TorchScriptClassifier(TorchModuleClassifier):
                 meta = json.loads(raw)
             except ValueError as exc:
                 raise ModelError(f"{path}: the {EXTRA_FILE} extra file is not valid JSON ({exc})") from exc
-        names = as_classes(classes if classes is not None else meta.get("classes"))
-        if names is None:
-            raise ModelError(
-                f"{path}: TorchScript file has no {EXTRA_FILE} metadata, so its class names are unknown; "
-                "pass them in output order, e.g. --classes mel,nv (or --model-option classes=mel,nv)"
-            )
+        names = classes_or_meta(classes, meta, f"{path}: TorchScript file ({EXTRA_FILE} extra file missing)")
         size = as_size(input_size if input_size is not None else meta.get("input_size"))
         if size is None:
             raise ModelError(
