@@ -15,22 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from browser_support import CHROMIUM, CHROMIUM_ARGS
 from dermadv.data import select_samples
 from dermadv.data.images import load_image, resize_uint8
 from dermadv.errors import DataError
 from dermadv.report.html import SECTIONS, build_report, read_reference_csv
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NASTY_NAME = 'bright<ness> & "co"'
 
 
