@@ -2,7 +2,8 @@
 
 - :mod:`dermadv.campaign.store`: :class:`ResultsStore`, the resumable results table + PNGs of a RUN;
 - :mod:`dermadv.campaign.runner`: :func:`plan_jobs`, :func:`group_jobs`, :func:`run_unit`,
-  :class:`LocalExecutor` and :func:`run_campaign` (resume, run.json, settings check);
+  :class:`~dermadv.campaign.runner.AttackUnit` (run by any :mod:`dermadv.runs.executor` executor) and
+  :func:`run_campaign` (resume, run.json, settings check);
 - :mod:`dermadv.campaign.seeds`: :func:`job_seed`, the per-(image, attack) seed;
 - :mod:`dermadv.campaign.summary`: success tables (Wilson CIs) and the before/after heat map.
 """

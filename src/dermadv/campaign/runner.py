@@ -5,10 +5,12 @@ The pieces are separate so other executors (e.g. Ray) can reuse them:
 - :func:`plan_jobs` lists the jobs still to do (skipping those in the store), each with its seed;
 - :func:`group_jobs` cuts them into work units (one job, or up to ``batch_images`` images of one
   attack evolved together with ``Attack.run_many``);
-- :func:`run_unit` runs one unit in any process and returns ``(job, AttackResult)`` pairs, turning a
-  corrupt image into an error result instead of stopping the campaign;
-- :class:`LocalExecutor` runs units in this process; :func:`run_campaign` drives an executor and
-  commits every result (``ResultsStore.add``) as it arrives, so a kill at any moment loses nothing.
+- :func:`run_unit` runs one unit's jobs in any process and returns ``(job, AttackResult)`` pairs,
+  turning a corrupt image into an error result instead of stopping the campaign;
+- :class:`AttackUnit` is that unit as a :class:`~dermadv.runs.executor.WorkUnit` (an attack spec and
+  its jobs), which any executor of :mod:`dermadv.runs.executor` runs (in this process or on Ray);
+- :func:`run_campaign` drives an executor and commits every result (``ResultsStore.add``) as it
+  arrives, in this process only, so a kill at any moment loses nothing.
 """
 
 from __future__ import annotations
@@ -18,10 +20,10 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,6 +31,16 @@ from dermadv.campaign.seeds import job_seed
 from dermadv.campaign.store import ResultsStore
 from dermadv.errors import DataError, ModelError, ModelOutputError
 from dermadv.fileio import atomic_write_json
+from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: importable from here too
+    Executor,
+    LocalExecutor,
+    WorkerState,
+    WorkUnit,
+    absolute_sample,
+    cached_image,
+    load_prepared,
+)
+from dermadv.runs.specs import AttackSpec
 
 DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
 #: Which data diagnoses an attack direction starts from, and the model-class group they belong to.
@@ -131,13 +143,6 @@ def error_result(job: Job, message: str, seconds: float = 0.0) -> Any:
     )
 
 
-def load_prepared(model: Any, sample: Any) -> np.ndarray:
-    """Decode a sample's image with the model's decoder and resize it to the model's input size."""
-    if sample.path is None:
-        raise DataError(f"{sample.image_id}: no image file for this sample")
-    return model.prepare(model.load_image(str(sample.path)))[0]
-
-
 def _metadata(model: Any, sample: Any) -> dict | None:
     return sample.metadata() if getattr(model, "needs_metadata", False) else None
 
@@ -146,7 +151,7 @@ def run_unit(
     model: Any,
     attacks: Mapping[str, Any],
     unit: Sequence[Job],
-    cache: dict[str, np.ndarray | str] | None = None,
+    cache: MutableMapping[str, np.ndarray | str] | None = None,
 ) -> list[tuple[Job, Any]]:
     """Run one work unit (jobs of one attack) and return ``(job, result)`` for each of its jobs.
 
@@ -161,12 +166,7 @@ def run_unit(
     out: list[tuple[Job, Any]] = []
     ready: list[tuple[Job, np.ndarray]] = []
     for job in unit:
-        if job.image_id not in cache:
-            try:
-                cache[job.image_id] = load_prepared(model, job.sample)
-            except DataError as exc:
-                cache[job.image_id] = str(exc)
-        image = cache[job.image_id]
+        image = cached_image(model, cache, job.sample)
         if isinstance(image, str):
             out.append((job, error_result(job, image)))
         else:
@@ -204,26 +204,51 @@ def run_unit(
     return out
 
 
-class Executor(Protocol):
-    """Runs work units and yields ``(job, result)`` pairs as they finish (any order)."""
+@dataclass(frozen=True)
+class AttackUnit(WorkUnit):
+    """A campaign work unit: jobs of one attack (one image, or up to ``batch_images`` evolved together).
 
-    def run(self, units: Sequence[Sequence[Job]]) -> Iterator[tuple[Job, Any]]: ...
+    Its result is one AttackResult per job, in the order of ``jobs``.
+    """
+
+    kind: ClassVar[str] = "attack"
+    attack: AttackSpec
+    jobs: tuple[Job, ...]
+
+    def run(self, state: WorkerState) -> list[Any]:
+        pairs = run_unit(state.model, {self.attack.name: state.attack(self.attack)}, self.jobs, state.images)
+        state.trim_images(keep={j.image_id for j in self.jobs})
+        by_key = {job.key: result for job, result in pairs}
+        return [by_key[job.key] for job in self.jobs]
+
+    def lost(self, message: str) -> list[Any]:
+        return [error_result(job, message) for job in self.jobs]
+
+    def label(self) -> str:
+        ids = [j.image_id for j in self.jobs]
+        return f"attack {self.attack.name} on {', '.join(ids[:3])}" + (
+            f" and {len(ids) - 3} more" if len(ids) > 3 else ""
+        )
+
+    def paths(self) -> list[str]:
+        return [str(j.sample.path) for j in self.jobs if j.sample.path is not None]
+
+    def for_workers(self) -> AttackUnit:
+        jobs = tuple(replace(j, sample=absolute_sample(j.sample)) for j in self.jobs)
+        return replace(self, jobs=jobs)
+
+    def image_keys(self) -> list[str]:
+        return [j.image_id for j in self.jobs]
+
+    def n_jobs(self) -> int:
+        return len(self.jobs)
 
 
-@dataclass
-class LocalExecutor:
-    """Runs work units one after another in this process."""
-
-    model: Any
-    attacks: Mapping[str, Any]
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    def run(self, units: Sequence[Sequence[Job]]) -> Iterator[tuple[Job, Any]]:
-        for unit in units:
-            wanted = {j.image_id for j in unit}
-            for stale in [k for k in self._cache if k not in wanted]:  # keep memory to one chunk
-                del self._cache[stale]
-            yield from run_unit(self.model, self.attacks, unit, self._cache)
+def attack_units(
+    jobs: Sequence[Job], attacks: Mapping[str, AttackSpec], batch_images: int = 1
+) -> list[AttackUnit]:
+    """The work units of ``jobs`` (see :func:`group_jobs`), each with its attack's spec."""
+    return [AttackUnit(attacks[unit[0].attack], tuple(unit)) for unit in group_jobs(jobs, batch_images)]
 
 
 # ----- attacks --------------------------------------------------------------------------------
@@ -265,13 +290,13 @@ def resolve_attacks(names: Sequence[str] | None, model: Any) -> tuple[list[str],
 OPTION_ALIASES: dict[str, str] = {"max_generations": "maxiter"}
 
 
-def build_attacks(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
-    """Instantiate attacks; each gets the options it accepts (e.g. ``eps`` only goes to fgsm/pgd).
+def attack_specs(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, AttackSpec]:
+    """Each attack's spec; each gets the options it accepts (e.g. ``eps`` only goes to fgsm/pgd).
 
     ``options`` use campaign names (``max_generations``) or attack names (``maxiter``); None values
     mean "the attack's default".
     """
-    from dermadv.attacks import attack_options, make_attack
+    from dermadv.attacks import attack_options
 
     given = {OPTION_ALIASES.get(k, k): v for k, v in options.items() if v is not None}
     built = {}
@@ -284,8 +309,13 @@ def build_attacks(names: Sequence[str], options: Mapping[str, Any]) -> dict[str,
             and isinstance(opts["eps"], (tuple, list))
         ):
             opts["eps"] = max(opts["eps"])  # one-eps attacks (pgd) take the largest of the list
-        built[name] = make_attack(name, **opts)
+        built[name] = AttackSpec(name, opts)
     return built
+
+
+def build_attacks(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+    """Instantiate attacks from their specs (:func:`attack_specs`)."""
+    return {name: spec.build() for name, spec in attack_specs(names, options).items()}
 
 
 def describe_attack(attack: Any) -> dict[str, Any]:
@@ -482,7 +512,8 @@ def run_campaign(
     if batch_images < 1:
         raise DataError(f"--batch-images must be >= 1, got {batch_images}")
     names, notes = resolve_attacks(attacks, model)
-    built = build_attacks(names, attack_options or {})
+    specs = attack_specs(names, attack_options or {})
+    built = {name: spec.build() for name, spec in specs.items()}
     run_dir = Path(run_dir)
     settings = result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images)
     previous = check_run_info(run_dir, settings)
@@ -502,7 +533,7 @@ def run_campaign(
         done = store.done_keys()
         jobs = plan_jobs(samples, names, seed, direction, done)
         total = len(samples) * len(names)
-        executor = executor or LocalExecutor(model, built)
+        executor = executor or LocalExecutor(model)
         ran = 0
         bar = tqdm(
             total=total,
@@ -514,11 +545,12 @@ def run_campaign(
             dynamic_ncols=True,
         )
         try:
-            for job, result in executor.run(group_jobs(jobs, batch_images)):
-                store.add(result, seed=job.seed, diagnosis=getattr(job.sample, "diagnosis", None))
-                ran += 1
-                bar.set_postfix_str(f"{job.image_id} {job.attack}: {result.outcome}", refresh=False)
-                bar.update(1)
+            for unit, results in executor.run(attack_units(jobs, specs, batch_images)):
+                for job, result in zip(unit.jobs, results, strict=True):  # type: ignore[attr-defined]
+                    store.add(result, seed=job.seed, diagnosis=getattr(job.sample, "diagnosis", None))
+                    ran += 1
+                    bar.set_postfix_str(f"{job.image_id} {job.attack}: {result.outcome}", refresh=False)
+                    bar.update(1)
         finally:
             bar.close()
     return CampaignOutcome(run_dir, names, total, total - len(jobs), ran, notes, time.perf_counter() - t0)

@@ -208,12 +208,8 @@ def register(app: typer.Typer) -> None:
             ids=_split_list(ids, "--ids"),
             limit=limit,
         )
-        from dermadv.campaign.ray_executor import (
-            ModelSpec,
-            executor_json,
-            format_executor_summary,
-            make_executor,
-        )
+        from dermadv.runs.executor import executor_json, format_executor_summary, make_executor
+        from dermadv.runs.specs import ModelSpec
 
         campaign_executor = make_executor(
             executor,
@@ -224,10 +220,9 @@ def register(app: typer.Typer) -> None:
                 device,
                 parse_model_options(model_option),
             ),
-            options,
+            model=clf,
             address=address,
             workers=workers,
-            reference_model=clf,
             verbose=progress,
         )
         model_path = Path(model).expanduser()
@@ -287,8 +282,9 @@ def register(app: typer.Typer) -> None:
                 f"{out}: {result.ran} job(s) run, {result.already_done} already done, "
                 f"{result.planned} in this selection ({result.seconds:.1f} s)"
             )
-            if campaign_executor is not None:
-                typer.echo(format_executor_summary(campaign_executor.stats()))
+            summary_line = format_executor_summary(campaign_executor.stats())
+            if summary_line:
+                typer.echo(summary_line)
             typer.echo(format_table(summary["attacks"]))
             typer.echo(f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}")
 

@@ -92,12 +92,8 @@ def register(app: typer.Typer) -> None:
             subset = "val"  # the study sweeps the validation set, as `dermadv evaluate` does
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
-        from dermadv.campaign.ray_executor import (
-            ModelSpec,
-            executor_json,
-            format_executor_summary,
-            make_executor,
-        )
+        from dermadv.runs.executor import executor_json, format_executor_summary, make_executor
+        from dermadv.runs.specs import ModelSpec
 
         sweep_executor = make_executor(
             executor,
@@ -108,10 +104,9 @@ def register(app: typer.Typer) -> None:
                 device,
                 parse_model_options(model_option),
             ),
+            model=clf,
             address=address,
             workers=workers,
-            reference_model=clf,
-            sweep=True,
             verbose=progress,
         )
         result = run_sweep(
@@ -152,5 +147,6 @@ def register(app: typer.Typer) -> None:
             f"{out}: {len(result.computed)} perturbation(s) computed, {len(result.skipped)} resumed "
             f"({result.seconds:.1f} s). Table: {result.files['csv']}  plot: {result.files['png']}"
         )
-        if sweep_executor is not None:
-            typer.echo(format_executor_summary(sweep_executor.stats()))
+        summary_line = format_executor_summary(sweep_executor.stats())
+        if summary_line:
+            typer.echo(summary_line)

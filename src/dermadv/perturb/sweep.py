@@ -28,9 +28,9 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -38,6 +38,8 @@ from dermadv.errors import DataError, DermadvError
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
 from dermadv.metrics import melanoma_score
 from dermadv.perturb.corruptions import Corruption, parse_specs
+from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
+from dermadv.runs.specs import PerturbationSpec
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "perturbation",
@@ -238,7 +240,7 @@ def score_corruption(
     batch_size: int,
     bar: Any = None,
 ) -> np.ndarray:
-    """Melanoma scores of ``samples`` after ``c``: one unit of the sweep (what a Ray worker runs too).
+    """Melanoma scores of ``samples`` after ``c`` (what a :class:`SweepUnit` computes).
 
     ``prepared``: the images from :func:`load_prepared_images`, or None to load each batch."""
     if bar is not None:
@@ -259,6 +261,47 @@ def score_corruption(
     return scores
 
 
+@dataclass(frozen=True)
+class SweepUnit(WorkUnit):
+    """A sweep work unit: the melanoma scores of every sample after one perturbation.
+
+    The prepared (decoded, resized) images are kept by the worker between units when they fit in
+    ``memory_limit_mb``; otherwise (and for file-level perturbations) each batch is decoded again.
+    """
+
+    kind: ClassVar[str] = "sweep"
+    perturbation: PerturbationSpec
+    samples: tuple[Any, ...]
+    batch_size: int
+    memory_limit_mb: float = 2048
+
+    def run(self, state: WorkerState) -> np.ndarray:
+        model = state.model
+        corruption = self.perturbation.build()
+        prepared = None
+        need_bytes = len(self.samples) * int(np.prod(model.input_size)) * 3
+        if not corruption.file_level and need_bytes <= self.memory_limit_mb * 2**20:
+            prepared = state.kept(
+                "sweep-images",
+                tuple(s.image_id for s in self.samples),
+                lambda: load_prepared_images(model, self.samples, self.batch_size),
+            )
+        metadata = [s.metadata() for s in self.samples] if getattr(model, "needs_metadata", False) else None
+        return score_corruption(model, corruption, self.samples, prepared, metadata, self.batch_size)
+
+    def label(self) -> str:
+        return f"perturbation {self.perturbation.spec}"
+
+    def paths(self) -> list[str]:
+        return [str(s.path) for s in self.samples if s.path is not None]
+
+    def for_workers(self) -> SweepUnit:
+        return replace(self, samples=tuple(absolute_sample(s) for s in self.samples))
+
+    def image_keys(self) -> list[tuple[str, str]]:
+        return [(self.perturbation.spec, s.image_id) for s in self.samples]
+
+
 def run_sweep(
     model: Any,
     samples: Sequence[Any],
@@ -269,7 +312,7 @@ def run_sweep(
     progress: bool = True,
     extra_settings: dict[str, Any] | None = None,
     memory_limit_mb: float = 2048,
-    executor: Any | None = None,
+    executor: Executor | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``perturbations`` over ``samples`` with ``model``; write ``out``.
 
@@ -280,6 +323,8 @@ def run_sweep(
 
     Images are decoded once and kept at input size when they fit in ``memory_limit_mb`` (about
     3,500 images at 299 px need 0.9 GB); otherwise every perturbation decodes them again.
+    ``executor`` (default: a :class:`~dermadv.runs.executor.LocalExecutor` on ``model``) runs one
+    :class:`SweepUnit` per perturbation; only this process writes the results.
     """
     from tqdm.auto import tqdm
 
@@ -344,7 +389,6 @@ def run_sweep(
 
     ids = [s.image_id for s in samples]
     y_true = np.array([s.diagnosis == "mel" for s in samples])
-    metadata = [s.metadata() for s in samples] if getattr(model, "needs_metadata", False) else None
 
     def done_file(c: Corruption) -> Path:
         return out / "perturb" / f"{_slug(c.spec)}.json"
@@ -370,13 +414,6 @@ def run_sweep(
             skipped.append(c.spec)
     pending = [c for c in corruptions if c.spec not in records]
 
-    # Inputs at the model's size are decoded once and kept in memory when they fit in
-    # ``memory_limit_mb``; otherwise each perturbation decodes its batches again from the files.
-    prepared: np.ndarray | None = None
-    need_bytes = len(samples) * int(np.prod(model.input_size)) * 3
-    if executor is None and any(not c.file_level for c in pending) and need_bytes <= memory_limit_mb * 2**20:
-        prepared = load_prepared_images(model, samples, bs, progress)
-
     computed: list[str] = []
     bar = tqdm(
         total=len(pending) * len(samples),
@@ -385,13 +422,13 @@ def run_sweep(
         file=sys.stderr,
         disable=not progress,
     )
-    if executor is not None:  # e.g. dermadv.campaign.ray_executor.RaySweepExecutor: a unit per spec
-        finished = executor.score(pending, samples, bs)  # yields (corruption, scores) as units finish
-    else:
-        finished = ((c, score_corruption(model, c, samples, prepared, metadata, bs, bar)) for c in pending)
-    for c, scores in finished:
-        if executor is not None:
-            bar.update(len(samples))
+    executor = executor if executor is not None else LocalExecutor(model)
+    by_spec = {c.spec: c for c in pending}
+    units = [SweepUnit(PerturbationSpec(c.spec), tuple(samples), bs, memory_limit_mb) for c in pending]
+    for unit, scores in executor.run(units):
+        c = by_spec[unit.perturbation.spec]  # type: ignore[attr-defined]
+        bar.set_postfix_str(c.spec, refresh=False)
+        bar.update(len(samples))
         rec = {
             "spec": c.spec,
             "label": c.label,

@@ -1,6 +1,6 @@
 """A pool of Ray actors that run work units, retry units of lost workers and count what each did.
 
-Generic part of the Ray executors (:mod:`dermadv.campaign.ray_executor`): connect to (or start)
+Generic part of the Ray executor (:mod:`dermadv.runs.executor`): connect to (or start)
 a Ray cluster, start one actor per worker (a GPU each where the cluster has GPUs), send each idle
 actor the next unit, and yield unit results to the driver as they finish. A unit whose worker
 process or node dies goes back to the front of the queue and runs on the next free actor (the
@@ -8,7 +8,7 @@ dead actor is restarted by Ray, ``max_restarts``, and rejoins once it has loaded
 Units are pure functions of their input (the job seeds travel with them), so a retried unit gives
 exactly the result the lost one would have.
 
-Ray is imported only inside functions: ``import dermadv.campaign.ray_cluster`` never needs Ray.
+Ray is imported only inside functions: ``import dermadv.runs.ray_cluster`` never needs Ray.
 """
 
 from __future__ import annotations
