@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
     import torch
 
-    from dermadv.campaign.ray_executor import ModelSpec, RayExecutor
     from dermadv.campaign.runner import run_campaign
     from dermadv.data import select_samples
     from dermadv.models.registry import load_model
+    from dermadv.runs.executor import RayExecutor
+    from dermadv.runs.specs import ModelSpec
 
     torch.set_num_threads(1)
     counts = [int(w) for w in args.workers.split(",")]
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         try:
             for n in counts:
                 executor = RayExecutor(
-                    ModelSpec(str(model_path)), options, workers=n, reference_model=model, verbose=False
+                    ModelSpec(str(model_path)), workers=n, reference_model=model, verbose=False
                 )
                 run_campaign(
                     model,

@@ -127,10 +127,11 @@ class KillOneWorker:
 def test_ray_rows_equal_local_and_survive_a_killed_worker(
     ray_cluster: str, tiny_model: Path, data_dir: Path, local_rows: list[dict], tmp_path: Path
 ) -> None:
-    from dermadv.campaign.ray_executor import ModelSpec, RayExecutor
+    from dermadv.runs.executor import RayExecutor
+    from dermadv.runs.specs import ModelSpec
 
     model = load_model(str(tiny_model))
-    executor = RayExecutor(ModelSpec(str(tiny_model)), TINY, workers=2, reference_model=model, verbose=False)
+    executor = RayExecutor(ModelSpec(str(tiny_model)), workers=2, reference_model=model, verbose=False)
     killer = KillOneWorker(executor)
     samples = select_samples(data_dir, classes=("mel",))
     out = run_campaign(
@@ -221,12 +222,13 @@ def test_cli_ray_driver_killed_then_resumed(
 
 
 def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch, tiny_model: Path) -> None:
-    from dermadv.campaign.ray_executor import ModelSpec, make_executor
+    from dermadv.runs.executor import LocalExecutor, make_executor
+    from dermadv.runs.specs import ModelSpec
 
-    assert make_executor("local", ModelSpec(str(tiny_model))) is None
+    assert isinstance(make_executor("local", ModelSpec(str(tiny_model))), LocalExecutor)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if not installed
     with pytest.raises(MissingExtraError, match=r"dermadv\[ray\]"):
-        make_executor("ray", ModelSpec(str(tiny_model)), {})
+        make_executor("ray", ModelSpec(str(tiny_model)))
 
 
 def test_perturbation_sweep_on_ray_equals_local(
