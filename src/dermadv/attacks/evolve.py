@@ -53,16 +53,28 @@ class EvolveAttack(EvolutionaryAttack):
             valid = PERTURBATIONS.options(name)
             what = f"evolve: perturbation {name!r} option"
             opts = {
-                k: coerce(v, None if valid.get(k, inspect.Parameter.empty) is inspect.Parameter.empty
-                          else valid[k], f"{what} {k}")
+                k: coerce(
+                    v,
+                    None if valid.get(k, inspect.Parameter.empty) is inspect.Parameter.empty else valid[k],
+                    f"{what} {k}",
+                )
                 for k, v in given.items()
             }
             space = PERTURBATIONS.create(name, **opts)
         except RegistryError as exc:
             raise AttackConfigError(f"evolve: {exc}") from None
         super().__init__(
-            space, popsize=popsize, maxiter=maxiter, mutation=mutation, recombination=recombination,
-            init=init, tol=tol, atol=atol, threshold=threshold, fitness=fitness, batch_score=batch_score,
+            space,
+            popsize=popsize,
+            maxiter=maxiter,
+            mutation=mutation,
+            recombination=recombination,
+            init=init,
+            tol=tol,
+            atol=atol,
+            threshold=threshold,
+            fitness=fitness,
+            batch_score=batch_score,
             batch_size=batch_size,
         )
         self.perturbation_name = name
@@ -70,8 +82,10 @@ class EvolveAttack(EvolutionaryAttack):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(perturbation_name=self.perturbation_name,
-                 perturbation_options={k: _plain(v) for k, v in sorted(self.perturbation_options.items())})
+        d.update(
+            perturbation_name=self.perturbation_name,
+            perturbation_options={k: _plain(v) for k, v in sorted(self.perturbation_options.items())},
+        )
         return d
 
 

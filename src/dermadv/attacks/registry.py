@@ -97,9 +97,7 @@ def register_attack(name: str, target: str | type[Attack]) -> None:
         raise _config_error(exc) from None
 
 
-def parse_attack_options(
-    pairs: Sequence[str] | None, attacks: Sequence[str] | None = None
-) -> dict[str, str]:
+def parse_attack_options(pairs: Sequence[str] | None, attacks: Sequence[str] | None = None) -> dict[str, str]:
     """``["color.delta=0.05", "pgd.steps=20"]`` (repeatable ``--attack-option NAME.KEY=VALUE``) ->
     ``{"color.delta": "0.05", "pgd.steps": "20"}``, the per-attack keys that
     ``campaign.runner.build_attacks`` accepts.
