@@ -262,6 +262,8 @@ def test_errors_are_attack_config_errors_naming_what_is_valid() -> None:
         make_attack("evolve", perturbation="nope")
     with pytest.raises(AttackConfigError, match=r"unknown option\(s\) delta; valid options: max_shift"):
         make_attack("evolve", perturbation="shift", perturbation_options="delta=0.1")
+    with pytest.raises(AttackConfigError, match="evolve: perturbation 'shift': option max_shift='big'"):
+        make_attack("evolve", perturbation_options="max_shift=big")
     with pytest.raises(AttackConfigError, match="cannot import 'no_such_module_xyz:Cls'"):
         register_attack("x", "no_such_module_xyz:Cls")
     with pytest.raises(AttackConfigError, match="not an Attack subclass"):

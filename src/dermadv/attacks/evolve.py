@@ -51,14 +51,9 @@ class EvolveAttack(EvolutionaryAttack):
         given = parse_pairs(perturbation_options, "evolve: perturbation_options")
         try:
             valid = PERTURBATIONS.options(name)
-            what = f"evolve: perturbation {name!r} option"
+            defaults = {k: None if d is inspect.Parameter.empty else d for k, d in valid.items()}
             opts = {
-                k: coerce(
-                    v,
-                    None if valid.get(k, inspect.Parameter.empty) is inspect.Parameter.empty else valid[k],
-                    f"{what} {k}",
-                )
-                for k, v in given.items()
+                k: coerce(v, defaults.get(k), f"perturbation {name!r}: option {k}") for k, v in given.items()
             }
             space = PERTURBATIONS.create(name, **opts)
         except RegistryError as exc:
