@@ -19,14 +19,18 @@ from typing import Any
 import numpy as np
 
 from dermadv.attacks.criteria import Misclassification, check_direction
-from dermadv.errors import DermadvError, NotWhiteBoxError
+from dermadv.errors import NotWhiteBoxError
 from dermadv.models.base import Classifier, Metadata
+from dermadv.registry import RegistryError
 
 OUTCOMES: tuple[str, ...] = ("success", "failure", "misclassified", "error")
 
 
-class AttackConfigError(DermadvError, ValueError):
-    """An attack name or option is invalid (the message says which and what is allowed)."""
+class AttackConfigError(RegistryError):
+    """An attack name or option is invalid (the message says which and what is allowed).
+
+    A :class:`~dermadv.registry.RegistryError` (hence a DermadvError and a ValueError): code that
+    catches registry errors for every kind of extension catches this one too."""
 
 
 @dataclass
@@ -105,7 +109,8 @@ class Attack(ABC):
 
     def __init__(self, threshold: float = 0.9, fitness: str = "auto", batch_size: int | None = None) -> None:
         Misclassification(threshold=threshold, fitness=fitness)  # validates
-        if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
+        numeric = isinstance(batch_size, (int, float, np.integer)) and not isinstance(batch_size, bool)
+        if batch_size is not None and (not numeric or int(batch_size) != batch_size or batch_size < 1):
             raise AttackConfigError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
         self.threshold = float(threshold)
         self.fitness = fitness

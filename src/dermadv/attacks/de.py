@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from dermadv.attacks.registry import SEARCHES
+
 INITS: tuple[str, ...] = ("latinhypercube", "random")
 
 
@@ -241,6 +243,26 @@ class DESearch:
         if n := int(np.count_nonzero(out)):
             trial[out] = rng.uniform(size=n)
         return trial
+
+
+@SEARCHES.register("de", builtin=True)
+def de_search(
+    bounds: Sequence[tuple[float, float]],
+    *,
+    popsize: int = 20,
+    maxiter: int = 20,
+    mutation: float | tuple[float, float] = (0.5, 1.0),
+    recombination: float = 1.0,
+    init: str = "latinhypercube",
+    tol: float = 0.0,
+    atol: float = -1.0,
+    seed: int | np.random.Generator | None = 0,
+) -> DESearch:
+    """The registered search "de": a :class:`DESearch` over ``bounds`` with :class:`DEOptions`
+    (``SEARCHES.create("de", bounds=[(0, 1)] * 3, popsize="5")``)."""
+    if isinstance(mutation, list):
+        mutation = tuple(mutation)
+    return DESearch(bounds, DEOptions(popsize, maxiter, mutation, recombination, init, tol, atol), seed)
 
 
 @dataclass

@@ -15,9 +15,11 @@ from dermadv.attacks.gradient import (
     to_tensor,
     to_uint8_images,
 )
+from dermadv.attacks.registry import ATTACKS
 from dermadv.models.base import Classifier
 
 
+@ATTACKS.register("fgsm", builtin=True, study=1, white_box_only=True)
 class FGSM(GradientAttack):
     """``x_adv = clip(x - eps * sign(grad L), 0, 255)``, rounded to uint8, for each ``eps``.
 
@@ -28,8 +30,10 @@ class FGSM(GradientAttack):
 
     name = "fgsm"
 
-    def __init__(self, eps: float | Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0), **options: Any) -> None:
-        super().__init__(**options)
+    def __init__(
+        self, eps: float | Sequence[float] = (1.0, 2.0, 4.0, 8.0, 16.0), *, batch_size: int | None = None
+    ) -> None:
+        super().__init__(batch_size=batch_size)
         values = sorted(float(e) for e in np.atleast_1d(np.asarray(eps, dtype=np.float64)))
         if not values or not all(0 < e <= 255 for e in values):
             raise AttackConfigError(f"fgsm: eps must be one or more values in (0, 255], got {eps!r}")

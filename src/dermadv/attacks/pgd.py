@@ -15,9 +15,11 @@ from dermadv.attacks.gradient import (
     to_tensor,
     to_uint8_images,
 )
+from dermadv.attacks.registry import ATTACKS
 from dermadv.models.base import Classifier
 
 
+@ATTACKS.register("pgd", builtin=True, study=2, white_box_only=True)
 class PGD(GradientAttack):
     """``steps`` steps of ``step_size * sign(grad)`` toward the target group, each followed by
     projection onto ``|x_adv - x| <= eps`` and clipping to 0..255 (pixel units, 0..255 scale).
@@ -31,8 +33,8 @@ class PGD(GradientAttack):
     name = "pgd"
 
     def __init__(self, eps: float = 8.0, step_size: float = 2.0, steps: int = 10, random_start: bool = True,
-                 **options: Any) -> None:
-        super().__init__(**options)
+                 *, batch_size: int | None = None) -> None:
+        super().__init__(batch_size=batch_size)
         if not 0 < float(eps) <= 255:
             raise AttackConfigError(f"pgd: eps must be in (0, 255] pixel units, got {eps!r}")
         if not float(step_size) > 0:

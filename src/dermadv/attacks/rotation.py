@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dermadv.attacks.evolutionary import EvolutionaryAttack
+from dermadv.attacks.registry import ATTACKS
 from dermadv.perturb.affine import RotationTranslation
 
 
+@ATTACKS.register("rotation", builtin=True, study=5)
 class RotationAttack(EvolutionaryAttack):
     """The study's rotation attack: any angle, shift within 50 px of a 299 px image (scaled to the
     model's input size), black border, bilinear.
 
+    Search options: see :class:`EvolutionaryAttack`.
     ``params`` of a result: ``{"angle_deg": .., "dx_px": .., "dy_px": .., ...}``.
     """
 
     name = "rotation"
 
-    def __init__(self, max_shift: float = 50.0, reference_size: float = 299.0, **options: Any) -> None:
-        super().__init__(RotationTranslation(max_shift, reference_size), **options)
+    def __init__(
+        self,
+        max_shift: float = 50.0,
+        reference_size: float = 299.0,
+        *,
+        popsize: int = 20,
+        maxiter: int = 20,
+        mutation: float | tuple[float, float] = (0.5, 1.0),
+        recombination: float = 1.0,
+        init: str = "latinhypercube",
+        tol: float = 0.0,
+        atol: float = -1.0,
+        threshold: float = 0.9,
+        fitness: str = "auto",
+        batch_score: bool = True,
+        batch_size: int | None = None,
+    ) -> None:
+        super().__init__(
+            RotationTranslation(max_shift, reference_size), popsize=popsize, maxiter=maxiter,
+            mutation=mutation, recombination=recombination, init=init, tol=tol, atol=atol,
+            threshold=threshold, fitness=fitness, batch_score=batch_score, batch_size=batch_size,
+        )

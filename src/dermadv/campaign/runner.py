@@ -255,23 +255,26 @@ def attack_units(
 def resolve_attacks(names: Sequence[str] | None, model: Any) -> tuple[list[str], list[str]]:
     """Validate attack names against the model: returns (attacks to run, notes for the user).
 
-    With ``names=None`` every attack the model supports runs (gradient attacks only on white-box
-    models). Naming a gradient attack for a black-box model is refused up front with a clear error.
+    With ``names=None`` the study's five attacks run, those the model supports (gradient attacks only
+    on white-box models); any registered attack (``dermadv.attacks.ATTACKS``) runs when named.
+    Naming a gradient attack for a black-box model is refused up front with a clear error.
     """
-    from dermadv.attacks import ATTACK_NAMES, attack_class
+    from dermadv.attacks import attack_class, available_attacks, study_attacks
 
     notes: list[str] = []
     if names is None:
-        chosen = list(ATTACK_NAMES)
+        chosen = list(study_attacks())
         explicit = False
     else:
-        chosen = list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+        known = available_attacks()  # read now: attacks registered after import count too
+        given = [n.strip() for n in names if n.strip()]
+        chosen = list(dict.fromkeys(n if n in known else n.lower() for n in given))
         explicit = True
         if not chosen:
-            raise DataError(f"no attack named; choose from {', '.join(ATTACK_NAMES)}")
-        unknown = [n for n in chosen if n not in ATTACK_NAMES]
+            raise DataError(f"no attack named; choose from {', '.join(known)}")
+        unknown = [n for n in chosen if n not in known]
         if unknown:
-            raise DataError(f"unknown attack(s) {unknown}; choose from {', '.join(ATTACK_NAMES)}")
+            raise DataError(f"unknown attack(s) {unknown}; choose from {', '.join(known)}")
     if not getattr(model, "white_box", False):
         grad = [n for n in chosen if attack_class(n).white_box_only]
         if grad and explicit:
@@ -294,11 +297,17 @@ def attack_specs(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, 
     """Each attack's spec; each gets the options it accepts (e.g. ``eps`` only goes to fgsm/pgd).
 
     ``options`` use campaign names (``max_generations``) or attack names (``maxiter``); None values
-    mean "the attack's default".
+    mean "the attack's default". A key ``NAME.KEY`` (``--attack-option``, e.g. ``color.delta``) is the
+    option KEY of attack NAME alone and overrides a shared one; it must name a registered attack and
+    one of its options (AttackConfigError otherwise), and is unused when NAME is not built here.
     """
-    from dermadv.attacks import attack_options
+    from dermadv.attacks import attack_options, check_attack_option, split_attack_options
 
-    given = {OPTION_ALIASES.get(k, k): v for k, v in options.items() if v is not None}
+    shared, own = split_attack_options(options)
+    given = {OPTION_ALIASES.get(k, k): v for k, v in shared.items()}
+    for attack, opts in own.items():
+        for key in opts:
+            check_attack_option(attack, key)
     built = {}
     for name in names:
         accepted = attack_options(name)
@@ -309,6 +318,7 @@ def attack_specs(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, 
             and isinstance(opts["eps"], (tuple, list))
         ):
             opts["eps"] = max(opts["eps"])  # one-eps attacks (pgd) take the largest of the list
+        opts.update(own.get(name, {}))
         built[name] = AttackSpec(name, opts)
     return built
 

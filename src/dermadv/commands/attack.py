@@ -102,8 +102,16 @@ def register(app: typer.Typer) -> None:
         attacks: str = typer.Option(
             None,
             "--attacks",
-            help="Comma-separated attacks (fgsm,pgd,pixel,color,rotation). Default: all the model supports "
-            "(gradient attacks only on white-box models; naming one for a black-box model is an error).",
+            help="Comma-separated attacks (fgsm,pgd,pixel,color,rotation; evolve or a plugin's when named). "
+            "Default: the study's five that the model supports (gradient attacks only on white-box "
+            "models; naming one for a black-box model is an error).",
+        ),
+        attack_option: list[str] = typer.Option(
+            None,
+            "--attack-option",
+            "-a",
+            help="Option of one attack NAME.KEY=VALUE (repeatable), e.g. color.delta=0.05 pgd.steps=20 "
+            "evolve.perturbation=shift; overrides the shared flags (--popsize...) for that attack.",
         ),
         out: Path = typer.Option(
             None, "--out", help="Run directory (created; rerun the same command to resume)."
@@ -200,6 +208,11 @@ def register(app: typer.Typer) -> None:
             "eps": _eps_list(eps),
         }
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
+        if attack_option:  # NAME.KEY=VALUE, checked against the attacks this campaign runs
+            from dermadv.attacks import parse_attack_options
+            from dermadv.campaign.runner import resolve_attacks
+
+            options.update(parse_attack_options(attack_option, resolve_attacks(attack_names, clf)[0]))
         samples = select_samples(
             data,
             split=split,

@@ -1,12 +1,17 @@
-"""Batched, exact, parametric image perturbations (uint8 in, uint8 out)."""
+"""Batched, exact, parametric image perturbations (uint8 in, uint8 out).
+
+Each is registered in ``PERTURBATIONS`` (``color``, ``rotation``, ``pixel``, ``shift``; plugins
+through the ``dermadv.perturbations`` entry-point group) and can be searched by the ``evolve`` attack.
+"""
 
 from dermadv.perturb.affine import RotationTranslation, rotate
-from dermadv.perturb.base import Perturbation
+from dermadv.perturb.base import PERTURBATIONS, Perturbation
 from dermadv.perturb.color import ColorBalance, color_balance
 from dermadv.perturb.intensity import ChannelShift, shift_channels
 from dermadv.perturb.pixels import FewPixels
 
 __all__ = [
+    "PERTURBATIONS",
     "Perturbation",
     "ColorBalance",
     "color_balance",

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, check_image, check_images
+from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image, check_images
 
 
 def _per_image(value: Any, n: int, what: str) -> np.ndarray:
@@ -120,6 +120,7 @@ def rotate(
     return out
 
 
+@PERTURBATIONS.register("rotation", builtin=True)
 class RotationTranslation(Perturbation):
     """Params (angle_deg in [0, 360], dx, dy in [-max_shift, max_shift] scaled to the image).
 

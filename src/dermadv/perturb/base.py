@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from dermadv.registry import Registry
+
 
 def check_image(image: Any, what: str = "image") -> np.ndarray:
     """Validate one uint8 H x W x 3 RGB array (scikit-learn style: say exactly what was wrong)."""
@@ -90,6 +92,12 @@ class Perturbation(ABC):
         settings = {k: v for k, v in self.describe().items() if k not in ("name", "params")}
         inner = ", ".join(f"{k}={v!r}" for k, v in settings.items())
         return f"{type(self).__name__}({inner})"
+
+
+#: Perturbations by name (entry-point group ``dermadv.perturbations``): ``PERTURBATIONS.create("color",
+#: delta="0.05")``. Each class registers itself where it is defined; a registered perturbation is a
+#: search space for the ``evolve`` attack (``evolve.perturbation=NAME``).
+PERTURBATIONS: Registry[type[Perturbation]] = Registry("perturbation")
 
 
 def to_uint8(x: Any) -> np.ndarray:

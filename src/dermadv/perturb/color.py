@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images, per_image_channels
+from dermadv.perturb.base import (
+    PERTURBATIONS,
+    Perturbation,
+    apply_tables,
+    check_image,
+    check_images,
+    per_image_channels,
+)
 
 
 def color_tables(factors: np.ndarray) -> np.ndarray:
@@ -33,6 +40,7 @@ def color_balance(images: np.ndarray, factors: Any) -> np.ndarray:
     return apply_tables(batch, color_tables(per_image_channels(factors, len(batch), "factors")))
 
 
+@PERTURBATIONS.register("color", builtin=True)
 class ColorBalance(Perturbation):
     """Params (c_r, c_g, c_b), each in [1 - delta, 1 + delta]; pixel x -> trunc(min(x * c, 255)).
 

@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, apply_tables, check_image, check_images, per_image_channels
+from dermadv.perturb.base import (
+    PERTURBATIONS,
+    Perturbation,
+    apply_tables,
+    check_image,
+    check_images,
+    per_image_channels,
+)
 
 
 def shift_tables(offsets: np.ndarray) -> np.ndarray:
@@ -26,6 +33,7 @@ def shift_channels(images: np.ndarray, offsets: Any) -> np.ndarray:
     return apply_tables(batch, shift_tables(per_image_channels(offsets, len(batch), "offsets")))
 
 
+@PERTURBATIONS.register("shift", builtin=True)
 class ChannelShift(Perturbation):
     """Params (s_r, s_g, s_b) in [-max_shift, max_shift] pixel units, added to each channel."""
 

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.perturb.base import Perturbation, check_image
+from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image
 
 
+@PERTURBATIONS.register("pixel", builtin=True)
 class FewPixels(Perturbation):
     """Params (x1, y1, r1, g1, b1, ..., xd, yd, rd, gd, bd): d pixels replaced by colours."""
 
