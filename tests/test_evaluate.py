@@ -386,7 +386,7 @@ def _evaluation(classes: tuple[str, ...], probs: np.ndarray, diagnoses: list[str
     return Evaluation(samples, classes, probs, scores, included, 0.5, metrics)
 
 
-def test_multiclass_model_reports_both_aucs_each_named() -> None:
+def test_multiclass_model_reports_both_aucs_each_named(tmp_path: Path) -> None:
     """A 3-class model: the headline ranks p_mel/(p_mel+p_nv), the ISIC scorer ranks raw P(MEL); they
     differ here, and each equals scikit-learn's AUC of its own score on the same mel/nv cases."""
     from dermadv.evaluate import format_report
@@ -411,6 +411,20 @@ def test_multiclass_model_reports_both_aucs_each_named() -> None:
     s = ev.summary()
     assert s["auc_raw_p_mel"]["value"] == 0.5 and s["auc_melanoma_vs_naevus"]["value"] == 0.75
     assert "ISIC scorer's MEL AUC (raw P(MEL)) 0.500" in format_report(ev)
+
+    # The HTML report's metrics table gives both, each named, with CIs.
+    import html
+
+    from dermadv.report.html import build_report
+
+    run = tmp_path / "eval"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"metrics": ev.metrics}))
+    page = html.unescape(build_report([run], tmp_path / "report.html").read_text())
+    table = page[page.index("AUC melanoma vs naevus (95% CI)") :]
+    assert "ISIC scorer's MEL AUC (raw P(MEL)) (95% CI)" in table
+    assert f"0.750 ({head['ci_low']:.3f}–{head['ci_high']:.3f})" in table
+    assert f"0.500 ({raw['ci_low']:.3f}–{raw['ci_high']:.3f})" in table
 
 
 def test_isic_submission_is_lossless_and_clipped() -> None:

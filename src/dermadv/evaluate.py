@@ -277,7 +277,8 @@ def two_aucs(
     ``auc_raw_p_mel`` (what the official ISIC scorer ranks)."""
     mel = isic_probabilities(classes, probs)[np.asarray(included, dtype=bool), ISIC2019_COLUMNS.index("MEL")]
     out = dict(metrics)
-    out["auc_melanoma_vs_naevus"] = {**metrics["auc"], "definition": AUC_DEFINITIONS["auc_melanoma_vs_naevus"]}
+    head = AUC_DEFINITIONS["auc_melanoma_vs_naevus"]
+    out["auc_melanoma_vs_naevus"] = {**metrics["auc"], "definition": head}
     out["auc_raw_p_mel"] = {**delong_auc_ci(y, mel), "definition": AUC_DEFINITIONS["auc_raw_p_mel"]}
     return out
 
@@ -456,8 +457,8 @@ def format_report(ev: Evaluation, model_name: str = "") -> str:
     raw = ev.metrics.get("auc_raw_p_mel")
     if raw is not None:
         lines.append(
-            f"ISIC scorer's MEL AUC (raw P(MEL)) {raw['value']:.3f}   [{raw['ci_low']:.3f}, {raw['ci_high']:.3f}]"
-            "  (auc above: melanoma vs naevus, p_mel/(p_mel+p_nv))"
+            f"ISIC scorer's MEL AUC (raw P(MEL)) {raw['value']:.3f}   [{raw['ci_low']:.3f}, "
+            f"{raw['ci_high']:.3f}]  (auc above: melanoma vs naevus, p_mel/(p_mel+p_nv))"
         )
     lines.append("CIs: AUC DeLong; proportions Wilson score.")
     return "\n".join(lines)
