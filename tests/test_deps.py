@@ -43,7 +43,7 @@ def _dist_name(requirement: str) -> str:
 
 @functools.cache
 def _installed_modules() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    return dict(importlib.metadata.packages_distributions())
 
 
 def _modules_of(dist: str) -> set[str]:
@@ -120,7 +120,7 @@ def _require_calls() -> list[tuple[str, int, str, str]]:
                     if isinstance(loop, ast.For) and getattr(loop.target, "id", None) == mod.id:
                         names += [e.value for e in getattr(loop.iter, "elts", [])]
             assert names, f"{path}:{node.lineno}: cannot tell which module require() imports"
-            calls += [(path.name, node.lineno, n, extra.value) for n in names]
+            calls += [(path.name, node.lineno, str(n), str(extra.value)) for n in names]
     return calls
 
 
