@@ -27,6 +27,7 @@ demo: setup
 
 test: setup browser
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m deptry src  # every import in src/ belongs to a declared dependency ([tool.deptry])
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup

@@ -30,7 +30,13 @@ import numpy as np
 from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_text
 from dermadv.labels import canonical_diagnosis
-from dermadv.metrics import binary_metrics, format_confusion, format_metrics_table, melanoma_score
+from dermadv.metrics import (
+    binary_metrics,
+    delong_auc_ci,
+    format_confusion,
+    format_metrics_table,
+    melanoma_score,
+)
 
 #: ISIC 2019 challenge diagnosis columns, in the ground-truth file's order.
 ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
@@ -74,6 +80,9 @@ class Evaluation:
             out[key] = {k: m[k] for k in ("value", "ci_low", "ci_high", "method")}
             if m.get("note"):  # e.g. a degenerate DeLong interval: never report [1, 1] without saying so
                 out[key]["note"] = m["note"]
+        for key in ("auc_melanoma_vs_naevus", "auc_raw_p_mel"):  # both named AUCs (see AUC_DEFINITIONS)
+            if key in self.metrics:
+                out[key] = {k: self.metrics[key][k] for k in ("value", "ci_low", "ci_high", "method")}
         out["confusion"] = dict(self.metrics["confusion"])
         out["n"] = self.metrics["n"]
         out["threshold"] = self.threshold
@@ -236,6 +245,7 @@ def evaluate_model(
     seconds = time.time() - t0
     scores = melanoma_score(model, probs)
     metrics = binary_metrics(y, scores[included], threshold=threshold)
+    metrics = two_aucs(metrics, y, model.classes, probs, included)
     return Evaluation(
         samples=samples,
         classes=tuple(model.classes),
@@ -247,6 +257,30 @@ def evaluate_model(
         seconds=seconds,
         extra={"resumed_predictions": len(done)} if done else {},
     )
+
+
+#: What each AUC in metrics.json ranks (both on the same melanoma/naevus cases).
+AUC_DEFINITIONS: dict[str, str] = {
+    "auc_melanoma_vs_naevus": "the headline AUC (also under 'auc'): ranks melanoma_score = "
+    "p_mel / (p_mel + p_benign) over the model's class groups",
+    "auc_raw_p_mel": "the ISIC scorer's MEL AUC: ranks raw P(MEL), the ISIC submission's MEL column "
+    "(model classes mapped to MEL, summed, clipped to [0, 1]); for a binary mel/nv model the two "
+    "coincide up to float rounding",
+}
+
+
+def two_aucs(
+    metrics: dict[str, Any], y: np.ndarray, classes: Sequence[str], probs: np.ndarray, included: np.ndarray
+) -> dict[str, Any]:
+    """``metrics`` (from :func:`binary_metrics` on ``y``, the included cases) plus both named AUCs with
+    DeLong CIs, on the same cases: ``auc_melanoma_vs_naevus`` (= ``auc``, the headline) and
+    ``auc_raw_p_mel`` (what the official ISIC scorer ranks)."""
+    mel = isic_probabilities(classes, probs)[np.asarray(included, dtype=bool), ISIC2019_COLUMNS.index("MEL")]
+    out = dict(metrics)
+    head = AUC_DEFINITIONS["auc_melanoma_vs_naevus"]
+    out["auc_melanoma_vs_naevus"] = {**metrics["auc"], "definition": head}
+    out["auc_raw_p_mel"] = {**delong_auc_ci(y, mel), "definition": AUC_DEFINITIONS["auc_raw_p_mel"]}
+    return out
 
 
 # ----- output files -------------------------------------------------------------------------------
@@ -278,19 +312,29 @@ def isic_class_mapping(classes: Sequence[str]) -> dict[str, str]:
     return mapping
 
 
+def isic_probabilities(classes: Sequence[str], probs: np.ndarray) -> np.ndarray:
+    """N x 9 probabilities over :data:`ISIC2019_COLUMNS`: each model class added to its ISIC column
+    (absent columns 0), clipped to [0, 1] (a sum may exceed 1 by a rounding error)."""
+    mapping = isic_class_mapping(classes)
+    col = {c: i for i, c in enumerate(ISIC2019_COLUMNS)}
+    p = np.asarray(probs, dtype=np.float64)
+    out = np.zeros((len(p), len(ISIC2019_COLUMNS)))
+    for k, c in enumerate(classes):
+        out[:, col[mapping[c]]] += p[:, k]
+    return np.clip(out, 0.0, 1.0)
+
+
 def isic_submission_csv(ev: Evaluation) -> str:
-    """ISIC 2019 challenge submission: ``image`` + MEL..UNK probabilities (absent classes are 0)."""
-    mapping = isic_class_mapping(ev.classes)
+    """ISIC 2019 challenge submission: ``image`` + MEL..UNK probabilities (absent classes are 0).
+
+    Values are written losslessly (shortest round-trip repr): rounding would create ties that change
+    the official scorer's AUC (a saturated 0.9999995 is not 1.0).
+    """
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["image", *ISIC2019_COLUMNS])
-    col = {c: i for i, c in enumerate(ISIC2019_COLUMNS)}
-    for s, p in zip(ev.samples, ev.probs, strict=True):
-        row = np.zeros(len(ISIC2019_COLUMNS))
-        for k, c in enumerate(ev.classes):
-            row[col[mapping[c]]] += p[k]
-        row = np.clip(row, 0.0, 1.0)
-        w.writerow([s.image_id] + [f"{v:.6f}" for v in row])
+    for s, row in zip(ev.samples, isic_probabilities(ev.classes, ev.probs), strict=True):
+        w.writerow([s.image_id] + [repr(float(v)) for v in row])
     return buf.getvalue()
 
 
@@ -409,6 +453,12 @@ def format_report(ev: Evaluation, model_name: str = "") -> str:
         ),
         "",
         format_metrics_table(ev.metrics),
-        "CIs: AUC DeLong; proportions Wilson score.",
     ]
+    raw = ev.metrics.get("auc_raw_p_mel")
+    if raw is not None:
+        lines.append(
+            f"ISIC scorer's MEL AUC (raw P(MEL)) {raw['value']:.3f}   [{raw['ci_low']:.3f}, "
+            f"{raw['ci_high']:.3f}]  (auc above: melanoma vs naevus, p_mel/(p_mel+p_nv))"
+        )
+    lines.append("CIs: AUC DeLong; proportions Wilson score.")
     return "\n".join(lines)

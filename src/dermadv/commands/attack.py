@@ -5,11 +5,17 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
 from dermadv.commands import common
+
+
+def _usage_error(ctx: typer.Context, message: str) -> NoReturn:
+    """Usage + message on stderr and exit status 2, as a usage error of the command line parser."""
+    typer.echo(f"{ctx.get_usage()}\nTry '{ctx.command_path} --help' for help.\n\nError: {message}", err=True)
+    raise typer.Exit(2)
 
 
 def _split_list(text: str | None, what: str) -> list[str] | None:
@@ -182,13 +188,11 @@ def register(app: typer.Typer) -> None:
         if model is None and data is None and out is None:
             typer.echo(ctx.get_help())
             raise typer.Exit(0)
-        import click
-
         for name, value in (("--model", model), ("--data", data), ("--out", out)):
             if value is None:
-                raise click.UsageError(f"Missing option '{name}'.", ctx=ctx)
+                _usage_error(ctx, f"Missing option '{name}'.")
         if subset is not None and split is None:
-            raise click.UsageError("--subset needs --split", ctx=ctx)
+            _usage_error(ctx, "--subset needs --split")
         if fitness is not None and fitness not in ("study", "margin"):
             raise typer.BadParameter(f"--fitness must be 'study' or 'margin', got {fitness!r}")
 

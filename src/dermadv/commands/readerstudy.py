@@ -26,7 +26,7 @@ DbOpt = typer.Option(
 def _require_web() -> None:
     from dermadv.errors import require
 
-    for mod in ("fastapi", "sqlalchemy", "uvicorn"):
+    for mod in ("fastapi", "sqlalchemy", "uvicorn", "jinja2"):
         require(mod, "readerstudy", "The reader study")
 
 

@@ -503,7 +503,7 @@ def _write_outputs(
         w2.writerow(["image_id", "melanoma", *[c.spec for c in corruptions]])
         for k, image_id in enumerate(ids):
             w2.writerow(
-                [image_id, int(y_true[k]), *[f"{records[c.spec]['scores'][k]:.6f}" for c in corruptions]]
+                [image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in corruptions]]
             )
     os.replace(tmp, out / "perturbation_scores.csv")
     atomic_write_text(

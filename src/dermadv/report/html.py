@@ -168,6 +168,7 @@ def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
                 run.label,
                 m.get("n", "–"),
                 *[_ci(m.get(k)) for k in METRIC_KEYS],
+                _ci(m.get("auc_raw_p_mel")),  # absent in older metrics.json: "–"
                 f"TP {conf.get('tp', '–')} FN {conf.get('fn', '–')} FP {conf.get('fp', '–')} "
                 f"TN {conf.get('tn', '–')}",
                 "",
@@ -175,7 +176,7 @@ def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
         )
         classes.append("")
     for ref in references:
-        rows.append([ref["model"], "–", *[_fmt(ref.get(k)) for k in METRIC_KEYS], "–", ref["source"]])
+        rows.append([ref["model"], "–", *[_fmt(ref.get(k)) for k in METRIC_KEYS], "–", "–", ref["source"]])
         classes.append("ref")
     if not rows:
         return _empty("evaluation runs (metrics.json) or reference rows")
@@ -194,13 +195,17 @@ def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
                 "accuracy (95% CI)",
                 "sensitivity (95% CI)",
                 "specificity (95% CI)",
-                "AUC (95% CI)",
+                "AUC melanoma vs naevus (95% CI)",
+                "ISIC scorer's MEL AUC (raw P(MEL)) (95% CI)",
                 "confusion at 0.5",
                 "source",
             ],
             rows,
             row_classes=classes,
         )
+        + '<p class="note">AUC melanoma vs naevus ranks p_mel/(p_mel+p_ben) (the headline); the ISIC '
+        "scorer's MEL AUC ranks raw P(MEL), as the official ISIC 2019 scorer does; for a binary mel/nv "
+        "model the two coincide. Both on the same melanoma/naevus cases.</p>"
         + f'<p class="note">Melanoma decision: melanoma score p_mel/(p_mel+p_ben) ≥ 0.5. CI methods: '
         f"{esc(method or 'as recorded in metrics.json')}. Shaded italic rows are reference results supplied "
         "by the user (--reference), shown as given, not recomputed.</p>"
