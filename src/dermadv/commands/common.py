@@ -7,7 +7,6 @@ from typing import Any
 import typer
 
 
-
 def model_help() -> str:
     """The ``--model`` help, from the model-format and named-model registries (plugins included)."""
     from dermadv.errors import DermadvError

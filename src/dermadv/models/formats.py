@@ -123,7 +123,8 @@ class FormatInfo:
         """Raise MissingExtraError (one line naming the extra) if a module it needs is not installed."""
         for module in self.requires:
             if importlib.util.find_spec(module) is None:
-                raise MissingExtraError(module.split(".")[0], self.extra or module, f"Loading {self.label} models")
+                package = module.split(".")[0]
+                raise MissingExtraError(package, self.extra or package, f"Loading {self.label} models")
 
     def to_json(self) -> dict[str, Any]:
         return {

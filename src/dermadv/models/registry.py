@@ -18,7 +18,7 @@ from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.models.base import Classifier
-from dermadv.models.formats import MODEL_FORMATS, BuiltinsFirstRegistry, FormatInfo, format_info, formats
+from dermadv.models.formats import BuiltinsFirstRegistry, FormatInfo, format_info, formats
 from dermadv.registry import coerce, explicit_options
 
 #: Named models: ``NAMED_MODELS.register("name")`` on a factory ``(device=None, *, option=default, ...)
@@ -205,7 +205,10 @@ def _typed(options: dict[str, Any], valid: dict[str, Any], where: str) -> dict[s
 
 
 def load_with_format(
-    fmt: FormatInfo | str, source: str | Path, device: str | None = None, options: dict[str, Any] | None = None
+    fmt: FormatInfo | str,
+    source: str | Path,
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Classifier:
     """Load ``source`` with one registered format: its extra is checked, unknown options refused."""
     info = format_info(fmt) if isinstance(fmt, str) else fmt
