@@ -60,11 +60,18 @@ class BuiltinsFirstRegistry(Registry[T]):
         self.builtin_modules = tuple(builtin_modules)
         self._builtins_loaded = False
 
-    def load_plugins(self) -> None:
+    def load_builtins(self) -> None:
         if not self._builtins_loaded:
             self._builtins_loaded = True
             for module in self.builtin_modules:
                 importlib.import_module(module)
+
+    def add(self, name: str, obj: T, *, source: str | None = None, **meta: Any) -> None:
+        self.load_builtins()  # built-ins come first even when a plugin module is imported directly
+        super().add(name, obj, source=source, **meta)
+
+    def load_plugins(self) -> None:
+        self.load_builtins()
         super().load_plugins()
 
 
