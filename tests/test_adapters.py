@@ -235,7 +235,7 @@ def test_missing_files_unknown_suffix_and_bad_specs(tmp_path):
         load_model("no_such_module_xyz:predict", classes="mel,nv")
     with pytest.raises(ModelError, match="has no attribute"):
         load_model("models_support:absent_function", classes="mel,nv")
-    with pytest.raises(ModelError, match="unknown callable-model option"):
+    with pytest.raises(ModelError, match=r"unknown option\(s\) \['colour'\] for a callable model; known: cl"):
         load_model("models_support:mean_colour_probs", colour="red")
     with pytest.raises(ModelError, match="KEY=VALUE"):
         parse_model_options(["classes"])

@@ -14,7 +14,7 @@ from sklearn.metrics import roc_auc_score
 from dermadv.data import Sample, load_dataset
 from dermadv.errors import ModelError
 from dermadv.models.registry import NAMED_MODELS, load_model
-from dermadv.models.sklesion import SITE_GROUPS, SklesionMetadata, load_props, package_dir
+from dermadv.models.sklesion import SITE_GROUPS, SklesionMetadata, load_props, load_sklesion, package_dir
 
 SKLESION_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 
@@ -60,7 +60,7 @@ def test_package_facts_match_the_adapter(sklesion):
     assert sklesion.decoder == "tf" and sklesion.resize_method == "bilinear-noaa"
     assert sklesion.melanoma == {"mel"} and sklesion.benign == {"nv"}
     assert sklesion.white_box and sklesion.needs_metadata
-    assert NAMED_MODELS["sklesion"] == "dermadv.models.sklesion:load_sklesion"
+    assert NAMED_MODELS.get("sklesion") is load_sklesion
 
 
 def test_metadata_encoding():

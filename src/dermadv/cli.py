@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 import typer
 
 from dermadv.errors import DermadvError
+from dermadv.registry import Registry
+
+if __name__ == "__main__":  # `python -m dermadv.cli`: plugins importing dermadv.cli get this module
+    sys.modules.setdefault("dermadv.cli", sys.modules[__name__])
 
 app = typer.Typer(
     name="dermadv",
@@ -19,8 +24,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-#: Command modules, each exposing ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = (
+#: Commands: name -> ``register(app: typer.Typer) -> None`` adding the command(s) to the app.
+#: Another package adds one through the ``dermadv.commands`` entry point (``my_pkg.cli:register``,
+#: registered under the entry point's name, or a module calling ``COMMANDS.register``).
+COMMANDS: Registry[Callable[[typer.Typer], None]] = Registry("command")
+
+#: dermadv's own command modules (``dermadv.commands.NAME``), each exposing ``register(app)``.
+BUILTIN_COMMANDS: tuple[str, ...] = (
     "data",
     "train",
     "evaluate",
@@ -32,8 +42,25 @@ COMMAND_MODULES = (
     "readerstudy",
 )
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(f"dermadv.commands.{_name}").register(app)
+#: A plugin command that failed to load: ``main`` reports it (one line) instead of running.
+PLUGIN_ERROR: DermadvError | None = None
+
+
+def add_commands(target: typer.Typer) -> None:
+    """Add every registered command to ``target``: dermadv's own, then the plugins'."""
+    for entry in COMMANDS.entries():
+        entry.obj(target)
+
+
+_builtins = {name: importlib.import_module(f"dermadv.commands.{name}").register for name in BUILTIN_COMMANDS}
+for _name, _register in _builtins.items():
+    COMMANDS.add(_name, _register)
+try:
+    add_commands(app)
+except DermadvError as _exc:  # a broken plugin (nothing was added yet): keep the built-ins, main() says why
+    PLUGIN_ERROR = _exc
+    for _register in _builtins.values():
+        _register(app)
 
 
 def main() -> None:
@@ -43,6 +70,8 @@ def main() -> None:
     dermadv (:class:`DermadvError`) prints one clear line, no traceback, and exits with status 2.
     """
     try:
+        if PLUGIN_ERROR is not None:
+            raise PLUGIN_ERROR
         app()
     except DermadvError as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)

@@ -20,8 +20,6 @@ CLASSES_HELP = "Class names in the model's output order, comma-separated (for fi
 OPTION_HELP = "Adapter option KEY=VALUE (repeatable): input_size, mean, std, normalize, output, decoder..."
 
 
-
-
 def _verification_inputs(model: Any, data: Path | None, n: int) -> tuple[list[Any], list[Any] | None, str]:
     """Up to ``n`` real images (with metadata) from ``data``, else seeded noise images."""
     import numpy as np
@@ -40,18 +38,30 @@ def _verification_inputs(model: Any, data: Path | None, n: int) -> tuple[list[An
 
 
 def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """List the registered model names and the model file types dermadv can load."""
-    from dermadv.models.registry import FILE_TYPES, NAMED_MODELS
+    """List the registered model names and the model formats dermadv can load (plugins included)."""
+    from dermadv.models.formats import formats
+    from dermadv.models.registry import NAMED_MODELS, file_types, model_target
 
+    named = {name: model_target(name) for name in NAMED_MODELS.names()}
     if json_out:
-        typer.echo(json.dumps({"named": NAMED_MODELS, "file_types": FILE_TYPES}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "named": named,
+                    "file_types": file_types(),
+                    "formats": {f.name: f.to_json() for f in formats()},
+                },
+                indent=2,
+            )
+        )
         return
     typer.echo("Registered models (--model NAME):")
-    for name, target in sorted(NAMED_MODELS.items()):
+    for name, target in sorted(named.items()):
         typer.echo(f"  {name:<16} {target}")
-    typer.echo("Model files and specs (--model PATH or module:function):")
-    for kind, text in FILE_TYPES.items():
-        typer.echo(f"  {kind:<18} {text}")
+    typer.echo("Model formats (--model PATH or module:function; options via --model-option KEY=VALUE):")
+    for f in formats():
+        source = "" if f.source == "dermadv" else f" [from {f.source}]"
+        typer.echo(f"  {f.kind:<18} {f.name}: {f.summary()}{source}")
 
 
 def describe(

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from dermadv.errors import ModelError
 from dermadv.models.base import Classifier, Metadata
+from dermadv.models.formats import option_values, register_format
 from dermadv.models.registry import as_classes, as_size
 
 DEFAULT_INPUT_SIZE = (224, 224)
@@ -150,3 +152,31 @@ class CallableClassifier(Classifier):
         d = super().describe()
         d["callable"] = self.spec
         return d
+
+
+def claims_callable(spec: str) -> bool:
+    """``package.module:function`` or ``path/to/file.py:function`` (files were tried first)."""
+    module, sep, attr = spec.rpartition(":")
+    return bool(sep and module and attr)
+
+
+@register_format(
+    "callable",
+    claims=claims_callable,
+    spec_form="module:function",
+    description="any Python callable taking uint8 N x H x W x 3 and returning N x K probabilities",
+    label="callable",
+    white_box=False,
+)
+@dataclass(frozen=True)
+class CallableFormat:
+    """Options override the function's own ``classes``/``input_size``/... attributes."""
+
+    classes: str | None = None
+    input_size: int | str | None = None
+    decoder: str | None = None
+    resize: str | None = None
+    batch_size: int | str | None = None
+
+    def load(self, source: str | Path, device: str | None = None) -> CallableClassifier:
+        return CallableClassifier.from_spec(str(source), device=device, **option_values(self))

@@ -13,11 +13,13 @@ import os
 import platform
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.models.base import TorchModuleClassifier
+from dermadv.models.formats import register_format
 
 CHECKPOINT_KEY = "dermadv_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -388,3 +390,22 @@ def load_checkpoint_classifier(
             raise ModelError(f"{path}: batch_size must be a positive integer, got {options['batch_size']!r}")
         model.batch_size = batch_size
     return model
+
+
+@register_format(
+    "checkpoint",
+    suffixes=(".pt", ".pth"),
+    description="dermadv checkpoint (torch.save dict written by `dermadv train`)",
+    label="dermadv checkpoint",
+    white_box=True,
+    options_note="(classes, input size and preprocessing come from the checkpoint itself; use "
+    "--melanoma-classes/--benign-classes to regroup classes)",
+)
+@dataclass(frozen=True)
+class CheckpointFormat:
+    """A ``.pt``/``.pth`` file not claimed by another format (TorchScript sniffs its archives)."""
+
+    batch_size: int | str | None = None
+
+    def load(self, source: Path, device: str | None = None) -> TorchModuleClassifier:
+        return load_checkpoint_classifier(source, device=device, batch_size=self.batch_size)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from dermadv.errors import ModelError, require
 from dermadv.models.base import Classifier, Metadata
-from dermadv.models.onnx_adapter import load_metadata_encoder, resolve_normalization
+from dermadv.models.formats import option_values, register_format
 from dermadv.models.registry import as_classes, as_size
 
 
@@ -171,6 +172,8 @@ class KerasClassifier(Classifier):
             raise ModelError(
                 f"{path}: pass the model's class names in output order, e.g. --model-option classes=mel,nv"
             )
+        from dermadv.models.onnx_adapter import load_metadata_encoder, resolve_normalization
+
         model = load_keras_file(path)
         return cls(
             model,
@@ -301,3 +304,32 @@ def _guess_output(model: Any) -> str:
     if activation == "softmax" or type(layer).__name__ == "Softmax":
         return "probs"
     return "logits"
+
+
+@register_format(
+    "keras",
+    suffixes=(".keras",),
+    description="Keras 3 model, run by Keras on the PyTorch backend; input size from the model",
+    label="Keras",
+    white_box=True,
+    extra="keras",
+    requires=("keras",),
+)
+@dataclass(frozen=True)
+class KerasFormat:
+    """``classes`` is required (a .keras file does not name its outputs)."""
+
+    classes: str | None = None
+    input_size: int | str | None = None
+    normalize: str | None = None
+    mean: str | None = None
+    std: str | None = None
+    output: str = "auto"
+    decoder: str | None = None
+    resize: str | None = None
+    metadata_encoder: str | None = None
+    batch_size: int | str | None = None
+    name: str | None = None
+
+    def load(self, source: Path, device: str | None = None) -> KerasClassifier:
+        return KerasClassifier.from_file(source, device=device, **option_values(self))

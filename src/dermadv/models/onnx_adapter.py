@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from dermadv.errors import ModelError, require
 from dermadv.models.base import Classifier, Metadata
+from dermadv.models.formats import option_values, register_format
 from dermadv.models.registry import as_floats, as_size, classes_or_meta
 
 #: Key of the model-metadata entry holding classes and preprocessing (written by dermadv export).
@@ -347,3 +349,34 @@ def _guess_output(path: Path) -> str:
         if out_name in node.output:
             return "probs" if node.op_type == "Softmax" else "logits"
     return "logits"
+
+
+@register_format(
+    "onnx",
+    suffixes=(".onnx",),
+    description="ONNX model run by onnxruntime; layout and size from the graph",
+    label="ONNX",
+    white_box=False,
+    extra="onnx",
+    requires=("onnxruntime",),
+)
+@dataclass(frozen=True)
+class OnnxFormat:
+    """Options override the file's ``dermadv.json`` metadata; without it ``classes`` is required."""
+
+    classes: str | None = None
+    input_size: int | str | None = None
+    normalize: str | None = None
+    mean: str | None = None
+    std: str | None = None
+    output: str | None = None
+    layout: str | None = None
+    decoder: str | None = None
+    resize: str | None = None
+    metadata_encoder: str | None = None
+    threads: int | str | None = None
+    batch_size: int | str | None = None
+    name: str | None = None
+
+    def load(self, source: Path, device: str | None = None) -> OnnxClassifier:
+        return OnnxClassifier.from_file(source, device=device, **option_values(self))

@@ -1,35 +1,48 @@
 """One factory for every kind of model: ``load_model(spec)``.
 
 ``spec`` is one of
-- a registered name (``dermadv models list``), e.g. ``sklesion``;
-- a file: a dermadv checkpoint (``*.pt``/``*.pth`` saved by ``dermadv train``), TorchScript
-  (``*.pt``/``*.pth``/``*.ts`` holding a scripted/traced module), Keras 3 (``*.keras``), ONNX (``*.onnx``);
+- a registered name (:data:`NAMED_MODELS`, ``dermadv models list``), e.g. ``sklesion``;
+- a file of a registered model format (:data:`dermadv.models.formats.MODEL_FORMATS`): a dermadv
+  checkpoint (``*.pt``/``*.pth`` saved by ``dermadv train``), TorchScript (``*.pt``/``*.pth``/``*.ts``
+  holding a scripted/traced module), Keras 3 (``*.keras``), ONNX (``*.onnx``), or a plugin's format;
 - ``package.module:function`` for any Python callable returning probabilities (pure black box).
 """
 
 from __future__ import annotations
 
 import importlib
-import zipfile
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.models.base import Classifier
+from dermadv.models.formats import BuiltinsFirstRegistry, FormatInfo, format_info, formats
+from dermadv.registry import coerce, explicit_options
 
-#: Named models: name -> "module:factory" (imported lazily so optional frameworks stay optional).
-NAMED_MODELS: dict[str, str] = {}
+#: Named models: ``NAMED_MODELS.register("name")`` on a factory ``(device=None, *, option=default, ...)
+#: -> Classifier`` whose keyword arguments are its options (entry-point group ``dermadv.models``).
+#: The built-ins live in :mod:`dermadv.models.sklesion`, imported on the first lookup only.
+NAMED_MODELS: BuiltinsFirstRegistry[Callable[..., Classifier]] = BuiltinsFirstRegistry(
+    "model", ("dermadv.models.sklesion",)
+)
 
 
-def register_model(name: str, target: str) -> None:
-    """Register a named model; ``target`` is ``"module:factory"`` returning a Classifier."""
-    NAMED_MODELS[name] = target
+def register_model(name: str, target: str | Callable[..., Classifier], **meta: Any) -> None:
+    """Register a named model; ``target`` is a factory or ``"module:factory"`` returning a Classifier."""
+    NAMED_MODELS.add(name, _resolve(target) if isinstance(target, str) else target, **meta)
 
 
 def _resolve(target: str) -> Callable[..., Any]:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def model_target(name: str) -> str:
+    """``module:factory`` of a named model (what ``dermadv models list`` shows)."""
+    obj = NAMED_MODELS.get(name)
+    return f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
 
 
 # ----- option parsing shared by the adapters and the CLI ----------------------------------------
@@ -107,16 +120,28 @@ def as_floats(value: str | Sequence[float] | None, n: int, what: str) -> tuple[f
     return tuple(items)
 
 
-def is_torchscript(path: Path) -> bool:
-    """TorchScript archives hold compiled code (``*/code/``); torch.save checkpoints do not."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return any("/code/" in n or n.startswith("code/") for n in zf.namelist())
-    except zipfile.BadZipFile:
-        return False
+def suffix_hint() -> str:
+    """The model files ``load_model`` reads, e.g. "a dermadv checkpoint (.pt/.pth), ONNX (.onnx)"."""
+    parts = [f"{f.label} ({'/'.join(f.suffixes)})" for f in formats() if f.suffixes]
+    return "a " + ", ".join(parts) if parts else "none registered"
 
 
-SUFFIX_HINT = "a dermadv checkpoint (.pt/.pth), TorchScript (.pt/.pth/.ts), Keras (.keras), ONNX (.onnx)"
+def file_types() -> dict[str, str]:
+    """What ``dermadv models list`` shows: how a format is named (``.onnx``) -> one line about it."""
+    out: dict[str, str] = {}
+    for f in formats():
+        key = f.kind if f.kind not in out else f"{f.kind} ({f.name})"
+        out[key] = f.summary()
+    return out
+
+
+def __getattr__(name: str) -> Any:
+    """``SUFFIX_HINT`` and ``FILE_TYPES``, derived from the registry when asked (plugins included)."""
+    if name == "SUFFIX_HINT":
+        return suffix_hint()
+    if name == "FILE_TYPES":
+        return file_types()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_model(
@@ -130,23 +155,22 @@ def load_model(
     spec = str(spec).strip()
     model: Classifier
     if spec in NAMED_MODELS:
-        model = _resolve(NAMED_MODELS[spec])(device=device, **options)
+        model = _load_named(spec, device, options)
     else:
         path = Path(spec).expanduser()
         if path.exists():
             model = _load_file(path, device=device, **options)
-        elif ":" in spec and not spec.endswith((".pt", ".pth", ".ts", ".keras", ".onnx")):
-            from dermadv.models.callable_adapter import CallableClassifier
-
-            model = CallableClassifier.from_spec(spec, **options)
-        elif path.suffix.lower() in (".pt", ".pth", ".ts", ".keras", ".onnx"):
+        elif path.suffix.lower() in {s for f in formats() for s in f.suffixes}:
             raise ModelError(f"{spec}: model file not found")
         else:
-            names = ", ".join(sorted(NAMED_MODELS)) or "none registered"
-            raise ModelError(
-                f"{spec!r} is not a model file, a registered model ({names}) or 'module:function'. "
-                f"Model files are {SUFFIX_HINT}."
-            )
+            claimed = next((f for f in formats() if f.claims is not None and f.claims(spec)), None)
+            if claimed is None:
+                names = ", ".join(sorted(NAMED_MODELS.names())) or "none registered"
+                raise ModelError(
+                    f"{spec!r} is not a model file, a registered model ({names}) or 'module:function'. "
+                    f"Model files are {suffix_hint()}."
+                )
+            model = load_with_format(claimed, spec, device, options)
     if melanoma_classes is not None or benign_classes is not None:
         model.set_groups(
             melanoma_classes if melanoma_classes is not None else model.melanoma,
@@ -155,41 +179,84 @@ def load_model(
     return model
 
 
+def _load_named(name: str, device: str | None, options: dict[str, Any]) -> Classifier:
+    factory = NAMED_MODELS.get(name)
+    valid = explicit_options(factory)
+    known = [k for k in valid if k != "device"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ModelError(f"{name}: unknown option(s) {unknown}; known: {', '.join(known) or 'none'}")
+    kwargs = _typed(options, valid, name)
+    if "device" in valid:
+        kwargs["device"] = device
+    return factory(**kwargs)
+
+
+def _typed(options: dict[str, Any], valid: dict[str, Any], where: str) -> dict[str, Any]:
+    """Strings from the command line become the type of a typed default (bool, int, float, tuple);
+    options whose default is None or text reach the loader unchanged (it parses them itself, so
+    ``classes=0,1`` stays text)."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        default = valid.get(key)
+        typed = isinstance(default, (bool, int, float, tuple))
+        out[key] = coerce(value, default, f"{where}: option {key}") if typed else value
+    return out
+
+
+def load_with_format(
+    fmt: FormatInfo | str,
+    source: str | Path,
+    device: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> Classifier:
+    """Load ``source`` with one registered format: its extra is checked, unknown options refused."""
+    info = format_info(fmt) if isinstance(fmt, str) else fmt
+    options = dict(options or {})
+    valid = info.options
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        article = "an" if info.label[:1].lower() in "aeio" else "a"
+        note = f" {info.options_note}" if info.options_note else ""
+        raise ModelError(
+            f"{source}: unknown option(s) {unknown} for {article} {info.label} model; "
+            f"known: {', '.join(valid) or 'none'}{note}"
+        )
+    missing = [k for k, v in valid.items() if v is _REQUIRED and k not in options]
+    if missing:
+        raise ModelError(
+            f"{source}: the {info.name} model format needs "
+            + ", ".join(f"--model-option {k}=..." for k in missing)
+        )
+    info.check_requirements()
+    loader = info.cls(**_typed(options, valid, str(source)))
+    return loader.load(source, device=device)
+
+
+_REQUIRED = inspect.Parameter.empty
+
+
 def _load_file(path: Path, device: str | None = None, **options: Any) -> Classifier:
     if path.is_dir():
-        raise ModelError(f"{path}: is a directory, expected a model file ({SUFFIX_HINT})")
+        raise ModelError(f"{path}: is a directory, expected a model file ({suffix_hint()})")
     suffix = path.suffix.lower()
-    if suffix in (".pt", ".pth", ".ts"):
-        if suffix == ".ts" or is_torchscript(path):
-            from dermadv.models.torchscript_adapter import TorchScriptClassifier
-
-            return TorchScriptClassifier.from_file(path, device=device, **options)
-        from dermadv.models.checkpoint import load_checkpoint_classifier
-
-        return load_checkpoint_classifier(path, device=device, **options)
-    if suffix == ".keras":
-        from dermadv.models.keras_adapter import KerasClassifier
-
-        return KerasClassifier.from_file(path, **options)
-    if suffix == ".onnx":
-        from dermadv.models.onnx_adapter import OnnxClassifier
-
-        return OnnxClassifier.from_file(path, **options)
-    raise ModelError(f"{path}: unknown model file type {suffix!r}; expected {SUFFIX_HINT}")
+    candidates = [f for f in formats() if suffix in f.suffixes]
+    if not candidates:
+        raise ModelError(f"{path}: unknown model file type {suffix!r}; expected {suffix_hint()}")
+    chosen = next((f for f in candidates if f.sniff is not None and _sniff(f, path)), None)
+    if chosen is None:  # a format without a sniff check takes the rest; else the first says what is wrong
+        chosen = next((f for f in candidates if f.sniff is None), candidates[0])
+    return load_with_format(chosen, path, device, options)
 
 
-#: File types ``load_model`` understands (for ``dermadv models list``).
-FILE_TYPES: dict[str, str] = {
-    ".pt / .pth": "dermadv checkpoint (torch.save dict written by `dermadv train`), white-box",
-    ".pt / .pth / .ts": "TorchScript module (torch.jit.save); options classes, input_size, mean, std, "
-    "output (defaults from a dermadv.json extra file when present), white-box",
-    ".keras": "Keras 3 model, run by Keras on the PyTorch backend (dermadv[keras]); options classes, "
-    "mean, std, output; input size from the model, white-box",
-    ".onnx": "ONNX model run by onnxruntime (dermadv[onnx]); options classes, input_size, mean, std, "
-    "output, threads; layout and size from the graph, black-box",
-    "module:function": "any Python callable taking uint8 N x H x W x 3 and returning N x K probabilities; "
-    "options classes, input_size, black-box",
-}
-
-register_model("sklesion", "dermadv.models.sklesion:load_sklesion")
-register_model("sklesion-onnx", "dermadv.models.sklesion:load_sklesion_onnx")
+def _sniff(info: FormatInfo, path: Path) -> bool:
+    assert info.sniff is not None
+    try:
+        return bool(info.sniff(path))
+    except OSError:
+        return False
+    except Exception as exc:  # a plugin's check is broken: say whose
+        raise ModelError(
+            f"{path}: the sniff check of the {info.name!r} model format ({info.source}) raised "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc

@@ -35,6 +35,7 @@ import numpy as np
 from dermadv.errors import MissingExtraError, ModelError
 from dermadv.models.base import Metadata
 from dermadv.models.keras_adapter import KerasClassifier, load_keras_file
+from dermadv.models.registry import NAMED_MODELS
 
 #: HAM10000 ``localization`` / ISIC ``anatom_site_general`` (lower case) -> sklesion's site group.
 #: Acral sites ("acral", "palms/soles") could be hand (arm) or foot (leg): they map to "unknown".
@@ -234,12 +235,11 @@ def _check_props(props: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[int, 
     return classes, (size[0], size[1])
 
 
+@NAMED_MODELS.register("sklesion", white_box=True, extra="keras")
 def load_sklesion(
-    device: str | None = None, decoder: str = "tf", batch_size: int | str | None = None, **unknown: Any
+    device: str | None = None, decoder: str = "tf", batch_size: int | str | None = None
 ) -> SklesionClassifier:
     """The sklesion model run by Keras 3 on PyTorch (white-box). Options: decoder, batch_size."""
-    if unknown:
-        raise ModelError(f"sklesion: unknown option(s) {sorted(unknown)}; known: decoder, batch_size")
     directory = package_dir()
     props = load_props(directory)
     classes, size = _check_props(props)
@@ -265,12 +265,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DERMADV_CACHE") or Path.home() / ".cache" / "dermadv")
 
 
+@NAMED_MODELS.register("sklesion-onnx", white_box=False, extra="onnx")
 def load_sklesion_onnx(
     device: str | None = None,
     decoder: str = "tf",
     batch_size: int | str | None = None,
     threads: int | str | None = None,
-    **unknown: Any,
 ):  # noqa: ANN201 - OnnxClassifier (imported lazily)
     """sklesion exported once to ONNX (cached) and run by onnxruntime: faster, black-box.
 
@@ -279,10 +279,6 @@ def load_sklesion_onnx(
     from dermadv.models.export import FORMAT_VERSION, export_onnx
     from dermadv.models.onnx_adapter import OnnxClassifier
 
-    if unknown:
-        raise ModelError(
-            f"sklesion-onnx: unknown option(s) {sorted(unknown)}; known: decoder, batch_size, threads"
-        )
     src = package_dir() / "model.keras"
     path = cache_dir() / f"sklesion-{package_version()}-{src.stat().st_size}-v{FORMAT_VERSION}.onnx"
     if not path.is_file():

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import warnings
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.models.base import TorchModuleClassifier
+from dermadv.models.formats import option_values, register_format
 from dermadv.models.registry import as_floats, as_size, classes_or_meta
 
 #: Name of the JSON extra file holding classes and preprocessing inside a TorchScript archive.
@@ -104,3 +107,41 @@ class TorchScriptClassifier(TorchModuleClassifier):
         d = super().describe()
         d.update({"file": self.source, "preprocessing_from": getattr(self, "metadata_source", "options")})
         return d
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (``*/code/``); torch.save checkpoints do not."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any("/code/" in n or n.startswith("code/") for n in zf.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def sniff_torchscript(path: Path) -> bool:
+    """Every ``.ts`` file, and ``.pt``/``.pth`` archives holding compiled code."""
+    return path.suffix.lower() == ".ts" or is_torchscript(path)
+
+
+@register_format(
+    "torchscript",
+    suffixes=(".pt", ".pth", ".ts"),
+    sniff=sniff_torchscript,
+    description="TorchScript module (torch.jit.save); defaults from a dermadv.json extra file when present",
+    label="TorchScript",
+    white_box=True,
+)
+@dataclass(frozen=True)
+class TorchScriptFormat:
+    """Options override the archive's ``dermadv.json``; without it ``classes`` is required."""
+
+    classes: str | None = None
+    input_size: int | str | None = None
+    mean: str | None = None
+    std: str | None = None
+    output: str | None = None
+    decoder: str | None = None
+    batch_size: int | str | None = None
+
+    def load(self, source: Path, device: str | None = None) -> TorchScriptClassifier:
+        return TorchScriptClassifier.from_file(source, device=device, **option_values(self))

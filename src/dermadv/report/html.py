@@ -4,8 +4,18 @@ Figures are matplotlib PNGs embedded as base64 ``data:`` URIs; the CSS is inline
 nothing from anywhere, so it opens offline and can be attached to an e-mail. Every piece of text
 that comes from files (model names, image ids, CSV cells) is escaped with :func:`html.escape`.
 
-Sections (always present, each says when no run of its kind was given): overview, metrics,
-roc, training, perturbation, attacks, heatmap, examples, provenance.
+The report is its registered sections (:data:`REPORT_SECTIONS`, entry-point group
+``dermadv.report_sections``), in the order of their ``order`` metadata. A section is a function
+``section(runs, context) -> str | None`` taking every run given to the report and a
+:class:`ReportContext` (the runs by kind, their attack rows, the reference rows, the options) and
+returning an HTML fragment (text from files escaped with :func:`esc`; figures with :func:`img_tag`)
+or None when it has nothing to show (then it is left out)::
+
+    @REPORT_SECTIONS.register("calibration", title="Calibration", order=35)
+    def calibration_section(runs: Sequence[Run], context: ReportContext) -> str | None: ...
+
+The built-in sections are always present, each saying when no run of its kind was given:
+overview, metrics, roc, training, perturbation, attacks, heatmap, examples, provenance.
 """
 
 from __future__ import annotations
@@ -18,27 +28,55 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dermadv.errors import DataError
+from dermadv.errors import DataError, DermadvError
+from dermadv.registry import Registry
 from dermadv.report import figures
 from dermadv.report.runs import Run, detect_run, find_paths, read_history, read_metrics, read_predictions
 
-SECTIONS: tuple[tuple[str, str], ...] = (
-    ("overview", "Overview"),
-    ("metrics", "Model performance"),
-    ("roc", "ROC curves"),
-    ("training", "Training"),
-    ("perturbation", "Systematic perturbations"),
-    ("attacks", "Adversarial attack success"),
-    ("heatmap", "Melanoma confidence before and after attack"),
-    ("examples", "Example attacks"),
-    ("provenance", "Provenance"),
-)
+#: Report sections: name -> ``section(runs, context) -> str | None``; metadata ``title`` and ``order``.
+REPORT_SECTIONS: Registry[Callable[..., str | None]] = Registry("report section")
+
+#: Where a section without an ``order`` goes: after the built-ins.
+DEFAULT_ORDER = 1000
+
+
+def registered_sections() -> list[tuple[str, str, Callable[..., str | None]]]:
+    """(name, title, function) of every registered section, in report order (ties: registration order)."""
+    entries = list(REPORT_SECTIONS.entries())
+    ranked = sorted(
+        range(len(entries)), key=lambda i: (float(entries[i].meta.get("order", DEFAULT_ORDER)), i)
+    )
+    return [(e.name, str(e.meta.get("title") or e.name), e.obj) for e in (entries[i] for i in ranked)]
+
+
+class _SectionList(Sequence[tuple[str, str]]):
+    """``(key, title)`` of the registered sections in report order: a live view of REPORT_SECTIONS."""
+
+    def _items(self) -> list[tuple[str, str]]:
+        return [(name, title) for name, title, _ in registered_sections()]
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204 - Sequence protocol (int or slice)
+        return self._items()[index]
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items())
+
+    def __repr__(self) -> str:
+        return f"SECTIONS({self._items()!r})"
+
+
+#: ``(key, title)`` of every section in report order (plugins included), e.g. ``("roc", "ROC curves")``.
+SECTIONS: Sequence[tuple[str, str]] = _SectionList()
 METRIC_KEYS: tuple[str, ...] = ("accuracy", "sensitivity", "specificity", "auc")
 DIFFERENCE_ATTACKS = frozenset({"pixel", "fgsm", "pgd"})  # show an amplified difference image
 
@@ -148,6 +186,47 @@ def read_reference_csv(path: str | Path) -> list[dict[str, Any]]:
 
 
 # ----- sections ---------------------------------------------------------------------------------
+@dataclass
+class ReportContext:
+    """What a section may use besides the runs: runs by kind, attack rows, references, options."""
+
+    runs: list[Run]
+    references: list[dict[str, Any]] = field(default_factory=list)
+    title: str = "dermadv report"
+    notes: Sequence[str] = ()
+    synthetic: bool = False
+    examples_per_attack: int = 2
+    _attack_rows: dict[Path, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    def of_kind(self, kind: str) -> list[Run]:
+        """The runs of one kind: evaluation, training, perturbation or attack."""
+        return [r for r in self.runs if kind in r.kinds]
+
+    @property
+    def evaluations(self) -> list[Run]:
+        return self.of_kind("evaluation")
+
+    @property
+    def trainings(self) -> list[Run]:
+        return self.of_kind("training")
+
+    @property
+    def perturbations(self) -> list[Run]:
+        return self.of_kind("perturbation")
+
+    @property
+    def attacks(self) -> list[Run]:
+        return self.of_kind("attack")
+
+    @property
+    def rows_by_run(self) -> dict[Path, list[dict[str, Any]]]:
+        """Result rows of every attack run (read once), by run folder."""
+        for run in self.attacks:
+            if run.path not in self._attack_rows:
+                self._attack_rows[run.path] = _attack_rows(run)
+        return self._attack_rows
+
+
 def _section(key: str, title: str, body: str) -> str:
     return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>\n{body}\n</section>'
 
@@ -457,6 +536,96 @@ def _provenance_section(runs: list[Run]) -> str:
     return "".join(parts)
 
 
+# ----- the built-in sections, registered in report order ------------------------------------------
+@REPORT_SECTIONS.register("overview", title="Overview", order=10)
+def overview_section(runs: Sequence[Run], context: ReportContext) -> str:
+    """Synthetic-data warning, the runs given, the user's notes, when and by what it was made."""
+    overview: list[str] = []
+    if context.synthetic:
+        overview.append(
+            '<div class="warn"><strong>Synthetic data.</strong> These results were computed on procedurally '
+            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the "
+            "pipeline runs, not how any real classifier behaves. Run "
+            "<code>dermadv demo --data /path/to/ISIC_2019</code> "
+            "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>"
+        )
+    overview.append(
+        _table(
+            ["run", "kinds", "model", "folder"],
+            [[r.path.name, ", ".join(r.kinds), r.model_name, str(r.path)] for r in runs],
+        )
+    )
+    overview.extend(f"<p>{esc(n)}</p>" for n in context.notes)
+    overview.append(
+        f'<p class="note">Generated {esc(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))} by '
+        f"dermadv {esc(_version())}.</p>"
+    )
+    return "".join(overview)
+
+
+@REPORT_SECTIONS.register("metrics", title="Model performance", order=20)
+def metrics_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _metrics_section(context.evaluations, context.references)
+
+
+@REPORT_SECTIONS.register("roc", title="ROC curves", order=30)
+def roc_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _roc_section(context.evaluations)
+
+
+@REPORT_SECTIONS.register("training", title="Training", order=40)
+def training_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _training_section(context.trainings)
+
+
+@REPORT_SECTIONS.register("perturbation", title="Systematic perturbations", order=50)
+def perturbation_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _perturbation_section(context.perturbations)
+
+
+@REPORT_SECTIONS.register("attacks", title="Adversarial attack success", order=60)
+def attacks_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _attacks_section(context.attacks, context.rows_by_run)
+
+
+@REPORT_SECTIONS.register("heatmap", title="Melanoma confidence before and after attack", order=70)
+def heatmap_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _heatmap_section(context.attacks, context.rows_by_run)
+
+
+@REPORT_SECTIONS.register("examples", title="Example attacks", order=80)
+def examples_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _examples_section(context.attacks, context.rows_by_run, context.examples_per_attack)
+
+
+@REPORT_SECTIONS.register("provenance", title="Provenance", order=90)
+def provenance_section(runs: Sequence[Run], context: ReportContext) -> str:
+    return _provenance_section(list(runs))
+
+
+def _run_section(
+    key: str, section: Callable[..., str | None], runs: list[Run], context: ReportContext
+) -> str | None:
+    """One section's HTML (None: absent); a plugin section that fails is named in the error."""
+    entry = REPORT_SECTIONS.entry(key)
+    try:
+        body = section(runs, context)
+    except DermadvError:
+        raise
+    except Exception as exc:
+        if entry.source == "dermadv":
+            raise
+        raise DermadvError(
+            f"report section {key!r} (from {entry.source}) failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    if body is not None and not isinstance(body, str):
+        raise DermadvError(
+            f"report section {key!r} (from {entry.source}) returned {type(body).__name__}, "
+            "not an HTML string or None"
+        )
+    return body
+
+
 def runs_are_synthetic(runs: Sequence[Run]) -> bool:
     """Whether any run was made on data generated by :mod:`dermadv.synthetic`."""
     from dermadv.synthetic import is_synthetic
@@ -488,53 +657,30 @@ def build_report(
         raise DataError("give at least one run folder to report on")
     parsed = [detect_run(r) for r in runs]
     references = read_reference_csv(reference_csv) if reference_csv else []
-    evals = [r for r in parsed if "evaluation" in r.kinds]
-    trains = [r for r in parsed if "training" in r.kinds]
-    perts = [r for r in parsed if "perturbation" in r.kinds]
-    atks = [r for r in parsed if "attack" in r.kinds]
-    rows_by_run = {r.path: _attack_rows(r) for r in atks}
     if synthetic is None:
         synthetic = runs_are_synthetic(parsed)
 
-    overview = []
-    if synthetic:
-        overview.append(
-            '<div class="warn"><strong>Synthetic data.</strong> These results were computed on procedurally '
-            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the "
-            "pipeline runs, not how any real classifier behaves. Run "
-            "<code>dermadv demo --data /path/to/ISIC_2019</code> "
-            "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>"
-        )
-    overview.append(
-        _table(
-            ["run", "kinds", "model", "folder"],
-            [[r.path.name, ", ".join(r.kinds), r.model_name, str(r.path)] for r in parsed],
-        )
+    context = ReportContext(
+        parsed,
+        references=references,
+        title=title,
+        notes=notes,
+        synthetic=synthetic,
+        examples_per_attack=examples_per_attack,
     )
-    overview.extend(f"<p>{esc(n)}</p>" for n in notes)
-    overview.append(
-        f'<p class="note">Generated {esc(time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))} by '
-        f"dermadv {esc(_version())}.</p>"
-    )
-
-    bodies = {
-        "overview": "".join(overview),
-        "metrics": _metrics_section(evals, references),
-        "roc": _roc_section(evals),
-        "training": _training_section(trains),
-        "perturbation": _perturbation_section(perts),
-        "attacks": _attacks_section(atks, rows_by_run),
-        "heatmap": _heatmap_section(atks, rows_by_run),
-        "examples": _examples_section(atks, rows_by_run, examples_per_attack),
-        "provenance": _provenance_section(parsed),
-    }
-    nav = "".join(f'<a href="#{k}">{esc(t)}</a>' for k, t in SECTIONS)
+    context.rows_by_run  # noqa: B018 - read every attack run once, before any section needs it
+    parts = []
+    for key, section_title, section in registered_sections():
+        body = _run_section(key, section, parsed, context)
+        if body is not None:
+            parts.append((key, section_title, body))
+    nav = "".join(f'<a href="#{esc(k)}">{esc(t)}</a>' for k, t, _ in parts)
     doc = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f"<h1>{esc(title)}</h1><nav>{nav}</nav>\n"
-        + "\n".join(_section(k, t, bodies[k]) for k, t in SECTIONS)
+        + "\n".join(_section(k, t, b) for k, t, b in parts)
         + "\n</body></html>\n"
     )
     out = Path(out)

@@ -1,0 +1,3 @@
+"""Example dermadv plugin: a model format and a report section, each one file (see README.md)."""
+
+__version__ = "0.1.0"

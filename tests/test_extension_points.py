@@ -1,0 +1,227 @@
+"""Extension points through the one Registry: a model format, a report section and a command
+registered in a test are used by load_model and the real CLI; a missing extra is one line; `--help`
+imports no framework."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+import dermadv.models.registry as model_registry
+from cli_support import run_cli
+from dermadv.cli import COMMANDS, add_commands
+from dermadv.errors import MissingExtraError, ModelError
+from dermadv.models.formats import MODEL_FORMATS, register_format
+from dermadv.models.registry import NAMED_MODELS, load_model
+from dermadv.registry import RegistryError
+from dermadv.report.html import REPORT_SECTIONS, SECTIONS
+from plugin_support import INPUT_SIZE, PLUGIN_DIR, REPO, fit_channel_mean_logreg
+
+BUILTIN_SECTIONS = [
+    "overview", "metrics", "roc", "training", "perturbation", "attacks", "heatmap", "examples", "provenance"
+]
+
+
+@pytest.fixture
+def registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """What a test registers (and the example plugin's modules it imports) is gone afterwards."""
+    for reg in (MODEL_FORMATS, REPORT_SECTIONS, COMMANDS, NAMED_MODELS):
+        reg.load_plugins()
+        monkeypatch.setattr(reg, "_entries", dict(reg._entries))
+    monkeypatch.syspath_prepend(str(PLUGIN_DIR))
+    yield
+    for name in [m for m in sys.modules if m.split(".")[0] == "dermadv_example_plugin"]:
+        del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def fitted(isic2019_dir: Path) -> dict:
+    return fit_channel_mean_logreg(isic2019_dir)
+
+
+@pytest.fixture
+def npz_model(registries: None, fitted: dict, tmp_path: Path) -> Path:
+    """The example plugin's npz-logreg format, registered by importing its one file, and a model in it."""
+    from dermadv_example_plugin.npz_format import save_model
+
+    return save_model(tmp_path / "logreg.npz", fitted["classes"], np.array(fitted["coef"]),
+                      np.array(fitted["intercept"]), INPUT_SIZE)
+
+
+def test_registered_format_loads_through_load_model(npz_model: Path, fitted: dict, tmp_path: Path) -> None:
+    from dermadv.data.images import load_image
+
+    model = load_model(str(npz_model))
+    assert type(model).__name__ == "ChannelMeanClassifier" and model.classes == ("nv", "mel")
+    assert model.melanoma == {"mel"} and model.benign == {"nv"} and model.white_box
+    images = [load_image(s.path) for s in fitted["samples"]]
+    np.testing.assert_allclose(model.predict_proba(images), fitted["probs"], atol=1e-9)
+    # options: listed truthfully, typed ones converted from command-line text, unknown ones refused
+    assert MODEL_FORMATS.options("npz-logreg") == {"classes": None, "batch_size": 64}
+    assert load_model(str(npz_model), batch_size="7").batch_size == 7
+    assert load_model(str(npz_model), classes="naevus,melanoma").classes == ("naevus", "melanoma")
+    with pytest.raises(ModelError, match=r"unknown option\(s\) \['colour'\] for a channel-mean logistic "
+                       r"regression model; known: classes, batch_size"):
+        load_model(str(npz_model), colour="red")
+    with pytest.raises(RegistryError, match="batch_size='many' is not a valid int"):
+        load_model(str(npz_model), batch_size="many")
+    # the sniff check: another .npz is not claimed; the format then says what is wrong with it
+    other = tmp_path / "weights.npz"
+    np.savez(other, w=np.zeros(3))
+    with pytest.raises(ModelError, match=r"weights.npz: not an npz-logreg model file \(no dermadv_format"):
+        load_model(str(other))
+    # derived texts know the new format; a missing .npz is "not found", as for built-in suffixes
+    assert "channel-mean logistic regression (.npz)" in model_registry.SUFFIX_HINT  # derived when read
+    assert "options classes, batch_size; white-box" in model_registry.FILE_TYPES[".npz"]
+    with pytest.raises(ModelError, match="absent.npz: model file not found"):
+        load_model(str(tmp_path / "absent.npz"))
+
+
+def test_registered_format_in_the_cli(npz_model: Path, fitted: dict, isic2019_dir: Path) -> None:
+    listed = run_cli(["models", "list"])
+    assert ".npz" in listed and "npz-logreg: logistic regression on the mean RGB colour" in listed
+    assert "[from dermadv_example_plugin]" in listed
+    info = json.loads(run_cli(["models", "list", "--json"]))["formats"]["npz-logreg"]
+    assert info["suffixes"] == [".npz"] and info["options"] == ["classes", "batch_size"]
+    assert info["white_box"] is True and info["source"] == "dermadv_example_plugin"
+    ids = ",".join(s.image_id for s in fitted["samples"][:12])
+    out = json.loads(
+        run_cli(["evaluate", "--model", str(npz_model), "--data", str(isic2019_dir), "--ids", ids,
+                 "--no-progress", "--json"])
+    )
+    y = np.array([s.diagnosis == "mel" for s in fitted["samples"][:12]])
+    predicted = fitted["probs"][:12, 1] >= 0.5
+    assert out["n"] == 12
+    assert out["accuracy"]["value"] == pytest.approx(float(np.mean(predicted == y)))
+
+
+def test_registered_section_is_in_the_report(npz_model: Path, fitted: dict, isic2019_dir: Path,
+                                             tmp_path: Path) -> None:
+    import dermadv_example_plugin.report_section  # noqa: F401 - registers "melanoma-scores"
+
+    @REPORT_SECTIONS.register("run-count", title="Runs <counted>", order=15)
+    def run_count(runs: list, context: object) -> str:
+        evaluations = getattr(context, "evaluations")  # noqa: B009
+        return f"<p>{len(runs)} run(s), {len(evaluations)} evaluation(s): {runs[0].path.name}</p>"
+
+    @REPORT_SECTIONS.register("never-shown", title="Nothing", order=16)
+    def nothing(runs: list, context: object) -> None:
+        return None
+
+    ids = ",".join(s.image_id for s in fitted["samples"][:12])
+    ev = tmp_path / "ev"
+    run_cli(["evaluate", "--model", str(npz_model), "--data", str(isic2019_dir), "--ids", ids, "--out",
+             str(ev), "--no-progress"])
+    out = tmp_path / "report.html"
+    listed = json.loads(run_cli(["report", str(ev), "--out", str(out), "--json"]))
+    assert listed["sections"][:3] == ["overview", "run-count", "never-shown"]
+    html = out.read_text(encoding="utf-8")
+    shown = [k for k, _ in SECTIONS if f'<section id="{k}">' in html]
+    assert shown == ["overview", "run-count", "metrics", "roc", "melanoma-scores", *BUILTIN_SECTIONS[3:]]
+    assert "<h2>Runs &lt;counted&gt;</h2>" in html and "<p>1 run(s), 1 evaluation(s): ev</p>" in html
+    assert '<a href="#run-count">' in html and "never-shown" not in html
+    scores = fitted["probs"][:12, 1]
+    mel = np.array([s.diagnosis == "mel" for s in fitted["samples"][:12]])
+    assert f"{np.median(scores[mel]):.3f}" in html and f"{np.median(scores[~mel]):.3f}" in html
+
+
+def test_registered_command_runs(registries: None) -> None:
+    @COMMANDS.register("format-count")
+    def register(app: typer.Typer) -> None:
+        @app.command("format-count")
+        def format_count(white_box: bool = typer.Option(False, "--white-box")) -> None:
+            """How many model formats are registered."""
+            from dermadv.models.formats import formats
+
+            typer.echo(str(sum(1 for f in formats() if f.white_box or not white_box)))
+
+    app = typer.Typer()
+    add_commands(app)
+    result = CliRunner().invoke(app, ["format-count", "--white-box"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "3"  # checkpoint, torchscript, keras
+    assert CliRunner().invoke(app, ["models", "list"]).exit_code == 0  # the built-ins came along
+
+
+def test_missing_extra_is_one_line(registries: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    @register_format("fancy", suffixes=(".fancy",), description="needs a package that is not installed",
+                     white_box=False, extra="fancy", requires=("no_such_module_xyz",))
+    class FancyFormat:
+        def __init__(self, classes: str | None = None) -> None:
+            self.classes = classes
+
+        def load(self, source: Path, device: str | None = None) -> None:
+            raise AssertionError("must not be reached")
+
+    path = tmp_path / "m.fancy"
+    path.write_bytes(b"x")
+    with pytest.raises(MissingExtraError) as info:
+        load_model(str(path))
+    assert str(info.value) == (
+        "Loading fancy models needs the Python package 'no_such_module_xyz', which is not installed. "
+        "Install it with: pip install 'dermadv[fancy]'"
+    )
+    for module, suffix, extra in (("keras", ".keras", "keras"), ("onnxruntime", ".onnx", "onnx")):
+        monkeypatch.setitem(sys.modules, module, None)
+        model_file = tmp_path / f"m{suffix}"
+        model_file.write_bytes(b"x")
+        with pytest.raises(MissingExtraError) as info:
+            load_model(str(model_file), classes="mel,nv")
+        assert "\n" not in str(info.value) and f"pip install 'dermadv[{extra}]'" in str(info.value)
+
+
+def test_registration_rules(registries: None) -> None:
+    with pytest.raises(RegistryError, match="explicit keyword argument"):
+        @register_format("loose", suffixes=(".loose",), description="x", white_box=False)
+        class Loose:
+            def __init__(self, **options: object) -> None: ...
+
+            def load(self, source: Path, device: str | None = None) -> None: ...
+
+    with pytest.raises(RegistryError, match="neither|give suffixes"):
+        register_format("nothing", description="x", white_box=False)
+    with pytest.raises(RegistryError, match="one non-empty line"):
+        register_format("two-lines", suffixes=(".x",), description="a\nb", white_box=False)
+    with pytest.raises(RegistryError, match="registered twice"):
+        @register_format("onnx", suffixes=(".onnx",), description="another onnx", white_box=False)
+        class AnotherOnnx:
+            def __init__(self) -> None: ...
+
+            def load(self, source: Path, device: str | None = None) -> None: ...
+    # named models: options from the factory's signature; unknown ones refused with the known list
+    assert NAMED_MODELS.names()[:2] == ("sklesion", "sklesion-onnx")
+    assert NAMED_MODELS.options("sklesion") == {"device": None, "decoder": "tf", "batch_size": None}
+    known = r"sklesion: unknown option\(s\) \['colour'\]; known: decoder, batch_size"
+    with pytest.raises(ModelError, match=known):
+        load_model("sklesion", colour="red")
+
+
+def test_help_imports_no_framework() -> None:
+    """`dermadv --help` builds every command (and the --model help from the format registry) without
+    importing torch, Keras or onnxruntime."""
+    script = (
+        "import runpy, sys\n"
+        "sys.argv = ['dermadv', '--help']\n"
+        "try:\n"
+        "    runpy.run_module('dermadv.cli', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "evaluate" in done.stdout and "models" in done.stdout
+    modules = set(done.stdout.split("MODULES", 1)[1].split())
+    assert {"dermadv.commands.evaluate", "dermadv.models.onnx_adapter", "dermadv.models.sklesion"} <= modules
+    heavy = sorted(m for m in modules if m.split(".")[0] in ("torch", "torchvision", "keras", "onnxruntime"))
+    assert heavy == []
