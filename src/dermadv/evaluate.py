@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_target, atomic_write_text
 from dermadv.labels import canonical_diagnosis
 from dermadv.metrics import binary_metrics, format_confusion, format_metrics_table, melanoma_score
 
@@ -327,15 +326,11 @@ def plot_roc(ev: Evaluation, path: Path, title: str = "") -> None:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_target(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_evaluation(

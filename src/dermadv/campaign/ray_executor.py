@@ -103,7 +103,7 @@ def _set_threads(n: float) -> None:
 def _file_sha256(path: Path | None) -> str | None:
     if path is None:
         return None
-    from dermadv.campaign.runner import file_sha256
+    from dermadv.runs.provenance import file_sha256
 
     return file_sha256(path)
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_target, atomic_write_text
 from dermadv.metrics import delong_auc_ci, proportion
 from dermadv.readerstudy.build import study_group
 from dermadv.readerstudy.study import ADVERSARIAL, CONDITIONS, MELANOMA, NAEVUS, UNMODIFIED
@@ -455,10 +455,11 @@ def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] |
     ax.legend(loc="lower right", fontsize=8)
     fig.text(0.01, 0.01, "open markers: readers left out (too few answers); bars: Wilson 95% CI", fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_target(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def format_report(result: dict[str, Any]) -> str:
