@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import warnings
@@ -330,13 +329,14 @@ def analyze_file(
 ) -> dict[str, Any]:
     """Analyse an answers CSV; with ``out_dir`` write analysis.json, per_reader.csv and the figure."""
     from dermadv import __version__
+    from dermadv.runs.provenance import file_sha256
 
     path = Path(path)
     rows = load_answers(path)
     result = analyze(rows, min_answers)
     result["provenance"] = {
         "answers": str(path.resolve()),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "dermadv_version": __version__,
         "reference_band": reference_band,
         "min_answers": min_answers,
