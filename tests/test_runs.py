@@ -173,6 +173,15 @@ def test_attack_kind_refusal_invocations_and_device(melanomas: list[Any], tmp_pa
     info = read_run(out)
     assert len(info["invocations"]) == 2
     assert [i["options"]["model.device"] for i in info["invocations"]] == ["cpu", "cpu:0"]
+    # a record written before run records had one shape (model keys already dropped) still resumes
+    legacy = {k: v for k, v in info.items() if k not in ("schema", "provenance", "invocations")}
+    legacy["kind"] = "dermadv-attack-campaign"
+    legacy["settings"]["model"] = {
+        k: v for k, v in legacy["settings"]["model"].items() if k not in ("device", "batch_size")
+    }
+    (out / "run.json").write_text(json.dumps(legacy))
+    third = run_campaign(tiny_model(), melanomas, out, ["fgsm"], attack_options=opts, progress=False)
+    assert third.ran == 0 and read_run(out)["kind"] == "attack" and read_run(out)["schema"] == 1
 
 
 def test_sweep_kind_refusal_invocations_and_device(mel_nv: list[Any], tmp_path: Path) -> None:
@@ -271,7 +280,7 @@ def test_report_reads_the_kind(mel_nv: list[Any], tmp_path: Path) -> None:
 def test_atomic_writes_honour_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
     from dermadv.fileio import atomic_write_json, atomic_write_text, current_umask
     from dermadv.models.checkpoint import save_checkpoint
-    from dermadv.models.export import export_torchscript
+    from dermadv.models.export import export_onnx, export_torchscript
 
     old = os.umask(umask)
     try:
@@ -281,8 +290,11 @@ def test_atomic_writes_honour_the_umask(tmp_path: Path, umask: int, mode: int) -
         RunDir.open(tmp_path / "run", "evaluate", {})
         save_checkpoint({"x": 1}, tmp_path / "c.pt")
         export_torchscript(tiny_model(), tmp_path / "d.ts")
+        if umask == 0o027:  # the ONNX export (slower) once
+            export_onnx(tiny_model(), tmp_path / "e.onnx")
     finally:
         os.umask(old)
-    for name in ("a.txt", "b.json", "run/run.json", "c.pt", "d.ts"):
+    names = ["a.txt", "b.json", "c.pt", "d.ts", *(["e.onnx"] if umask == 0o027 else []), "run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names  # no temporary file left behind
+    for name in [*names[:-1], "run/run.json"]:
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.json", "c.pt", "d.ts", "run"]

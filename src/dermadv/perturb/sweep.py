@@ -157,8 +157,6 @@ def _slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in spec.replace("+", "p"))
 
 
-#: The data-selection hash of a sample list (kept under its old name).
-samples_hash = selection_hash
 
 
 @dataclass
