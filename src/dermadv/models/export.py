@@ -190,9 +190,7 @@ def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) ->
                 verbose=False,
             )
             if program is None:  # pragma: no cover - older torch
-                raise ModelError(
-                    "torch.onnx.export(dynamo=True) returned no program; torch >= 2.5 is needed"
-                )
+                raise ModelError("torch.onnx.export(dynamo=True) returned no program; torch >= 2.5 is needed")
             program.model.metadata_props["dermadv.json"] = json.dumps(meta)
             program.save(str(tmp), external_data=False)
     except ModelError:
