@@ -124,7 +124,7 @@ def test_campaign_rows_and_images(api_run: Path, tiny_model: Path, data_dir: Pat
     info = read_run_info(api_run)
     assert info["model_description"]["name"] == "tiny-cnn"
     assert info["settings"]["attacks"]["pixel"]["search"]["popsize"] == 2
-    assert info["versions"]["dermadv"] and info["settings_hash"]
+    assert info["kind"] == "attack" and info["provenance"]["versions"]["dermadv"] and info["settings_hash"]
 
 
 def test_batched_images_give_the_same_results(

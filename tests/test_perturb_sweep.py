@@ -216,8 +216,9 @@ def test_sweep_counts_resume_and_files(samples, tmp_path):
         assert int(t["correct"]) + int(t["false_negatives"]) + int(t["false_positives"]) == n
     assert (out / "perturbation.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     info = json.loads((out / "run.json").read_text())
-    assert info["status"] == "complete" and info["model"]["name"] == "brightness" and info["data_hash"]
-    assert info["n_images"] == n and info["settings"]["batch_size"] == 16
+    assert info["kind"] == "sweep" and info["status"] == "complete" and info["settings"]["data"]["hash"]
+    assert info["provenance"]["model"]["name"] == "brightness" and info["provenance"]["versions"]["numpy"]
+    assert info["scope"]["n_images"] == n and info["settings"]["inference_batch_size"] == 16
     assert len(list((out / "perturb").glob("*.json"))) == len(rows)
 
     # resume: nothing recomputed; a deleted perturbation alone is recomputed, identical numbers
@@ -238,7 +239,7 @@ def test_sweep_counts_resume_and_files(samples, tmp_path):
     )
     assert lean.rows == [rows["none"], rows["rot:45"], rows["shift:r:+50"]]
     # another threshold means other results: refuse to mix them in one run folder
-    with pytest.raises(DermadvError, match="different model"):
+    with pytest.raises(DermadvError, match=r"different settings \(threshold: 0.5 -> 0.6\)"):
         run_sweep(model, samples, out, SPECS, threshold=0.6, progress=False)
 
 
@@ -330,7 +331,7 @@ def test_cli_perturb_with_split_sweeps_the_validation_set(isic2019_dir, tmp_path
     with (tmp_path / "run" / "perturbation_scores.csv").open() as fh:
         assert {r["image_id"] for r in csv.DictReader(fh)} == val_ids
     run = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert run["settings"]["subset"] == "val"
+    assert run["settings"]["data"]["subset"] == "val"
 
 
 def test_three_decimals_round_the_exact_fraction():

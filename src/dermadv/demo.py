@@ -325,12 +325,8 @@ def run_demo(
         out / "perturbation",
         plan.perturbations,
         progress=progress,
-        extra_settings={
-            "data": str(data_path),
-            "split": str(split_csv),
-            "subset": "val",
-            "synthetic": synthetic,
-        },
+        data_info={"path": str(data_path), "split": str(split_csv), "subset": "val"},
+        extra_settings={"synthetic": synthetic},
     )
     worst = min(sweep.rows[1:], key=lambda r: r["accuracy"])
     log(

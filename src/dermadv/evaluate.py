@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_target, atomic_write_text
 from dermadv.labels import canonical_diagnosis
 from dermadv.metrics import (
     binary_metrics,
@@ -371,15 +370,11 @@ def plot_roc(ev: Evaluation, path: Path, title: str = "") -> None:
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_target(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_evaluation(
@@ -390,10 +385,35 @@ def write_evaluation(
     settings: Mapping[str, Any] | None = None,
     isic_submission: bool = False,
 ) -> dict[str, Path]:
-    """Write every output file into ``out``; returns their paths by name."""
-    from dermadv.models.checkpoint import versions
+    """Write every output file into ``out``; returns their paths by name.
+
+    ``out/run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``evaluate``; a folder
+    holding an evaluation with other result settings (model, model file, data, threshold) is refused
+    before any file is written. In ``settings``, ``model`` (what the user named) is provenance and
+    ``batch_size`` the inference batch size.
+    """
+    from dermadv.runs.provenance import model_file_sha256, run_provenance, selection_hash, versions
+    from dermadv.runs.record import RunDir
 
     out = Path(out).expanduser()
+    options = dict(settings or {})
+    model_spec = options.pop("model", None)
+    if "batch_size" in options:
+        options["inference_batch_size"] = options.pop("batch_size")
+    selection = {k: v for k, v in dict(data or {}).items() if k != "n_selected"}
+    selection.setdefault("hash", selection_hash(ev.samples))
+    file_hash = model_file_sha256(model_spec) if isinstance(model_spec, (str, Path)) else None
+    run_settings = {
+        **options,
+        "model": model.describe(),
+        "model_file_sha256": file_hash,
+        "data": selection,
+        "threshold": ev.threshold,
+    }
+    provenance = run_provenance(
+        model, model_spec=model_spec, model_file_hash=file_hash, data=selection, samples=ev.samples
+    )
+    RunDir(out, "evaluate").check(run_settings)  # refuse before overwriting anything
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "predictions": out / "predictions.csv",
@@ -435,6 +455,13 @@ def write_evaluation(
         "files": {k: p.name for k, p in files.items() if k != "metrics"},
     }
     atomic_write_text(files["metrics"], json.dumps(record, indent=2, default=str) + "\n")
+    RunDir.open(
+        out,
+        "evaluate",
+        run_settings,
+        provenance,
+        extra={"n_images": len(ev.samples), "files": {k: p.name for k, p in files.items()}},
+    )
     (out / ".predictions.partial.jsonl").unlink(missing_ok=True)  # complete: nothing left to resume
     return files
 

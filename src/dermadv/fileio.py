@@ -1,14 +1,41 @@
-"""Atomic file writes: a reader, or a rerun after a kill, sees the old file or the new one, never half."""
+"""Atomic file writes: a reader, or a rerun after a kill, sees the old file or the new one, never half.
+
+Files end up with the permissions of any other file the user creates (``0o666 & ~umask``: 0644 under
+umask 022, 0640 under 027), not the 0600 of the temporary file they are written to.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask, read without leaving it changed (``os.umask`` can only set it)."""
+    try:  # Linux: read it from /proc without touching it
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:  # elsewhere: set and restore at once, one thread at a time
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """Permission bits of a newly created file: ``0o666 & ~umask``."""
+    return 0o666 & ~current_umask()
 
 
 @contextmanager
@@ -23,6 +50,8 @@ def atomic_target(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):  # mkstemp made it 0600; give it the mode the umask asks for
+            os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

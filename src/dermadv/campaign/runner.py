@@ -11,13 +11,12 @@ The pieces are separate so other executors (e.g. Ray) can reuse them:
   its jobs), which any executor of :mod:`dermadv.runs.executor` runs (in this process or on Ray);
 - :func:`run_campaign` drives an executor and commits every result (``ResultsStore.add``) as it
   arrives, in this process only, so a kill at any moment loses nothing.
+
+``RUN/run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``attack``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import platform
 import sys
 import time
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
@@ -30,7 +29,6 @@ import numpy as np
 from dermadv.campaign.seeds import job_seed
 from dermadv.campaign.store import ResultsStore
 from dermadv.errors import DataError, ModelError, ModelOutputError
-from dermadv.fileio import atomic_write_json
 from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: importable from here too
     Executor,
     LocalExecutor,
@@ -40,14 +38,19 @@ from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: imp
     cached_image,
     load_prepared,
 )
+from dermadv.runs.provenance import file_sha256, run_provenance, versions  # noqa: F401 - re-exported
+from dermadv.runs.record import NON_RESULT_KEYS, RunDir, read_run, settings_hash  # noqa: F401 - re-exported
 from dermadv.runs.specs import AttackSpec
 
 DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
 #: Which data diagnoses an attack direction starts from, and the model-class group they belong to.
 DIRECTION_SOURCE: dict[str, tuple[str, str]] = {"mel->nv": ("mel", "melanoma"), "nv->mel": ("nv", "benign")}
 RUN_INFO = "run.json"
-#: Keys of a model description that do not change results (excluded from the settings hash).
-_NON_RESULT_MODEL_KEYS = frozenset({"device", "batch_size", "path", "file", "source"})
+#: Top-level keys of a model description that do not change results (from the one list,
+#: ``dermadv.runs.record.NON_RESULT_KEYS``; the Ray executor compares workers' models without them).
+_NON_RESULT_MODEL_KEYS = frozenset(
+    k.split(".", 1)[1] for k in NON_RESULT_KEYS if k.startswith("model.") and k.count(".") == 1
+)
 
 
 @dataclass(frozen=True)
@@ -342,37 +345,11 @@ def describe_attack(attack: Any) -> dict[str, Any]:
     return out
 
 
-# ----- provenance -----------------------------------------------------------------------------
-def versions() -> dict[str, str]:
-    """Versions of dermadv and the libraries whose numbers end up in results."""
-    import dermadv
-
-    out = {
-        "dermadv": dermadv.__version__,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
-    for mod in ("torch", "torchvision", "keras", "onnxruntime", "scipy", "sklesion"):
-        module = sys.modules.get(mod)
-        if module is not None:
-            out[mod] = str(getattr(module, "__version__", "?"))
-    return out
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def settings_hash(settings: Mapping[str, Any]) -> str:
-    """Stable hash of the settings that determine results."""
-    blob = json.dumps(settings, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
+# ----- run record -----------------------------------------------------------------------------
+# versions, file_sha256 and settings_hash live in dermadv.runs; the names stay importable from here.
+RUN_KIND = "attack"
+#: Settings sections a rerun may extend: attacks not yet in the run may be added.
+EXTENDABLE = ("attacks",)
 
 
 def result_settings(
@@ -384,10 +361,10 @@ def result_settings(
     model_file_hash: str | None = None,
     batch_images: int = 1,
 ) -> dict[str, Any]:
-    """Everything that changes a job's result: a rerun into the same RUN must match these."""
-    model_desc = {k: v for k, v in model.describe().items() if k not in _NON_RESULT_MODEL_KEYS}
+    """A campaign's settings: a rerun into the same RUN must match them, except for the keys
+    :data:`dermadv.runs.record.NON_RESULT_KEYS` names (device, batch size, file locations...)."""
     return {
-        "model": model_desc,
+        "model": model.describe(),
         "model_file_sha256": model_file_hash,
         "data": dict(data),
         "direction": direction,
@@ -398,84 +375,15 @@ def result_settings(
     }
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, Mapping):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: d}
-
-
 def check_run_info(run_dir: Path, settings: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Compare ``settings`` with an existing run.json; DataError naming what differs.
-
-    Attacks not yet in the run may be added (their settings are new keys); everything already
-    there must be identical, so no stored row would have been computed differently.
-    """
-    path = run_dir / RUN_INFO
-    if not path.exists():
-        return None
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable run description ({exc})") from exc
-    old = info.get("settings", {})
-    old_flat, new_flat = (
-        _flat({k: v for k, v in old.items() if k != "attacks"}),
-        _flat({k: v for k, v in settings.items() if k != "attacks"}),
-    )
-    for name, desc in settings.get("attacks", {}).items():
-        if name in old.get("attacks", {}):
-            old_flat.update(_flat(old["attacks"][name], f"attacks.{name}"))
-            new_flat.update(_flat(desc, f"attacks.{name}"))
-    diffs = [
-        f"{k}: {old_flat.get(k)!r} -> {new_flat.get(k)!r}"
-        for k in sorted(set(old_flat) | set(new_flat))
-        if old_flat.get(k) != new_flat.get(k)
-    ]
-    if diffs:
-        shown = "; ".join(diffs[:5]) + (f"; and {len(diffs) - 5} more" if len(diffs) > 5 else "")
-        raise DataError(
-            f"{run_dir} holds a campaign run with different settings ({shown}). Rerun with the same "
-            "settings to resume it, or choose a new --out directory."
-        )
-    return info
-
-
-def write_run_info(
-    run_dir: Path, settings: Mapping[str, Any], extra: Mapping[str, Any], previous: Mapping[str, Any] | None
-) -> dict[str, Any]:
-    """Write run.json atomically: settings (+hash), provenance, and the history of invocations."""
-    merged = dict(settings)
-    if previous:
-        attacks = dict(previous.get("settings", {}).get("attacks", {}))
-        attacks.update(settings.get("attacks", {}))
-        merged["attacks"] = attacks
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    info = {
-        "kind": "dermadv-attack-campaign",
-        "created": (previous or {}).get("created", now),
-        "updated": now,
-        "settings_hash": settings_hash(merged),
-        "settings": merged,
-        **dict(extra),
-        "versions": versions(),
-        "invocations": [*(previous or {}).get("invocations", []), {"at": now, "argv": sys.argv[1:]}],
-    }
-    atomic_write_json(run_dir / RUN_INFO, info)
-    return info
+    """The run's record if ``settings`` agree with it (None if there is none); DataError naming
+    what differs. Attacks not yet in the run may be added."""
+    return RunDir(Path(run_dir), RUN_KIND).check(settings, EXTENDABLE)
 
 
 def read_run_info(run_dir: str | Path) -> dict[str, Any]:
-    """The run.json of a campaign run directory."""
-    path = Path(run_dir) / RUN_INFO
-    if not path.exists():
-        raise DataError(f"{run_dir}: no {RUN_INFO}; not a campaign run directory")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable run description ({exc})") from exc
+    """The run.json of a campaign run directory (:func:`dermadv.runs.record.read_run`)."""
+    return read_run(run_dir)
 
 
 # ----- the campaign ---------------------------------------------------------------------------
@@ -526,17 +434,22 @@ def run_campaign(
     built = {name: spec.build() for name, spec in specs.items()}
     run_dir = Path(run_dir)
     settings = result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images)
-    previous = check_run_info(run_dir, settings)
+    record = {
+        **run_provenance(model, model_file_hash=model_file_hash, data=data_info or {}, samples=samples),
+        **dict(provenance or {}),
+    }
+    RunDir(run_dir, RUN_KIND).check(settings, EXTENDABLE)  # before the store creates anything
     with ResultsStore(run_dir) as store:
-        write_run_info(
+        RunDir.open(
             run_dir,
+            RUN_KIND,
             settings,
-            {
+            record,
+            extendable=EXTENDABLE,
+            extra={
                 "model_description": model.describe(),
-                **dict(provenance or {}),
                 "scope": {"attacks": names, "n_images": len(samples)},
             },
-            previous,
         )
         if retry_errors:
             notes.append(f"retrying {store.delete('error')} job(s) stored as errors")

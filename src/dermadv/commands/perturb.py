@@ -82,6 +82,7 @@ def register(app: typer.Typer) -> None:
         from dermadv.models.registry import parse_model_options
         from dermadv.perturb.corruptions import parse_specs
         from dermadv.perturb.sweep import run_sweep
+        from dermadv.runs.provenance import model_file_sha256
 
         if subset is not None and split is None:
             raise DataError("--subset needs --split (the split CSV the subset comes from)")
@@ -118,13 +119,14 @@ def register(app: typer.Typer) -> None:
             threshold=threshold,
             progress=progress,
             executor=sweep_executor,
-            extra_settings={
-                "model_spec": model,
-                "data": str(Path(data).resolve()),
+            data_info={
+                "path": str(Path(data).resolve()),
                 "split": str(split.resolve()) if split else None,
                 "subset": subset,
                 "limit": limit,
             },
+            provenance={"model_spec": model},
+            model_file_hash=model_file_sha256(model),
         )
         if as_json:
             typer.echo(

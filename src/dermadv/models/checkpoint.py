@@ -10,16 +10,16 @@ optimizer / scheduler / AMP scaler / RNG state for resuming; ``best.pt`` is the 
 from __future__ import annotations
 
 import os
-import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dermadv.errors import ModelError
+from dermadv.fileio import atomic_target
 from dermadv.models.base import TorchModuleClassifier
 from dermadv.models.formats import register_format
+from dermadv.runs.provenance import versions
 
 CHECKPOINT_KEY = "dermadv_checkpoint"
 CHECKPOINT_VERSION = 1
@@ -195,24 +195,6 @@ def build_model(arch: str = "inception_v3", num_classes: int = 2, weights: str |
 
 
 # ----- checkpoint files ---------------------------------------------------------------------------
-def versions() -> dict[str, str]:
-    """Versions of what produced a result."""
-    import numpy
-    import torch
-    import torchvision
-
-    import dermadv
-
-    found = {
-        "dermadv": dermadv.__version__,
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-    }
-    return {k: str(v) for k, v in found.items()}  # plain str: torch's TorchVersion is not weights_only-safe
-
-
 def make_checkpoint(
     module: Any,
     *,
@@ -262,15 +244,8 @@ def save_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> Path:
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         torch.save(dict(ckpt), tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -10,8 +10,6 @@ no options for it. Files are written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import ModelError, require
+from dermadv.fileio import atomic_target
 from dermadv.models.base import Classifier, Metadata, TorchModuleClassifier
 
 FORMAT_VERSION = 1
@@ -147,7 +146,8 @@ def onnx_metadata(model: Classifier, inputs: list[str]) -> dict[str, Any]:
     }
 
 
-def _atomic_target(out: Path) -> Path:
+def _check_target(out: Path) -> None:
+    """Refuse a directory and create the file's folder (ModelError naming it)."""
     if out.is_dir():
         raise ModelError(f"{out}: is a directory; give a file name for the exported model")
     try:
@@ -156,10 +156,6 @@ def _atomic_target(out: Path) -> Path:
         raise ModelError(
             f"{out}: cannot create its folder ({exc.filename} is a file, not a directory)"
         ) from exc
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=out.suffix, dir=out.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary shareable file
-    return Path(tmp)
 
 
 def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) -> Path:
@@ -179,9 +175,9 @@ def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) ->
     batch = torch.export.Dim("batch", min=1, max=4096)
     dynamic = {name: {0: batch} for name in names}
     meta = onnx_metadata(model, names)
-    tmp = _atomic_target(out)
+    _check_target(out)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        with atomic_target(out, suffix=out.suffix) as tmp, warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 module,
@@ -193,19 +189,16 @@ def export_onnx(model: Classifier, out: str | Path, opset: int | None = None) ->
                 opset_version=opset,
                 verbose=False,
             )
-        if program is None:  # pragma: no cover - older torch
-            raise ModelError("torch.onnx.export(dynamo=True) returned no program; torch >= 2.5 is needed")
-        program.model.metadata_props["dermadv.json"] = json.dumps(meta)
-        program.save(str(tmp), external_data=False)
-        os.replace(tmp, out)
+            if program is None:  # pragma: no cover - older torch
+                raise ModelError("torch.onnx.export(dynamo=True) returned no program; torch >= 2.5 is needed")
+            program.model.metadata_props["dermadv.json"] = json.dumps(meta)
+            program.save(str(tmp), external_data=False)
     except ModelError:
         raise
     except Exception as exc:
         raise ModelError(
             f"{model.name}: ONNX export failed ({type(exc).__name__}: {str(exc)[:300]})"
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 
@@ -234,15 +227,11 @@ def export_torchscript(model: TorchModuleClassifier, out: str | Path) -> Path:
     }
     h, w = model.input_size
     example = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)).to(model.device)
-    tmp = _atomic_target(out)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            traced = torch.jit.trace(model.module.eval(), example)
+    _check_target(out)
+    with atomic_target(out, suffix=out.suffix) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model.module.eval(), example)
         torch.jit.save(traced, str(tmp), _extra_files={"dermadv.json": json.dumps(meta)})
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -8,7 +8,7 @@ epoch by validation AUC is ``best.pt``, the latest state ``last.pt`` (written at
 every epoch and every ``checkpoint_every`` batches, and on Ctrl-C / SIGTERM). Running again with the
 same ``out`` resumes from ``last.pt``; different settings or split are refused.
 
-RUN_DIR holds: best.pt, last.pt, history.csv, history.json, train.json.
+RUN_DIR holds: best.pt, last.pt, history.csv, history.json, train.json and run.json (kind ``train``).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from dermadv.models.checkpoint import (
     save_checkpoint,
     versions,
 )
+from dermadv.runs.provenance import file_sha256, run_provenance
+from dermadv.runs.record import RunDir
 
 #: Shorter side of cached training images relative to the input size (room for the random crop).
 CACHE_SCALE = 1.15
@@ -210,13 +212,6 @@ def _worker_init(worker_id: int) -> None:  # pragma: no cover - runs in DataLoad
 
 
 
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class TrainImages:
     """torch Dataset over samples; items are requested as (index, epoch) and augmented from the cache."""
 
@@ -331,7 +326,7 @@ class Trainer:
         self.data_record = {
             "data": str(Path(s.data).expanduser().resolve()),
             "split": str(split_path.resolve()),
-            "split_sha256": _file_sha256(split_path),
+            "split_sha256": file_sha256(split_path),
             "split_hash": split.hash(),
             "train_hash": dataset_hash(self.train_samples),
             "val_hash": dataset_hash(self.val_samples),
@@ -378,6 +373,9 @@ class Trainer:
         resume = read_checkpoint(self.last_path) if self.last_path.is_file() else None
         if resume is not None:
             self._check_resume(resume)
+        run_record = RunDir.open(
+            self.out, "train", self._run_settings(), run_provenance(data=self.data_record)
+        )
 
         cache = ImageCache(s.cache_dir or default_cache_dir(self.out), s.decoder, s.resize)
         size = int(s.image_size)
@@ -606,7 +604,17 @@ class Trainer:
             "summary": result.summary(),
         }
         atomic_write_text(self.out / "train.json", json.dumps(info, indent=2, default=str) + "\n")
+        run_record.update(device=device, summary=result.summary())
         return result
+
+    def _run_settings(self) -> dict[str, Any]:
+        """run.json settings: the training record, its data by location and content, and the length of
+        a cosine schedule (``epochs`` itself may grow: see :mod:`dermadv.runs.record`)."""
+        record = {k: v for k, v in self.s.record().items() if k not in ("data", "split")}
+        data = {k: self.data_record[k] for k in ("data", "split", "split_hash", "train_hash", "val_hash")}
+        data["path"] = data.pop("data")
+        cosine = self.s.lr_schedule == "cosine"
+        return {**record, "data": data, "lr_schedule_epochs": self.s.epochs if cosine else None}
 
     # -- validation --
     def _validate(self, evaluator: Any, cache: ImageCache, size: int) -> dict[str, Any]:

@@ -12,33 +12,34 @@ only on the discordant pairs (images right before and wrong after, and the rever
 The exact McNemar test (binomial on the discordant pairs) gives a p-value beside it.
 
 Run layout (``RUN`` = ``--out``): ``perturb/<spec>.json`` per perturbation (atomic; a rerun skips
-those done for the same model, data and threshold), ``perturbation.csv`` / ``perturbation.json``
+those done with the same result settings), ``perturbation.csv`` / ``perturbation.json``
 (summary), ``perturbation_scores.csv`` (per-image melanoma scores), ``perturbation.png`` (bar plot)
-and ``run.json`` (model description, data hash, settings, versions).
+and ``run.json`` (a :mod:`dermadv.runs.record` record of kind ``sweep``: settings, provenance,
+invocations).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
-import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from dermadv.errors import DataError, DermadvError
+from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
 from dermadv.metrics import melanoma_score
 from dermadv.perturb.corruptions import Corruption, parse_specs
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
+from dermadv.runs.provenance import run_provenance, selection_hash
+from dermadv.runs.record import RunDir, settings_hash
 from dermadv.runs.specs import PerturbationSpec
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
@@ -151,36 +152,13 @@ def summarize(
 
 
 # ----- run files --------------------------------------------------------------------------------
-
-
+RUN_KIND = "sweep"
 
 
 def _slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in spec.replace("+", "p"))
 
 
-def samples_hash(samples: Sequence[Any]) -> str:
-    """Provenance hash of the sample list (``dermadv.data.dataset_hash`` when available)."""
-    try:
-        from dermadv.data import dataset_hash
-
-        return str(dataset_hash(samples))
-    except ImportError:  # pragma: no cover - data package not installed yet
-        h = hashlib.sha256()
-        for s in samples:
-            h.update(f"{s.image_id}\x1f{s.diagnosis}\x1e".encode())
-        return h.hexdigest()[:16]
-
-
-def versions() -> dict[str, str]:
-    """Versions of dermadv, Python and the numerical stack."""
-    import dermadv
-
-    out = {"dermadv": dermadv.__version__, "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "torchvision", "keras"):
-        if mod in sys.modules:
-            out[mod] = getattr(sys.modules[mod], "__version__", "?")
-    return out
 
 
 @dataclass
@@ -313,6 +291,10 @@ def run_sweep(
     extra_settings: dict[str, Any] | None = None,
     memory_limit_mb: float = 2048,
     executor: Executor | None = None,
+    *,
+    data_info: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    model_file_hash: str | None = None,
 ) -> SweepResult:
     """Run (or resume) the sweep of ``perturbations`` over ``samples`` with ``model``; write ``out``.
 
@@ -325,6 +307,11 @@ def run_sweep(
     3,500 images at 299 px need 0.9 GB); otherwise every perturbation decodes them again.
     ``executor`` (default: a :class:`~dermadv.runs.executor.LocalExecutor` on ``model``) runs one
     :class:`SweepUnit` per perturbation; only this process writes the results.
+
+    ``run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``sweep``: its settings are
+    the model, ``model_file_hash``, the data (``data_info`` + selection hash), the threshold and
+    ``extra_settings``; a rerun must match them (device and batch size may differ), and may add or
+    drop perturbations. ``provenance`` adds fields to the record's provenance (e.g. ``model_spec``).
     """
     from tqdm.auto import tqdm
 
@@ -351,41 +338,33 @@ def run_sweep(
     out = Path(out)
     (out / "perturb").mkdir(parents=True, exist_ok=True)
     description = model.describe()
-    data_hash = samples_hash(samples)
-    fingerprint = hashlib.sha256(
-        json.dumps(
-            {"model": description, "data": data_hash, "threshold": threshold}, sort_keys=True, default=str
-        ).encode()
-    ).hexdigest()[:16]
-    run_path = out / "run.json"
-    if run_path.exists():
-        try:
-            old = json.loads(run_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            old = {}
-        if old.get("kind") == "perturbation" and old.get("fingerprint") not in (None, fingerprint):
-            raise DermadvError(
-                f"{out} holds a perturbation sweep of a different model, data set or threshold "
-                f"(fingerprint {old.get('fingerprint')} != {fingerprint}); choose another --out"
-            )
+    data_hash = selection_hash(samples)
     settings = {
-        "perturbations": [c.spec for c in corruptions],
-        "batch_size": bs,
+        "model": description,
+        "model_file_sha256": model_file_hash,
+        "data": {**dict(data_info or {}), "hash": data_hash},
         "threshold": threshold,
         "ci_method": CI_METHOD,
+        "inference_batch_size": bs,
         **(extra_settings or {}),
     }
-    run_info = {
-        "kind": "perturbation",
-        "fingerprint": fingerprint,
-        "model": description,
-        "data_hash": data_hash,
-        "n_images": len(samples),
-        "settings": settings,
-        "versions": versions(),
-        "status": "running",
-    }
-    atomic_write_text(run_path, json.dumps(run_info, indent=2, default=str))
+    # Per-perturbation files carry the hash of the result settings: any of them computed with other
+    # settings is not reused (a run folder with other settings is refused by RunDir.open below).
+    fingerprint = settings_hash(settings)
+    run = RunDir.open(
+        out,
+        RUN_KIND,
+        settings,
+        {
+            **run_provenance(model, model_file_hash=model_file_hash, data=data_info or {}, samples=samples),
+            **dict(provenance or {}),
+        },
+        extra={
+            "scope": {"perturbations": [c.spec for c in corruptions], "n_images": len(samples)},
+            "fingerprint": fingerprint,
+            "status": "running",
+        },
+    )
 
     ids = [s.image_id for s in samples]
     y_true = np.array([s.diagnosis == "mel" for s in samples])
@@ -455,15 +434,9 @@ def run_sweep(
     result = SweepResult(
         out=out, rows=rows, skipped=skipped, computed=computed, seconds=time.perf_counter() - t0
     )
-    run_info.update(
-        {
-            "status": "complete",
-            "seconds_last_run": round(result.seconds, 2),
-            "resumed": skipped,
-            "computed": computed,
-        }
+    run.update(
+        status="complete", seconds_last_run=round(result.seconds, 2), resumed=skipped, computed=computed
     )
-    atomic_write_text(run_path, json.dumps(run_info, indent=2, default=str))
     return result
 
 

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import warnings
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_target, atomic_write_text
 from dermadv.metrics import delong_auc_ci, proportion
 from dermadv.readerstudy.build import study_group
 from dermadv.readerstudy.study import ADVERSARIAL, CONDITIONS, MELANOMA, NAEVUS, UNMODIFIED
@@ -330,13 +329,14 @@ def analyze_file(
 ) -> dict[str, Any]:
     """Analyse an answers CSV; with ``out_dir`` write analysis.json, per_reader.csv and the figure."""
     from dermadv import __version__
+    from dermadv.runs.provenance import file_sha256
 
     path = Path(path)
     rows = load_answers(path)
     result = analyze(rows, min_answers)
     result["provenance"] = {
         "answers": str(path.resolve()),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": file_sha256(path),
         "dermadv_version": __version__,
         "reference_band": reference_band,
         "min_answers": min_answers,
@@ -455,10 +455,11 @@ def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] |
     ax.legend(loc="lower right", fontsize=8)
     fig.text(0.01, 0.01, "open markers: readers left out (too few answers); bars: Wilson 95% CI", fontsize=7)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_target(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def format_report(result: dict[str, Any]) -> str:

@@ -1,6 +1,8 @@
 """Reading run directories for reports: what kind of run a folder is and what it holds.
 
-A folder may be several kinds at once:
+The kind comes from the folder's ``run.json`` (``kind``: train, evaluate, sweep, attack; see
+:mod:`dermadv.runs.record`). Folders written before run records had a kind are recognised by their
+files, and may then be several kinds at once:
 
 - ``training``: ``history.json`` / ``history.csv`` (``dermadv train``);
 - ``evaluation``: ``metrics.json`` and/or ``predictions.csv`` (``dermadv evaluate``);
@@ -23,6 +25,13 @@ import numpy as np
 from dermadv.errors import DataError
 
 RUN_KINDS: tuple[str, ...] = ("training", "evaluation", "perturbation", "attack")
+#: run.json ``kind`` -> the report's name for it.
+RECORD_KINDS: dict[str, str] = {
+    "train": "training",
+    "evaluate": "evaluation",
+    "sweep": "perturbation",
+    "attack": "attack",
+}
 _TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
 _SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")
 
@@ -45,8 +54,9 @@ class Run:
     @property
     def model_name(self) -> str:
         """The model's name as recorded by whichever command wrote the run."""
-        for key in ("model", "model_description"):
-            m = self.info.get(key)
+        provenance = self.info.get("provenance")
+        recorded = provenance.get("model") if isinstance(provenance, dict) else None
+        for m in (self.info.get("model"), self.info.get("model_description"), recorded):
             if isinstance(m, dict) and m.get("name"):
                 return model_label(m)
             if isinstance(m, str) and m:
@@ -103,6 +113,20 @@ def detect_run(path: str | Path) -> Run:
     p = Path(path)
     if not p.is_dir():
         raise DataError(f"{p}: not a directory (give run folders written by dermadv evaluate/perturb/attack)")
+    if (p / "run.json").exists():
+        from dermadv.runs.record import read_run
+
+        info = read_run(p)
+        kind = info.get("kind")
+        if kind is not None:
+            if kind not in RECORD_KINDS:
+                raise DataError(f"{p}: a {kind!r} run; reports cover {', '.join(RECORD_KINDS)} runs")
+            return Run(path=p, kinds=[RECORD_KINDS[kind]], info=info)
+    return _sniff_run(p)
+
+
+def _sniff_run(p: Path) -> Run:
+    """A folder without a run kind on record: classified by the files it holds."""
     kinds = []
     if (p / "history.json").exists() or (p / "history.csv").exists():
         kinds.append("training")

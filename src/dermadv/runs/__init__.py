@@ -1,1 +1,7 @@
-"""Runs: what a piece of work is (frozen specs), and the executors that run it locally or on Ray."""
+"""Runs: what every dermadv run (train, evaluate, sweep, attack...) records, and where its work runs.
+
+- :mod:`dermadv.runs.provenance`: versions, file and data-selection hashes, a run's provenance;
+- :mod:`dermadv.runs.record`: :class:`~dermadv.runs.record.RunDir`, the ``run.json`` of a run folder;
+- :mod:`dermadv.runs.specs`: frozen, picklable descriptions of work (model, attack, perturbation);
+- :mod:`dermadv.runs.executor`: one local and one Ray executor for every kind of work unit.
+"""

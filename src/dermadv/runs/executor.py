@@ -260,7 +260,7 @@ def result_description(model: Any) -> dict[str, Any]:
 def _file_sha256(path: Path | None) -> str | None:
     if path is None:
         return None
-    from dermadv.campaign.runner import file_sha256
+    from dermadv.runs.provenance import file_sha256
 
     return file_sha256(path)
 
