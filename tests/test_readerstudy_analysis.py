@@ -278,4 +278,11 @@ def test_separated_regression_reports_infinite_bound_without_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         res = logistic_regression(rows)
-    assert "error" in res or res["melanoma"]["ci_high"] == float("inf") or res["melanoma"]["ci_low"] == 0.0
+    # estimated (not refused), flagged as not converged / separated, and the melanoma odds ratio (every
+    # melanoma missed) is ~0 with a Wald CI from 0 to inf
+    assert "error" not in res, res.get("error")
+    assert res["formula"] == "correct ~ melanoma + adversarial" and res["converged"] is False
+    assert any("separation" in note for note in res["notes"]), res["notes"]
+    mel = res["melanoma"]
+    assert mel["odds_ratio"] < 1e-6 and mel["ci_low"] == 0.0 and mel["ci_high"] == float("inf")
+    assert res["adversarial"]["ci_high"] == float("inf")

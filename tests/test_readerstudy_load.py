@@ -76,10 +76,19 @@ def test_thirty_concurrent_readers_lose_nothing(isic2019_dir, tmp_path, db_url):
                     with lock:
                         statuses.extend(rep.json()["status"] for rep in replies)
                         expected[(reader_id, body["image"])] = (body["answer"], body["confidence"])
-                assert c.get(f"/api/r/{token}/next").json()["done"]
+                final = c.get(f"/api/r/{token}/next").json()
+                if not final["done"]:
+                    errors.append(f"reader {reader_id}: not done after {n_images} answers: {final}")
+
+        def reader_thread(reader_id: int, token: str) -> None:
+            # pytest only warns about an exception in a thread: record it, the main thread asserts
+            try:
+                read_all(reader_id, token)
+            except BaseException as exc:
+                errors.append(f"reader {reader_id}: {type(exc).__name__}: {exc}")
 
         t0 = time.monotonic()
-        threads = [threading.Thread(target=read_all, args=rd, daemon=True) for rd in readers]
+        threads = [threading.Thread(target=reader_thread, args=rd, daemon=True) for rd in readers]
         for t in threads:
             t.start()
         for t in threads:

@@ -16,6 +16,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dermadv.data.dataset import Dataset, Sample, load_dataset, warn_problems
 from dermadv.errors import DataError
@@ -232,6 +233,9 @@ def make_split(
     )
 
 
+_SplitRow = tuple[str, str, str | None, str]
+
+
 def read_split(path: str | Path, dataset: Dataset | str | Path | None = None) -> Split:
     """Read and validate a split CSV (and its JSON sidecar when present).
 
@@ -253,10 +257,40 @@ def read_split(path: str | Path, dataset: Dataset | str | Path | None = None) ->
         )
     if not table.rows:
         raise DataError(f"{path}: split CSV has no rows")
+    rows = _split_rows(path, table.rows)
+
+    meta: dict = {}
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{side}: unreadable split sidecar JSON ({exc})") from exc
+
+    subsets = {iid: sub for iid, _, _, sub in rows}
+    if dataset is None:
+        samples = [Sample(iid, None, dx, lesion_id=les) for iid, dx, les, _ in rows]
+        ds_meta = meta.get("dataset", {})
+    else:
+        samples, ds_meta = _dataset_samples(path, rows, dataset)
+    classes = meta.get("classes")
+    return Split(
+        samples=samples,
+        subsets=subsets,
+        seed=meta.get("seed"),
+        val_fraction=meta.get("val_fraction"),
+        classes=tuple(classes) if classes else None,
+        dataset=ds_meta,
+        path=path,
+    )
+
+
+def _split_rows(path: Path, table_rows: Sequence[tuple[int, dict[str, str]]]) -> list[_SplitRow]:
+    """(image id, canonical diagnosis, lesion id, subset) per CSV line; all bad lines in one error."""
     errors: list[str] = []
-    rows: list[tuple[str, str, str | None, str]] = []
+    rows: list[_SplitRow] = []
     seen: dict[str, int] = {}
-    for line, row in table.rows:
+    for line, row in table_rows:
         iid, dx_raw, sub = row["image_id"], row["diagnosis"], row["subset"]
         dx = canonical_diagnosis(dx_raw) if dx_raw else None
         if not iid:
@@ -273,51 +307,35 @@ def read_split(path: str | Path, dataset: Dataset | str | Path | None = None) ->
     if errors:
         more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
         raise DataError(f"{path}: invalid split: {'; '.join(errors[:10])}{more}")
+    return rows
 
-    meta: dict = {}
-    side = sidecar_path(path)
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"{side}: unreadable split sidecar JSON ({exc})") from exc
 
-    subsets = {iid: sub for iid, _, _, sub in rows}
-    if dataset is None:
-        samples = [Sample(iid, None, dx, lesion_id=les) for iid, dx, les, _ in rows]
-        ds_meta = meta.get("dataset", {})
-    else:
-        ds = _as_dataset(dataset)
-        by_id = ds.by_id()
-        unknown = [iid for iid, *_ in rows if iid not in by_id]
-        if unknown:
-            raise DataError(
-                f"{path}: {len(unknown)} image id(s) are not usable samples of the dataset "
-                f"{ds.csv_path or ds.root}: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}"
-                f" (is this split for another dataset? `dermadv data check` lists the dataset's problems)"
-            )
-        mismatch = [
-            f"{iid} ({dx} in split, {by_id[iid].diagnosis} in dataset)"
-            for iid, dx, _, _ in rows
-            if by_id[iid].diagnosis != dx
-        ]
-        if mismatch:
-            raise DataError(
-                f"{path}: diagnosis differs from the dataset for {len(mismatch)} image(s): "
-                f"{', '.join(mismatch[:10])}"
-            )
-        samples = [by_id[iid] for iid, *_ in rows]
-        ds_meta = ds.describe()
-    classes = meta.get("classes")
-    return Split(
-        samples=samples,
-        subsets=subsets,
-        seed=meta.get("seed"),
-        val_fraction=meta.get("val_fraction"),
-        classes=tuple(classes) if classes else None,
-        dataset=ds_meta,
-        path=path,
-    )
+def _dataset_samples(
+    path: Path, rows: Sequence[_SplitRow], dataset: Dataset | str | Path
+) -> tuple[list[Sample], dict[str, Any]]:
+    """The dataset's samples for the split's rows (ids and diagnoses checked) and its description."""
+    ds = _as_dataset(dataset)
+    by_id = ds.by_id()
+    unknown = [iid for iid, *_ in rows if iid not in by_id]
+    if unknown:
+        raise DataError(
+            f"{path}: {len(unknown)} image id(s) are not usable samples of the dataset "
+            f"{ds.csv_path or ds.root}: {', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}"
+            f" (is this split for another dataset? `dermadv data check` lists the dataset's problems)"
+        )
+    mismatch = [
+        f"{iid} ({dx} in split, {by_id[iid].diagnosis} in dataset)"
+        for iid, dx, _, _ in rows
+        if by_id[iid].diagnosis != dx
+    ]
+    if mismatch:
+        raise DataError(
+            f"{path}: diagnosis differs from the dataset for {len(mismatch)} image(s): "
+            f"{', '.join(mismatch[:10])}"
+        )
+    samples = [by_id[iid] for iid, *_ in rows]
+    ds_meta = ds.describe()
+    return samples, ds_meta
 
 
 def stratified_prefix(samples: Sequence[Sample], n: int) -> list[Sample]:

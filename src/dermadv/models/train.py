@@ -279,6 +279,20 @@ def _loss(outputs: Any, target: Any, aux_weight: float) -> Any:
     return loss
 
 
+@dataclass
+class _Progress:
+    """Where a run stands: the history so far, the best epoch, and the resume point."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+    start_batch: int = 0
+    best_auc: float = -math.inf
+    best_epoch: int | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    partial: dict[str, Any] = field(default_factory=lambda: {"loss_sum": 0.0, "n_seen": 0})
+    resumed_from: dict[str, int] | None = None
+
+
 # ----- the run ------------------------------------------------------------------------------------
 class Trainer:
     """One training run in ``settings.out`` (see module docstring)."""
@@ -369,14 +383,56 @@ class Trainer:
         self._load_samples()
         self.out.mkdir(parents=True, exist_ok=True)
         device = resolve_device(s.device)
-        torch_device = torch.device(device)
+        self.device = torch.device(device)
         resume = read_checkpoint(self.last_path) if self.last_path.is_file() else None
         if resume is not None:
             self._check_resume(resume)
         run_record = RunDir.open(
             self.out, "train", self._run_settings(), run_provenance(data=self.data_record)
         )
+        self._prepare_images()
+        seed_everything(s.seed)
+        self._build(resume)
+        self.st = self._restore(resume) if resume is not None else _Progress()
+        self._make_evaluator(device)
 
+        with _StopFlag() as stop:
+            for epoch in range(self.st.start_epoch, s.epochs):
+                te = time.time()
+                self._train_epoch(epoch, stop)
+                self._end_epoch(epoch, te)
+                if stop.signal is not None:
+                    raise KeyboardInterrupt
+
+        history, best_epoch, best_metrics = self.st.history, self.st.best_epoch, self.st.best_metrics
+        resumed_from = self.st.resumed_from
+        result = TrainResult(
+            out=self.out,
+            best=self.best_path,
+            last=self.last_path,
+            epochs_run=len(history),
+            epochs=s.epochs,
+            best_epoch=best_epoch,
+            best_metrics=best_metrics,
+            history=history,
+            resumed_from=resumed_from,
+            seconds=time.time() - t0,
+        )
+        info = {
+            "settings": s.record(),
+            "data": self.data_record,
+            "versions": versions(),
+            "device": device,
+            "summary": result.summary(),
+        }
+        atomic_write_text(self.out / "train.json", json.dumps(info, indent=2, default=str) + "\n")
+        run_record.update(device=device, summary=result.summary())
+        return result
+
+    # -- set-up --
+    def _prepare_images(self) -> None:
+        """The image cache filled with the train (crop margin) and val (input size) images."""
+        s = self.s
         cache = ImageCache(s.cache_dir or default_cache_dir(self.out), s.decoder, s.resize)
         size = int(s.image_size)
         train_ds = TrainImages(
@@ -401,14 +457,19 @@ class Trainer:
             self.progress,
             "caching val images",
         )
+        self.cache, self.size, self.train_ds = cache, size, train_ds
 
-        seed_everything(s.seed)
+    def _build(self, resume: dict[str, Any] | None) -> None:
+        """Module (new, or from ``resume``'s weights), optimizer, LR scheduler and AMP grad scaler."""
+        import torch
+
+        s = self.s
         kwargs = dict(resume["model_kwargs"]) if resume else arch_kwargs(s.arch, s.weights.lower() != "none")
         if resume is not None:
             module = module_from_checkpoint(resume, str(self.last_path))
         else:
             module = build_model(s.arch, len(s.classes), s.weights)
-        module.to(torch_device)
+        module.to(self.device)
         optimizer = torch.optim.SGD(
             module.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay
         )
@@ -417,42 +478,18 @@ class Trainer:
             if s.lr_schedule == "cosine"
             else None
         )
-        use_amp = s.amp and torch_device.type == "cuda"
+        use_amp = s.amp and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        self.module, self.model_kwargs, self.optimizer = module, kwargs, optimizer
+        self.scheduler, self.use_amp, self.scaler = scheduler, use_amp, scaler
 
-        history: list[dict[str, Any]] = []
-        start_epoch, start_batch, best_auc, best_epoch, best_metrics = 0, 0, -math.inf, None, {}
-        partial = {"loss_sum": 0.0, "n_seen": 0}
-        resumed_from = None
-        if resume is not None:
-            optimizer.load_state_dict(resume["optimizer"])
-            if scheduler is not None and resume.get("scheduler"):
-                scheduler.load_state_dict(resume["scheduler"])
-            if use_amp and resume.get("scaler"):
-                scaler.load_state_dict(resume["scaler"])
-            start_epoch, start_batch = int(resume["epoch"]), int(resume.get("batch", 0))
-            partial = dict(resume.get("partial", partial))
-            history = list(resume.get("history", []))
-            best_auc = float(resume.get("best_auc", -math.inf))
-            best_epoch = resume.get("best_epoch")
-            best_metrics = dict(resume.get("best_metrics", {}))
-            self._restore_rng(resume.get("rng", {}), torch_device)
-            resumed_from = {"epoch": start_epoch, "batch": start_batch}
-            if start_epoch >= s.epochs:
-                self.log(
-                    f"{self.out}: already trained for {start_epoch} epoch(s) (--epochs {s.epochs}); "
-                    "nothing to do"
-                )
-            else:
-                self.log(
-                    f"resuming {self.out} at epoch {start_epoch + 1}"
-                    + (f", batch {start_batch + 1}" if start_batch else "")
-                )
-
+    def _make_evaluator(self, device: str) -> None:
+        """The classifier that validates the module being trained (its normalisation is reused)."""
         from dermadv.models.base import TorchModuleClassifier
 
+        s, size = self.s, self.size
         evaluator = TorchModuleClassifier(
-            module,
+            self.module,
             s.classes,
             (size, size),
             IMAGENET_MEAN,
@@ -462,150 +499,172 @@ class Trainer:
             device=device,
             batch_size=max(s.batch_size, 32),
         )
-        mean_t, std_t = evaluator._mean_t, evaluator._std_t
+        self.evaluator = evaluator
+        self.mean_t, self.std_t = evaluator._mean_t, evaluator._std_t
 
-        def state(epoch: int, batch: int, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
-            return make_checkpoint(
-                module,
-                arch=s.arch,
-                classes=s.classes,
-                input_size=(size, size),
-                model_kwargs=kwargs,
-                mean=IMAGENET_MEAN,
-                std=IMAGENET_STD,
-                decoder=s.decoder,
-                resize=s.resize,
-                training=s.record(),
-                data=self.data_record,
-                metrics=metrics,
-                epoch=epoch,
-                kind=kind,
-                batch=batch,
-                history=history,
-                best_auc=best_auc,
-                best_epoch=best_epoch,
-                best_metrics=best_metrics,
+    # -- restore --
+    def _restore(self, resume: dict[str, Any]) -> _Progress:
+        """Optimizer, scheduler, scaler and RNG state from ``last.pt``; where the run goes on."""
+        s = self.s
+        st = _Progress()
+        self.optimizer.load_state_dict(resume["optimizer"])
+        if self.scheduler is not None and resume.get("scheduler"):
+            self.scheduler.load_state_dict(resume["scheduler"])
+        if self.use_amp and resume.get("scaler"):
+            self.scaler.load_state_dict(resume["scaler"])
+        st.start_epoch, st.start_batch = int(resume["epoch"]), int(resume.get("batch", 0))
+        st.partial = dict(resume.get("partial", st.partial))
+        st.history = list(resume.get("history", []))
+        st.best_auc = float(resume.get("best_auc", -math.inf))
+        st.best_epoch = resume.get("best_epoch")
+        st.best_metrics = dict(resume.get("best_metrics", {}))
+        self._restore_rng(resume.get("rng", {}), self.device)
+        st.resumed_from = {"epoch": st.start_epoch, "batch": st.start_batch}
+        if st.start_epoch >= s.epochs:
+            self.log(
+                f"{self.out}: already trained for {st.start_epoch} epoch(s) (--epochs {s.epochs}); "
+                "nothing to do"
             )
-
-        def save_last(epoch: int, batch: int) -> None:
-            ck = state(epoch, batch, "last", history[-1]["val"] if history else {})
-            ck.update(
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict() if scheduler is not None else None,
-                scaler=scaler.state_dict() if use_amp else None,
-                rng=self._rng_state(torch_device),
-                partial=dict(partial),
+        else:
+            self.log(
+                f"resuming {self.out} at epoch {st.start_epoch + 1}"
+                + (f", batch {st.start_batch + 1}" if st.start_batch else "")
             )
-            save_checkpoint(ck, self.last_path)
+        return st
 
-        with _StopFlag() as stop:
-            for epoch in range(start_epoch, s.epochs):
-                te = time.time()
-                module.train()
-                batches = epoch_order(len(train_ds), s.seed, epoch, s.batch_size)
-                first = start_batch if epoch == start_epoch else 0
-                if first == 0:
-                    partial = {"loss_sum": 0.0, "n_seen": 0}
-                loader = torch.utils.data.DataLoader(
-                    train_ds,
-                    batch_sampler=[[(i, epoch) for i in b] for b in batches[first:]],
-                    num_workers=s.workers,
-                    worker_init_fn=_worker_init,
-                    pin_memory=torch_device.type == "cuda",
-                    generator=torch.Generator().manual_seed(s.seed + epoch),
-                )
-                from tqdm import tqdm
+    # -- epoch --
+    def _train_epoch(self, epoch: int, stop: _StopFlag) -> None:
+        """One pass over the epoch's batches (from the resume point); saves and stops on a signal."""
+        import torch
+        from tqdm import tqdm
 
-                bar = tqdm(
-                    total=len(batches),
-                    initial=first,
-                    desc=f"epoch {epoch + 1}/{s.epochs}",
-                    unit="batch",
-                    disable=not self.progress,
-                    leave=False,
-                    file=sys.stderr,
-                )
-                done = first
-                try:
-                    for bi, (x, y) in enumerate(loader, start=first):
-                        x = x.to(torch_device, non_blocking=True).float()
-                        y = y.to(torch_device, non_blocking=True)
-                        x = (x - mean_t) / std_t
-                        with torch.autocast(torch_device.type, enabled=use_amp):
-                            loss = _loss(module(x), y, s.aux_weight)
-                        optimizer.zero_grad(set_to_none=True)
-                        scaler.scale(loss).backward()
-                        scaler.step(optimizer)
-                        scaler.update()
-                        partial["loss_sum"] += float(loss.detach()) * len(y)
-                        partial["n_seen"] += len(y)
-                        bar.update()
-                        bar.set_postfix(loss=f"{partial['loss_sum'] / partial['n_seen']:.4f}")
-                        done = bi + 1
-                        if stop.signal is not None:
-                            bar.close()
-                            save_last(epoch, done)
-                            self.log(
-                                f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}"
-                            )
-                            raise KeyboardInterrupt
-                        if s.checkpoint_every and done % s.checkpoint_every == 0 and done < len(batches):
-                            save_last(epoch, done)
-                except Exception:
-                    if stop.signal is None:
-                        raise
-                    # e.g. a DataLoader worker killed by the same signal: keep what was done.
-                    bar.close()
-                    save_last(epoch, done)
-                    self.log(f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}")
-                    raise KeyboardInterrupt from None
-                bar.close()
-                if scheduler is not None:
-                    scheduler.step()
-                train_loss = partial["loss_sum"] / max(1, partial["n_seen"])
-                val = self._validate(evaluator, cache, size)
-                module.train()
-                row = {
-                    "epoch": epoch + 1,
-                    "train_loss": train_loss,
-                    "val": val,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "seconds": round(time.time() - te, 2),
-                }
-                history.append(row)
-                improved = val["auc"]["value"] > best_auc
-                if improved:
-                    best_auc, best_epoch, best_metrics = val["auc"]["value"], epoch + 1, val
-                    save_checkpoint(state(epoch + 1, 0, "best", val), self.best_path)
-                partial = {"loss_sum": 0.0, "n_seen": 0}
-                save_last(epoch + 1, 0)
-                self._write_history(history)
-                self.log(self._epoch_line(row, improved))
-                if stop.signal is not None:
-                    raise KeyboardInterrupt
-
-        result = TrainResult(
-            out=self.out,
-            best=self.best_path,
-            last=self.last_path,
-            epochs_run=len(history),
-            epochs=s.epochs,
-            best_epoch=best_epoch,
-            best_metrics=best_metrics,
-            history=history,
-            resumed_from=resumed_from,
-            seconds=time.time() - t0,
+        s, st = self.s, self.st
+        self.module.train()
+        batches = epoch_order(len(self.train_ds), s.seed, epoch, s.batch_size)
+        first = st.start_batch if epoch == st.start_epoch else 0
+        if first == 0:
+            st.partial = {"loss_sum": 0.0, "n_seen": 0}
+        loader = torch.utils.data.DataLoader(
+            self.train_ds,
+            batch_sampler=[[(i, epoch) for i in b] for b in batches[first:]],
+            num_workers=s.workers,
+            worker_init_fn=_worker_init,
+            pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(s.seed + epoch),
         )
-        info = {
-            "settings": s.record(),
-            "data": self.data_record,
-            "versions": versions(),
-            "device": device,
-            "summary": result.summary(),
+        bar = tqdm(
+            total=len(batches),
+            initial=first,
+            desc=f"epoch {epoch + 1}/{s.epochs}",
+            unit="batch",
+            disable=not self.progress,
+            leave=False,
+            file=sys.stderr,
+        )
+        done = first
+        try:
+            for bi, (x, y) in enumerate(loader, start=first):
+                self._step(x, y)
+                bar.update()
+                bar.set_postfix(loss=f"{st.partial['loss_sum'] / st.partial['n_seen']:.4f}")
+                done = bi + 1
+                if stop.signal is not None:
+                    bar.close()
+                    self._save_last(epoch, done)
+                    self.log(f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}")
+                    raise KeyboardInterrupt
+                if s.checkpoint_every and done % s.checkpoint_every == 0 and done < len(batches):
+                    self._save_last(epoch, done)
+        except Exception:
+            if stop.signal is None:
+                raise
+            # e.g. a DataLoader worker killed by the same signal: keep what was done.
+            bar.close()
+            self._save_last(epoch, done)
+            self.log(f"stopped at epoch {epoch + 1}, batch {done}; state saved to {self.last_path}")
+            raise KeyboardInterrupt from None
+        bar.close()
+
+    def _step(self, x: Any, y: Any) -> None:
+        """One optimizer step on the batch ``(x, y)`` (uint8 images, class indices)."""
+        import torch
+
+        device = self.device
+        x = x.to(device, non_blocking=True).float()
+        y = y.to(device, non_blocking=True)
+        x = (x - self.mean_t) / self.std_t
+        with torch.autocast(device.type, enabled=self.use_amp):
+            loss = _loss(self.module(x), y, self.s.aux_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.st.partial["loss_sum"] += float(loss.detach()) * len(y)
+        self.st.partial["n_seen"] += len(y)
+
+    def _end_epoch(self, epoch: int, te: float) -> None:
+        """Validate, record the epoch, keep ``best.pt`` and write ``last.pt`` and the history."""
+        st = self.st
+        if self.scheduler is not None:
+            self.scheduler.step()
+        train_loss = st.partial["loss_sum"] / max(1, st.partial["n_seen"])
+        val = self._validate(self.evaluator, self.cache, self.size)
+        self.module.train()
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "val": val,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": round(time.time() - te, 2),
         }
-        atomic_write_text(self.out / "train.json", json.dumps(info, indent=2, default=str) + "\n")
-        run_record.update(device=device, summary=result.summary())
-        return result
+        st.history.append(row)
+        improved = val["auc"]["value"] > st.best_auc
+        if improved:
+            st.best_auc, st.best_epoch, st.best_metrics = val["auc"]["value"], epoch + 1, val
+            save_checkpoint(self._state(epoch + 1, 0, "best", val), self.best_path)
+        st.partial = {"loss_sum": 0.0, "n_seen": 0}
+        self._save_last(epoch + 1, 0)
+        self._write_history(st.history)
+        self.log(self._epoch_line(row, improved))
+
+    # -- save --
+    def _state(self, epoch: int, batch: int, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint of the module with the run's settings, data and progress."""
+        s, st, size = self.s, self.st, self.size
+        return make_checkpoint(
+            self.module,
+            arch=s.arch,
+            classes=s.classes,
+            input_size=(size, size),
+            model_kwargs=self.model_kwargs,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            decoder=s.decoder,
+            resize=s.resize,
+            training=s.record(),
+            data=self.data_record,
+            metrics=metrics,
+            epoch=epoch,
+            kind=kind,
+            batch=batch,
+            history=st.history,
+            best_auc=st.best_auc,
+            best_epoch=st.best_epoch,
+            best_metrics=st.best_metrics,
+        )
+
+    def _save_last(self, epoch: int, batch: int) -> None:
+        """``last.pt``: the checkpoint plus optimizer, scheduler, scaler, RNG and partial-epoch state."""
+        history = self.st.history
+        ck = self._state(epoch, batch, "last", history[-1]["val"] if history else {})
+        ck.update(
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict() if self.scheduler is not None else None,
+            scaler=self.scaler.state_dict() if self.use_amp else None,
+            rng=self._rng_state(self.device),
+            partial=dict(self.st.partial),
+        )
+        save_checkpoint(ck, self.last_path)
 
     def _run_settings(self) -> dict[str, Any]:
         """run.json settings: the training record, its data by location and content, and the length of

@@ -254,13 +254,45 @@ def build_from_runs(
     in the study before any lesion is repeated. Shortfalls are reported in the summary and in
     study.json, never hidden. Returns the study and that summary.
     """
-    from dermadv.campaign.store import ResultsStore
-
     if per_attack < 0 or unmodified < 0:
         raise DataError("--per-attack and --unmodified must be >= 0")
     if not runs:
         raise DataError("give at least one --from RUN directory")
     rng = np.random.default_rng(seed)
+    successes, originals = _read_runs(runs, attacks)
+    summary: dict[str, Any] = {"adversarial": {}, "unmodified": {}, "shortfalls": []}
+    items, used_sources = _draw_adversarial(successes, per_attack, rng, summary)
+    for attack in attacks or []:
+        if attack not in successes:
+            summary["shortfalls"].append(f"attack {attack}: no successful images in the runs")
+    excluded_ids = {image_id for _, image_id in used_sources} if exclude_attacked_sources else set()
+    dataset, prep = _unmodified_source(runs, unmodified_from)
+    summary["unmodified_source"] = str(dataset) if dataset is not None else "runs' original images"
+    items += _draw_unmodified(unmodified, dataset, prep, originals, excluded_ids, rng, summary)
+    if not items:
+        raise DataError("the runs hold no usable images (no successful attacks and no originals)")
+    build = {
+        "method": "runs",
+        "runs": [str(Path(r).resolve()) for r in runs],
+        "per_attack": per_attack,
+        "unmodified": unmodified,
+        "seed": seed,
+        "attacks": list(attacks) if attacks else None,
+        "exclude_attacked_sources": exclude_attacked_sources,
+        # what was drawn (its "unmodified" counts per group must not replace the number asked above)
+        **{k: v for k, v in summary.items() if k != "unmodified"},
+        "unmodified_drawn": summary["unmodified"],
+    }
+    study = _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
+    return study, summary
+
+
+def _read_runs(
+    runs: Sequence[str | Path], attacks: Sequence[str] | None
+) -> tuple[dict[str, list[dict[str, Any]]], dict[tuple[str, str], dict[str, Any]]]:
+    """The runs' successful adversarial rows per attack, and their original images per (run, image id)."""
+    from dermadv.campaign.store import ResultsStore
+
     successes: dict[str, list[dict[str, Any]]] = defaultdict(list)
     originals: dict[tuple[str, str], dict[str, Any]] = {}
     for run in runs:
@@ -277,8 +309,17 @@ def build_from_runs(
             if row["outcome"] == "success" and row.get("adversarial_path"):
                 if attacks is None or row["attack"] in attacks:
                     successes[row["attack"]].append(row)
+    return successes, originals
+
+
+def _draw_adversarial(
+    successes: dict[str, list[dict[str, Any]]],
+    per_attack: int,
+    rng: np.random.Generator,
+    summary: dict[str, Any],
+) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
+    """``per_attack`` images per attack (fresh lesions first); the items and the (run, image id) used."""
     items: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {"adversarial": {}, "unmodified": {}, "shortfalls": []}
     used_sources: set[tuple[str, str]] = set()
     for attack in sorted(successes):
         pool = sorted(successes[attack], key=lambda r: (str(r["_run"]), r["image_id"]))
@@ -308,13 +349,21 @@ def build_from_runs(
         for row in picked:
             used_sources.add((str(row["_run"]), row["image_id"]))
             items.append(_run_item(row, ADVERSARIAL, row["adversarial_path"]))
-    for attack in attacks or []:
-        if attack not in successes:
-            summary["shortfalls"].append(f"attack {attack}: no successful images in the runs")
+    return items, used_sources
+
+
+def _draw_unmodified(
+    unmodified: int,
+    dataset: Path | None,
+    prep: dict[str, Any],
+    originals: dict[tuple[str, str], dict[str, Any]],
+    excluded_ids: set[str],
+    rng: np.random.Generator,
+    summary: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """``unmodified`` images, half melanoma, half naevus, from ``dataset`` or else the runs' originals."""
+    items: list[dict[str, Any]] = []
     wanted = {MELANOMA: unmodified - unmodified // 2, NAEVUS: unmodified // 2}
-    excluded_ids = {image_id for _, image_id in used_sources} if exclude_attacked_sources else set()
-    dataset, prep = _unmodified_source(runs, unmodified_from)
-    summary["unmodified_source"] = str(dataset) if dataset is not None else "runs' original images"
     for group, n in wanted.items():
         if dataset is not None:
             unique = [
@@ -323,16 +372,7 @@ def build_from_runs(
                 if study_group(s.diagnosis) == group and s.image_id not in excluded_ids
             ]
         else:
-            pool = sorted(
-                (r for r in originals.values() if r["_group"] == group and r["image_id"] not in excluded_ids),
-                key=lambda r: (str(r["_run"]), r["image_id"]),
-            )
-            seen: set[str] = set()
-            unique = []
-            for r in pool:  # one image per image id across runs
-                if r["image_id"] not in seen:
-                    seen.add(r["image_id"])
-                    unique.append(r)
+            unique = _unique_originals(originals, group, excluded_ids)
         take = min(n, len(unique))
         if take < n:
             summary["shortfalls"].append(f"unmodified {group}: {len(unique)} images available, {n} asked")
@@ -342,22 +382,24 @@ def build_from_runs(
                 items.append(_dataset_item(unique[i], group, dataset, prep))
             else:
                 items.append(_run_item(unique[i], UNMODIFIED, unique[i]["original_path"]))
-    if not items:
-        raise DataError("the runs hold no usable images (no successful attacks and no originals)")
-    build = {
-        "method": "runs",
-        "runs": [str(Path(r).resolve()) for r in runs],
-        "per_attack": per_attack,
-        "unmodified": unmodified,
-        "seed": seed,
-        "attacks": list(attacks) if attacks else None,
-        "exclude_attacked_sources": exclude_attacked_sources,
-        # what was drawn (its "unmodified" counts per group must not replace the number asked above)
-        **{k: v for k, v in summary.items() if k != "unmodified"},
-        "unmodified_drawn": summary["unmodified"],
-    }
-    study = _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
-    return study, summary
+    return items
+
+
+def _unique_originals(
+    originals: dict[tuple[str, str], dict[str, Any]], group: str, excluded_ids: set[str]
+) -> list[dict[str, Any]]:
+    """The runs' original images of ``group`` not in ``excluded_ids``, one per image id across runs."""
+    pool = sorted(
+        (r for r in originals.values() if r["_group"] == group and r["image_id"] not in excluded_ids),
+        key=lambda r: (str(r["_run"]), r["image_id"]),
+    )
+    seen: set[str] = set()
+    unique = []
+    for r in pool:  # one image per image id across runs
+        if r["image_id"] not in seen:
+            seen.add(r["image_id"])
+            unique.append(r)
+    return unique
 
 
 def _unmodified_source(

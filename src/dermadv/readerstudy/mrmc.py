@@ -142,40 +142,13 @@ def obuchowski_rockette(
     readers = sorted({r["reader"] for r in records}, key=str)
     if len(readers) < 2:
         raise ValueError(f"MRMC analysis needs at least 2 readers, got {len(readers)}")
-    # readings are keyed (modality, case): the same case may be read in several modalities (paired)
-    scores: dict[Any, dict[Any, float]] = {rd: {} for rd in readers}
-    truth: dict[tuple[str, Any], int] = {}
-    for r in records:
-        if r["modality"] not in modalities:
-            continue
-        key = (r["modality"], r["case"])
-        scores[r["reader"]][key] = float(r["score"])
-        if truth.setdefault(key, int(r["truth"])) != int(r["truth"]):
-            raise ValueError(f"case {r['case']!r} has conflicting truth in modality {r['modality']!r}")
+    scores, truth = _readings(records, modalities, readers)
     complete = sorted((k for k in truth if all(k in scores[rd] for rd in readers)), key=str)
     dropped = len(truth) - len(complete)
     notes = []
     if dropped:
         notes.append(f"{dropped} reading(s) not made by every reader were left out (OR needs complete data)")
-    sets: dict[str, tuple[list[Any], list[Any]]] = {}
-    for m in modalities:
-        pos = [k for k in complete if k[0] == m and truth[k] == 1]
-        neg = [k for k in complete if k[0] == m and truth[k] == 0]
-        if not neg:
-            neg = [k for k in complete if truth[k] == 0]
-            notes.append(
-                f"{m}: no benign cases of its own; its AUC uses the benign cases of the other "
-                f"condition(s) ({len(neg)}), so the AUCs share those cases"
-            )
-        if not pos:
-            pos = [k for k in complete if truth[k] == 1]
-            notes.append(
-                f"{m}: no melanomas of its own; its AUC uses the melanomas of the other "
-                f"condition(s) ({len(pos)})"
-            )
-        if not pos or not neg:
-            raise ValueError(f"modality {m!r}: no melanomas or no benign cases read by every reader")
-        sets[m] = (pos, neg)
+    sets = {m: _case_set(m, complete, truth, notes) for m in modalities}
     n_mod, n_rd = len(modalities), len(readers)
     units = [(sets[m][0], sets[m][1], rd) for m in modalities for rd in readers]
     aucs, cov = auc_covariance(scores, units, case_of=lambda k: k[1])
@@ -282,3 +255,43 @@ def obuchowski_rockette(
         "p_value": p,
         "notes": notes,
     }
+
+
+def _readings(
+    records: Sequence[dict[str, Any]], modalities: Sequence[str], readers: Sequence[Any]
+) -> tuple[dict[Any, dict[Any, float]], dict[tuple[str, Any], int]]:
+    """Scores per reader and truth, both keyed (modality, case) (a case read in several modalities
+    is paired); readings of other modalities are ignored."""
+    scores: dict[Any, dict[Any, float]] = {rd: {} for rd in readers}
+    truth: dict[tuple[str, Any], int] = {}
+    for r in records:
+        if r["modality"] not in modalities:
+            continue
+        key = (r["modality"], r["case"])
+        scores[r["reader"]][key] = float(r["score"])
+        if truth.setdefault(key, int(r["truth"])) != int(r["truth"]):
+            raise ValueError(f"case {r['case']!r} has conflicting truth in modality {r['modality']!r}")
+    return scores, truth
+
+
+def _case_set(
+    m: str, complete: Sequence[tuple[str, Any]], truth: dict[tuple[str, Any], int], notes: list[str]
+) -> tuple[list[Any], list[Any]]:
+    """Positive and negative readings of modality ``m`` (borrowing the other modalities' when it has
+    none of one kind, noted in ``notes``)."""
+    pos = [k for k in complete if k[0] == m and truth[k] == 1]
+    neg = [k for k in complete if k[0] == m and truth[k] == 0]
+    if not neg:
+        neg = [k for k in complete if truth[k] == 0]
+        notes.append(
+            f"{m}: no benign cases of its own; its AUC uses the benign cases of the other "
+            f"condition(s) ({len(neg)}), so the AUCs share those cases"
+        )
+    if not pos:
+        pos = [k for k in complete if truth[k] == 1]
+        notes.append(
+            f"{m}: no melanomas of its own; its AUC uses the melanomas of the other condition(s) ({len(pos)})"
+        )
+    if not pos or not neg:
+        raise ValueError(f"modality {m!r}: no melanomas or no benign cases read by every reader")
+    return pos, neg
