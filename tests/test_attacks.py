@@ -79,9 +79,13 @@ def cnn(melanomas: list[np.ndarray], naevi: list[np.ndarray]) -> TorchModuleClas
     torch.manual_seed(0)
     torch.set_num_threads(1)  # the test machine is shared; one thread is fastest under load
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 5, stride=2), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 2),
+        torch.nn.Conv2d(3, 8, 5, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 2),
     )
     model = TorchModuleClassifier(net, ("nv", "mel"), SIZE, device="cpu", name="tiny-cnn")
     x = torch.from_numpy(np.stack(melanomas + naevi)).permute(0, 3, 1, 2).float()
@@ -149,11 +153,31 @@ def test_de_is_bit_identical_to_scipy_best1bin_deferred() -> None:
 
     bounds = [(-2.0, 2.0), (-1.0, 3.0), (0.0, 5.0)]
     for init, mutation, cr in [("latinhypercube", (0.5, 1.0), 1.0), ("random", 0.7, 0.5)]:
-        ours = differential_evolution(lambda x: rosen(x.T), bounds, seed=np.random.default_rng(3), maxiter=12,
-                                      popsize=7, init=init, mutation=mutation, recombination=cr)
-        ref = scipy_de(rosen, bounds, rng=np.random.default_rng(3), maxiter=12, popsize=7, init=init,
-                       mutation=mutation, recombination=cr, polish=False, updating="deferred",
-                       vectorized=True, tol=0, atol=-1)
+        ours = differential_evolution(
+            lambda x: rosen(x.T),
+            bounds,
+            seed=np.random.default_rng(3),
+            maxiter=12,
+            popsize=7,
+            init=init,
+            mutation=mutation,
+            recombination=cr,
+        )
+        ref = scipy_de(
+            rosen,
+            bounds,
+            rng=np.random.default_rng(3),
+            maxiter=12,
+            popsize=7,
+            init=init,
+            mutation=mutation,
+            recombination=cr,
+            polish=False,
+            updating="deferred",
+            vectorized=True,
+            tol=0,
+            atol=-1,
+        )
         np.testing.assert_array_equal(ours.x, ref.x)
         np.testing.assert_array_equal(ours.population, ref.population)
         assert ours.fun == ref.fun and ours.generations == ref.nit == 12
@@ -244,7 +268,12 @@ def test_run_many_equals_one_by_one(melanomas: list[np.ndarray]) -> None:
     assert len({r.generations for r in together}) >= 3
     for a, b in zip(together, alone, strict=True):
         assert (a.image_id, a.outcome, a.params, a.queries, a.generations) == (
-            b.image_id, b.outcome, b.params, b.queries, b.generations)
+            b.image_id,
+            b.outcome,
+            b.params,
+            b.queries,
+            b.generations,
+        )
         assert a.final_probs == b.final_probs
         if a.adversarial is not None:
             np.testing.assert_array_equal(a.adversarial, b.adversarial)
@@ -289,8 +318,9 @@ def test_fgsm_raises_benign_confidence_and_reports_smallest_eps(cnn, melanomas) 
 
 def test_pgd_stays_in_the_ball_and_beats_fgsm(cnn: TorchModuleClassifier, melanomas) -> None:
     images = _correct_melanomas(cnn, melanomas)[:4]
-    pgd = make_attack("pgd", eps=4, step_size=1, steps=8).run_many(cnn, images, image_ids=list("abcd"),
-                                                                   seeds=range(4))
+    pgd = make_attack("pgd", eps=4, step_size=1, steps=8).run_many(
+        cnn, images, image_ids=list("abcd"), seeds=range(4)
+    )
     fgsm = make_attack("fgsm", eps=4).run_many(cnn, images, image_ids=list("abcd"))
     for p, im in zip(pgd, images, strict=True):
         assert p.queries == 1 + 8 + 1 and p.adversarial.dtype == np.uint8

@@ -31,9 +31,22 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("plugin-src") / PLUGIN_DIR.name  # the build leaves files beside it
     shutil.copytree(PLUGIN_DIR, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-         "--quiet", "--target", str(target), str(source)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert (target / "dermadv_example_plugin" / "npz_format.py").is_file()
@@ -65,15 +78,46 @@ def test_installed_plugin_format_and_section(installed: Path, isic2019_dir: Path
     # the plugin's format loads the model: `dermadv evaluate` on 12 real images, same predictions
     ids = ",".join(s.image_id for s in fitted["samples"][:12])
     ev = tmp_path / "ev"
-    done = _run(["-m", "dermadv.cli", "evaluate", "--model", str(model), "--data", str(isic2019_dir),
-                 "--ids", ids, "--out", str(ev), "--no-progress", "--json"], with_plugin, tmp_path)
+    done = _run(
+        [
+            "-m",
+            "dermadv.cli",
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(isic2019_dir),
+            "--ids",
+            ids,
+            "--out",
+            str(ev),
+            "--no-progress",
+            "--json",
+        ],
+        with_plugin,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     y = np.array([s.diagnosis == "mel" for s in fitted["samples"][:12]])
     accuracy = json.loads(done.stdout)["accuracy"]["value"]
     assert accuracy == pytest.approx(float(np.mean((fitted["probs"][:12, 1] >= 0.5) == y)))
     # without the plugin the same file is an unknown model file type, said in one line
-    done = _run(["-m", "dermadv.cli", "evaluate", "--model", str(model), "--data", str(isic2019_dir),
-                 "--ids", ids, "--no-progress"], without_plugin, tmp_path)
+    done = _run(
+        [
+            "-m",
+            "dermadv.cli",
+            "evaluate",
+            "--model",
+            str(model),
+            "--data",
+            str(isic2019_dir),
+            "--ids",
+            ids,
+            "--no-progress",
+        ],
+        without_plugin,
+        tmp_path,
+    )
     assert done.returncode == 2 and "unknown model file type '.npz'" in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -26,7 +26,15 @@ from dermadv.report.html import REPORT_SECTIONS, SECTIONS
 from plugin_support import INPUT_SIZE, PLUGIN_DIR, REPO, fit_channel_mean_logreg
 
 BUILTIN_SECTIONS = [
-    "overview", "metrics", "roc", "training", "perturbation", "attacks", "heatmap", "examples", "provenance"
+    "overview",
+    "metrics",
+    "roc",
+    "training",
+    "perturbation",
+    "attacks",
+    "heatmap",
+    "examples",
+    "provenance",
 ]
 
 
@@ -52,8 +60,13 @@ def npz_model(registries: None, fitted: dict, tmp_path: Path) -> Path:
     """The example plugin's npz-logreg format, registered by importing its one file, and a model in it."""
     from dermadv_example_plugin.npz_format import save_model
 
-    return save_model(tmp_path / "logreg.npz", fitted["classes"], np.array(fitted["coef"]),
-                      np.array(fitted["intercept"]), INPUT_SIZE)
+    return save_model(
+        tmp_path / "logreg.npz",
+        fitted["classes"],
+        np.array(fitted["coef"]),
+        np.array(fitted["intercept"]),
+        INPUT_SIZE,
+    )
 
 
 def test_registered_format_loads_through_load_model(npz_model: Path, fitted: dict, tmp_path: Path) -> None:
@@ -68,8 +81,11 @@ def test_registered_format_loads_through_load_model(npz_model: Path, fitted: dic
     assert MODEL_FORMATS.options("npz-logreg") == {"classes": None, "batch_size": 64}
     assert load_model(str(npz_model), batch_size="7").batch_size == 7
     assert load_model(str(npz_model), classes="naevus,melanoma").classes == ("naevus", "melanoma")
-    with pytest.raises(ModelError, match=r"unknown option\(s\) \['colour'\] for a channel-mean logistic "
-                       r"regression model; known: classes, batch_size"):
+    with pytest.raises(
+        ModelError,
+        match=r"unknown option\(s\) \['colour'\] for a channel-mean logistic "
+        r"regression model; known: classes, batch_size",
+    ):
         load_model(str(npz_model), colour="red")
     with pytest.raises(RegistryError, match="batch_size='many' is not a valid int"):
         load_model(str(npz_model), batch_size="many")
@@ -94,8 +110,19 @@ def test_registered_format_in_the_cli(npz_model: Path, fitted: dict, isic2019_di
     assert info["white_box"] is True and info["source"] == "dermadv_example_plugin"
     ids = ",".join(s.image_id for s in fitted["samples"][:12])
     out = json.loads(
-        run_cli(["evaluate", "--model", str(npz_model), "--data", str(isic2019_dir), "--ids", ids,
-                 "--no-progress", "--json"])
+        run_cli(
+            [
+                "evaluate",
+                "--model",
+                str(npz_model),
+                "--data",
+                str(isic2019_dir),
+                "--ids",
+                ids,
+                "--no-progress",
+                "--json",
+            ]
+        )
     )
     y = np.array([s.diagnosis == "mel" for s in fitted["samples"][:12]])
     predicted = fitted["probs"][:12, 1] >= 0.5
@@ -103,8 +130,9 @@ def test_registered_format_in_the_cli(npz_model: Path, fitted: dict, isic2019_di
     assert out["accuracy"]["value"] == pytest.approx(float(np.mean(predicted == y)))
 
 
-def test_registered_section_is_in_the_report(npz_model: Path, fitted: dict, isic2019_dir: Path,
-                                             tmp_path: Path) -> None:
+def test_registered_section_is_in_the_report(
+    npz_model: Path, fitted: dict, isic2019_dir: Path, tmp_path: Path
+) -> None:
     import dermadv_example_plugin.report_section  # noqa: F401 - registers "melanoma-scores"
 
     @REPORT_SECTIONS.register("run-count", title="Runs <counted>", order=15)
@@ -118,8 +146,20 @@ def test_registered_section_is_in_the_report(npz_model: Path, fitted: dict, isic
 
     ids = ",".join(s.image_id for s in fitted["samples"][:12])
     ev = tmp_path / "ev"
-    run_cli(["evaluate", "--model", str(npz_model), "--data", str(isic2019_dir), "--ids", ids, "--out",
-             str(ev), "--no-progress"])
+    run_cli(
+        [
+            "evaluate",
+            "--model",
+            str(npz_model),
+            "--data",
+            str(isic2019_dir),
+            "--ids",
+            ids,
+            "--out",
+            str(ev),
+            "--no-progress",
+        ]
+    )
     out = tmp_path / "report.html"
     listed = json.loads(run_cli(["report", str(ev), "--out", str(out), "--json"]))
     assert listed["sections"][:3] == ["overview", "run-count", "never-shown"]
@@ -152,8 +192,14 @@ def test_registered_command_runs(registries: None) -> None:
 
 
 def test_missing_extra_is_one_line(registries: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    @register_format("fancy", suffixes=(".fancy",), description="needs a package that is not installed",
-                     white_box=False, extra="fancy", requires=("no_such_module_xyz",))
+    @register_format(
+        "fancy",
+        suffixes=(".fancy",),
+        description="needs a package that is not installed",
+        white_box=False,
+        extra="fancy",
+        requires=("no_such_module_xyz",),
+    )
     class FancyFormat:
         def __init__(self, classes: str | None = None) -> None:
             self.classes = classes
@@ -180,6 +226,7 @@ def test_missing_extra_is_one_line(registries: None, monkeypatch: pytest.MonkeyP
 
 def test_registration_rules(registries: None) -> None:
     with pytest.raises(RegistryError, match="explicit keyword argument"):
+
         @register_format("loose", suffixes=(".loose",), description="x", white_box=False)
         class Loose:
             def __init__(self, **options: object) -> None: ...
@@ -191,11 +238,13 @@ def test_registration_rules(registries: None) -> None:
     with pytest.raises(RegistryError, match="one non-empty line"):
         register_format("two-lines", suffixes=(".x",), description="a\nb", white_box=False)
     with pytest.raises(RegistryError, match="registered twice"):
+
         @register_format("onnx", suffixes=(".onnx",), description="another onnx", white_box=False)
         class AnotherOnnx:
             def __init__(self) -> None: ...
 
             def load(self, source: Path, device: str | None = None) -> None: ...
+
     # named models: options from the factory's signature; unknown ones refused with the known list
     assert NAMED_MODELS.names()[:2] == ("sklesion", "sklesion-onnx")
     assert NAMED_MODELS.options("sklesion") == {"device": None, "decoder": "tf", "batch_size": None}

@@ -95,8 +95,14 @@ def test_rotation_matches_pil_bilinear(oblong: np.ndarray, angle: float, dx: flo
     ours = rotate(oblong, angle, dx, dy)[0].astype(int)
     pil = Image.fromarray(oblong).rotate(angle, resample=Image.BILINEAR, translate=(dx, dy))
     # compare where the source lies well inside the image (PIL treats the border differently)
-    inside = np.asarray(Image.fromarray(np.full(oblong.shape[:2], 255, np.uint8)).rotate(
-        angle, resample=Image.NEAREST, translate=(dx, dy))) == 255
+    inside = (
+        np.asarray(
+            Image.fromarray(np.full(oblong.shape[:2], 255, np.uint8)).rotate(
+                angle, resample=Image.NEAREST, translate=(dx, dy)
+            )
+        )
+        == 255
+    )
     inside = binary_erosion(inside, iterations=3)
     assert inside.sum() > 0.3 * inside.size
     diff = np.abs(ours - np.asarray(pil).astype(int))[inside]

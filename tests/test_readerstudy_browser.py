@@ -19,7 +19,6 @@ from readerstudy_support import COORD, Server, cli, make_hand_study
 pytestmark = pytest.mark.browser
 
 
-
 @pytest.fixture()
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -109,13 +109,9 @@ def test_attacks_draw_distinct_lesions_before_repeating(isic2019_dir, tmp_path, 
                     },
                     diagnosis=dx,
                 )  # fmt: skip
-    study, summary = build_from_runs(
-        [run], tmp_path / "study", per_attack=3, unmodified=0, seed=seed
-    )
+    study, summary = build_from_runs([run], tmp_path / "study", per_attack=3, unmodified=0, seed=seed)
     sources = [im.source_image_id for im in study.images]
     assert len(sources) == 6 and len(set(sources)) == 6 and not summary["shortfalls"]
-    study, summary = build_from_runs(
-        [run], tmp_path / "study4", per_attack=4, unmodified=0, seed=seed
-    )
+    study, summary = build_from_runs([run], tmp_path / "study4", per_attack=4, unmodified=0, seed=seed)
     assert len(study.images) == 8 and len({im.source_image_id for im in study.images}) == 6
     assert any("repeat a lesion" in s for s in summary["shortfalls"])

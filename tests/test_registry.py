@@ -16,8 +16,15 @@ def _registry() -> Registry:
 
     @reg.register("box", builtin=True)
     class Box:
-        def __init__(self, size: int = 3, *, scale: float = 1.0, flags: tuple = (1.0, 2.0), on: bool = False,
-                     label: str = "x") -> None:
+        def __init__(
+            self,
+            size: int = 3,
+            *,
+            scale: float = 1.0,
+            flags: tuple = (1.0, 2.0),
+            on: bool = False,
+            label: str = "x",
+        ) -> None:
             self.size, self.scale, self.flags, self.on, self.label = size, scale, flags, on, label
 
     @reg.register("maker")

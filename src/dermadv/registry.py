@@ -81,11 +81,7 @@ def explicit_options(obj: Callable[..., Any]) -> dict[str, Any]:
             f"{getattr(obj, '__qualname__', obj)!r} takes **kwargs; a registered extension must list "
             "every option as an explicit keyword argument"
         )
-    return {
-        p.name: p.default
-        for p in params
-        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def coerce(value: Any, default: Any, what: str) -> Any:
@@ -175,9 +171,7 @@ class Registry(Generic[T]):
         """Registered names, built-ins first in registration order; ``names(builtin=True)`` filters on
         metadata."""
         self.load_plugins()
-        return tuple(
-            n for n, e in self._entries.items() if all(e.meta.get(k) == v for k, v in meta.items())
-        )
+        return tuple(n for n, e in self._entries.items() if all(e.meta.get(k) == v for k, v in meta.items()))
 
     def entries(self) -> Iterator[Entry[T]]:
         self.load_plugins()

@@ -143,8 +143,6 @@ def make_lesion_image(rng: np.random.Generator, size: int, melanoma: bool) -> np
     return np.asarray(out, dtype=np.uint8)
 
 
-
-
 def generate_dataset(
     out: str | Path,
     n_melanoma: int = 80,

@@ -59,11 +59,38 @@ def compute(data: Path, work: Path, model: Path = MODEL) -> dict[str, Any]:
     m = str(model)
     ev, sw, at = work / "eval", work / "perturb", work / "attack"
     run_cli(["evaluate", "--model", m, "--data", str(data), "--limit", str(EVAL_LIMIT), "--out", str(ev)])
-    run_cli(["perturb", "--model", m, "--data", str(data), "--limit", str(SWEEP_LIMIT), "--out", str(sw),
-             "--no-progress"])
+    run_cli(
+        [
+            "perturb",
+            "--model",
+            m,
+            "--data",
+            str(data),
+            "--limit",
+            str(SWEEP_LIMIT),
+            "--out",
+            str(sw),
+            "--no-progress",
+        ]
+    )
     ids = ",".join(melanoma_ids(data, ATTACK_IDS_LIMIT))
-    run_cli(["attack", "--model", m, "--data", str(data), "--ids", ids, "--attacks", ATTACKS, "--out",
-             str(at), "--no-progress", *ATTACK_ARGS])
+    run_cli(
+        [
+            "attack",
+            "--model",
+            m,
+            "--data",
+            str(data),
+            "--ids",
+            ids,
+            "--attacks",
+            ATTACKS,
+            "--out",
+            str(at),
+            "--no-progress",
+            *ATTACK_ARGS,
+        ]
+    )
     return {"evaluate": eval_rows(ev), "sweep": sweep_rows(sw), "attack": attack_rows(at)}
 
 
@@ -73,8 +100,15 @@ def eval_rows(run: Path) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         probs = {k: float(v) for k, v in r.items() if k.startswith("p_")}
-        out.append({"image_id": r["image_id"], "diagnosis": r["diagnosis"], **probs,
-                    "melanoma_score": float(r["melanoma_score"]), "predicted": r["predicted"]})
+        out.append(
+            {
+                "image_id": r["image_id"],
+                "diagnosis": r["diagnosis"],
+                **probs,
+                "melanoma_score": float(r["melanoma_score"]),
+                "predicted": r["predicted"],
+            }
+        )
     return out
 
 
@@ -90,8 +124,18 @@ def sweep_rows(run: Path) -> dict[str, Any]:
 def attack_rows(run: Path) -> list[dict[str, Any]]:
     con = sqlite3.connect(run / "results.sqlite")
     con.row_factory = sqlite3.Row
-    keep = ("image_id", "attack", "direction", "outcome", "initial_probs", "final_probs", "params",
-            "queries", "generations", "seed")
+    keep = (
+        "image_id",
+        "attack",
+        "direction",
+        "outcome",
+        "initial_probs",
+        "final_probs",
+        "params",
+        "queries",
+        "generations",
+        "seed",
+    )
     rows = []
     for r in con.execute("SELECT * FROM results ORDER BY image_id, attack"):
         d = dict(r)

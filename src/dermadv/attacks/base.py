@@ -67,7 +67,7 @@ class AttackResult:
 
 
 @dataclass
-class Job:
+class AttackJob:
     """One image being attacked: the prepared image, its criterion and bookkeeping."""
 
     index: int
@@ -117,16 +117,31 @@ class Attack(ABC):
         self.batch_size = batch_size
 
     # ----- public API ---------------------------------------------------------------------------
-    def run(self, model: Classifier, image: np.ndarray, metadata: Metadata = None, *, image_id: str,
-            direction: str = "mel->nv", seed: int = 0) -> AttackResult:
+    def run(
+        self,
+        model: Classifier,
+        image: np.ndarray,
+        metadata: Metadata = None,
+        *,
+        image_id: str,
+        direction: str = "mel->nv",
+        seed: int = 0,
+    ) -> AttackResult:
         """Attack one image (uint8 H x W x 3, normally already at ``model.input_size``)."""
-        return self.run_many(model, [image], [metadata], image_ids=[image_id], direction=direction,
-                             seeds=[seed])[0]
+        return self.run_many(
+            model, [image], [metadata], image_ids=[image_id], direction=direction, seeds=[seed]
+        )[0]
 
-    def run_many(self, model: Classifier, images: Sequence[np.ndarray] | np.ndarray,
-                 metadatas: Sequence[Metadata] | None = None, *, image_ids: Sequence[str],
-                 direction: str | Sequence[str] = "mel->nv",
-                 seeds: Sequence[int] | None = None) -> list[AttackResult]:
+    def run_many(
+        self,
+        model: Classifier,
+        images: Sequence[np.ndarray] | np.ndarray,
+        metadatas: Sequence[Metadata] | None = None,
+        *,
+        image_ids: Sequence[str],
+        direction: str | Sequence[str] = "mel->nv",
+        seeds: Sequence[int] | None = None,
+    ) -> list[AttackResult]:
         """Attack several images together, batching what the model sees across them.
 
         Each image keeps its own random stream (``seeds[i]``), so the results equal running
@@ -145,10 +160,10 @@ class Attack(ABC):
         seed_list = [int(s) for s in _per_image(seeds if seeds is not None else 0, n, "seeds")]
         probs0 = model.predict_proba(batch, metadata_list(metas), batch_size=self.forward_batch(model))
         results: list[AttackResult | None] = [None] * n
-        jobs: list[Job] = []
+        jobs: list[AttackJob] = []
         for i in range(n):
             crit = Misclassification(dirs[i], self.threshold, self.fitness)
-            job = Job(i, ids[i], batch[i], metas[i], crit, seed_list[i], probs0[i])
+            job = AttackJob(i, ids[i], batch[i], metas[i], crit, seed_list[i], probs0[i])
             if crit.is_correct(model, probs0[i])[0]:
                 jobs.append(job)
             else:
@@ -169,8 +184,13 @@ class Attack(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The attack's settings (recorded in run.json beside results)."""
-        return {"attack": self.name, "white_box_only": self.white_box_only, "threshold": self.threshold,
-                "fitness": self.fitness, "batch_size": self.batch_size}
+        return {
+            "attack": self.name,
+            "white_box_only": self.white_box_only,
+            "threshold": self.threshold,
+            "fitness": self.fitness,
+            "batch_size": self.batch_size,
+        }
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "attack")
@@ -178,7 +198,7 @@ class Attack(ABC):
 
     # ----- for subclasses -----------------------------------------------------------------------
     @abstractmethod
-    def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
+    def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
         """Attack the correctly classified images; one result per job, in order."""
 
     def forward_batch(self, model: Classifier) -> int:
@@ -191,8 +211,15 @@ class Attack(ABC):
         return model.predict_proba(images, metadata_list(metadatas), batch_size=self.forward_batch(model))
 
     def finish(
-        self, model: Classifier, job: Job, final_probs: np.ndarray | None, adversarial: np.ndarray | None,
-        params: dict[str, Any], generations: int, t0: float, outcome: str | None = None,
+        self,
+        model: Classifier,
+        job: AttackJob,
+        final_probs: np.ndarray | None,
+        adversarial: np.ndarray | None,
+        params: dict[str, Any],
+        generations: int,
+        t0: float,
+        outcome: str | None = None,
     ) -> AttackResult:
         """Build the result; the outcome is judged by the criterion on ``final_probs``."""
         crit = job.criterion
@@ -203,10 +230,19 @@ class Attack(ABC):
             if outcome is None:
                 outcome = "success" if crit.is_success(model, final_probs)[0] else "failure"
         return AttackResult(
-            image_id=job.image_id, attack=self.name, direction=crit.direction, outcome=str(outcome),
-            true_group=crit.true_group, initial_probs=[float(p) for p in job.initial_probs],
+            image_id=job.image_id,
+            attack=self.name,
+            direction=crit.direction,
+            outcome=str(outcome),
+            true_group=crit.true_group,
+            initial_probs=[float(p) for p in job.initial_probs],
             final_probs=None if final_probs is None else [float(p) for p in final_probs],
-            initial_conf=init_conf, final_conf=final_conf, params=params, queries=job.queries,
-            generations=int(generations), seconds=time.perf_counter() - t0, original=job.image,
+            initial_conf=init_conf,
+            final_conf=final_conf,
+            params=params,
+            queries=job.queries,
+            generations=int(generations),
+            seconds=time.perf_counter() - t0,
+            original=job.image,
             adversarial=adversarial,
         )

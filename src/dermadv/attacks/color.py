@@ -33,7 +33,16 @@ class ColorAttack(EvolutionaryAttack):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(
-            ColorBalance(delta), popsize=popsize, maxiter=maxiter, mutation=mutation,
-            recombination=recombination, init=init, tol=tol, atol=atol, threshold=threshold,
-            fitness=fitness, batch_score=batch_score, batch_size=batch_size,
+            ColorBalance(delta),
+            popsize=popsize,
+            maxiter=maxiter,
+            mutation=mutation,
+            recombination=recombination,
+            init=init,
+            tol=tol,
+            atol=atol,
+            threshold=threshold,
+            fitness=fitness,
+            batch_score=batch_score,
+            batch_size=batch_size,
         )

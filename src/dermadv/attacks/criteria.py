@@ -68,7 +68,7 @@ class Misclassification:
         return (p_mel, p_ben) if self.direction == "mel->nv" else (p_ben, p_mel)
 
     def resolved_fitness(self, model: Classifier) -> str:
-        """"study" or "margin": what "auto" means for this model."""
+        """ "study" or "margin": what "auto" means for this model."""
         if self.fitness_name != "auto":
             return self.fitness_name
         binary = set(model.classes) <= set(model.melanoma) | set(model.benign)
@@ -96,12 +96,18 @@ class Misclassification:
         return self.confidences(model, probs)[1] > self.threshold
 
     def describe(self, model: Classifier | None = None) -> dict[str, Any]:
-        d: dict[str, Any] = {"criterion": "misclassification", "direction": self.direction,
-                             "threshold": self.threshold, "fitness": self.fitness_name}
+        d: dict[str, Any] = {
+            "criterion": "misclassification",
+            "direction": self.direction,
+            "threshold": self.threshold,
+            "fitness": self.fitness_name,
+        }
         if model is not None:
             d["fitness_resolved"] = self.resolved_fitness(model)
         return d
 
     def __repr__(self) -> str:
-        return (f"Misclassification(direction={self.direction!r}, threshold={self.threshold}, "
-                f"fitness={self.fitness_name!r})")
+        return (
+            f"Misclassification(direction={self.direction!r}, threshold={self.threshold}, "
+            f"fitness={self.fitness_name!r})"
+        )

@@ -105,8 +105,12 @@ class DESearch:
     step with the population so the caller can read them for the best member without re-scoring.
     """
 
-    def __init__(self, bounds: Sequence[tuple[float, float]], options: DEOptions | None = None,
-                 rng: np.random.Generator | int | None = 0) -> None:
+    def __init__(
+        self,
+        bounds: Sequence[tuple[float, float]],
+        options: DEOptions | None = None,
+        rng: np.random.Generator | int | None = 0,
+    ) -> None:
         self.bounds = check_bounds(bounds)
         self.options = options or DEOptions()
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -298,5 +302,12 @@ def differential_evolution(
         search.tell(np.asarray(func(cand), dtype=np.float64))
         if stop is not None and not search.done and stop(search.scale(search.population), search.energies):
             search.stop("callback")
-    return DEResult(search.best_x, search.best_energy, search.generation, search.nfev,
-                    str(search.stop_reason), search.scale(search.population), search.energies.copy())
+    return DEResult(
+        search.best_x,
+        search.best_energy,
+        search.generation,
+        search.nfev,
+        str(search.stop_reason),
+        search.scale(search.population),
+        search.energies.copy(),
+    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import Attack, AttackConfigError, AttackResult, Job, model_device
+from dermadv.attacks.base import Attack, AttackConfigError, AttackJob, AttackResult, model_device
 from dermadv.attacks.de import DEOptions, DESearch
 from dermadv.models.base import Classifier
 from dermadv.perturb.base import Perturbation
@@ -69,11 +69,14 @@ class EvolutionaryAttack(Attack):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update(perturbation=self.perturbation.describe(), search=self.options.describe(),
-                 batch_score=self.batch_score)
+        d.update(
+            perturbation=self.perturbation.describe(),
+            search=self.options.describe(),
+            batch_score=self.batch_score,
+        )
         return d
 
-    def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
+    def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
         searches = [
             DESearch(self.perturbation.bounds(job.image.shape), self.options, np.random.default_rng(job.seed))
             for job in jobs
@@ -94,7 +97,7 @@ class EvolutionaryAttack(Attack):
         return [results[i] for i in range(len(jobs))]
 
     def _score_candidates(
-        self, model: Classifier, jobs: list[Job], cands: list[np.ndarray]
+        self, model: Classifier, jobs: list[AttackJob], cands: list[np.ndarray]
     ) -> list[np.ndarray]:
         """Probabilities for each job's candidates; all jobs' candidates in one forward pass."""
         device = model_device(model)  # torch-based perturbations run where the model runs
@@ -109,11 +112,10 @@ class EvolutionaryAttack(Attack):
             )
         return np.split(probs, np.cumsum([len(im) for im in images])[:-1])
 
-    def _result(self, model: Classifier, job: Job, search: DESearch, t0: float) -> AttackResult:
+    def _result(self, model: Classifier, job: AttackJob, search: DESearch, t0: float) -> AttackResult:
         best = search.best_x
         adversarial = self.perturbation.apply(job.image, best[None], model_device(model))[0]
         params = self.perturbation.describe_params(best, job.image.shape)
-        params.update(fitness=search.best_energy, stop_reason=search.stop_reason,
-                      population=search.size)
+        params.update(fitness=search.best_energy, stop_reason=search.stop_reason, population=search.size)
         final = np.asarray(search.best_extra)
         return self.finish(model, job, final, adversarial, params, search.generation, t0)

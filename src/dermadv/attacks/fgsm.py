@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import AttackConfigError, AttackResult, Job, metadata_list, model_device
+from dermadv.attacks.base import AttackConfigError, AttackJob, AttackResult, metadata_list, model_device
 from dermadv.attacks.gradient import (
     GradientAttack,
     loss_gradient,
@@ -44,7 +44,7 @@ class FGSM(GradientAttack):
         d["eps"] = list(self.eps)
         return d
 
-    def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
+    def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
         import torch
 
         device = model_device(model)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import Attack, Job
+from dermadv.attacks.base import Attack, AttackJob
 from dermadv.models.base import Classifier, Metadata
 
 
@@ -35,7 +35,7 @@ def to_uint8_images(x: Any) -> np.ndarray:
     return torch.round(x.detach()).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def target_mask(model: Classifier, jobs: Sequence[Job], device: Any) -> Any:
+def target_mask(model: Classifier, jobs: Sequence[AttackJob], device: Any) -> Any:
     """N x K boolean mask of each job's target-group classes."""
     import torch
 
@@ -53,8 +53,9 @@ def target_loss(model: Classifier, x: Any, mask: Any, metadata: Sequence[Metadat
     return -torch.logsumexp(logp.masked_fill(~mask, float("-inf")), dim=1)
 
 
-def loss_gradient(model: Classifier, x: Any, mask: Any, metadata: Sequence[Metadata] | None,
-                  batch_size: int | None = None) -> Any:
+def loss_gradient(
+    model: Classifier, x: Any, mask: Any, metadata: Sequence[Metadata] | None, batch_size: int | None = None
+) -> Any:
     """d(-log P(target group))/d(pixels) for every image, in chunks of ``batch_size``."""
     import torch
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import AttackConfigError, AttackResult, Job, metadata_list, model_device
+from dermadv.attacks.base import AttackConfigError, AttackJob, AttackResult, metadata_list, model_device
 from dermadv.attacks.gradient import (
     GradientAttack,
     loss_gradient,
@@ -32,8 +32,15 @@ class PGD(GradientAttack):
 
     name = "pgd"
 
-    def __init__(self, eps: float = 8.0, step_size: float = 2.0, steps: int = 10, random_start: bool = True,
-                 *, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        eps: float = 8.0,
+        step_size: float = 2.0,
+        steps: int = 10,
+        random_start: bool = True,
+        *,
+        batch_size: int | None = None,
+    ) -> None:
         super().__init__(batch_size=batch_size)
         if not 0 < float(eps) <= 255:
             raise AttackConfigError(f"pgd: eps must be in (0, 255] pixel units, got {eps!r}")
@@ -49,7 +56,7 @@ class PGD(GradientAttack):
         d.update(eps=self.eps, step_size=self.step_size, steps=self.steps, random_start=self.random_start)
         return d
 
-    def _attack(self, model: Classifier, jobs: list[Job], t0: float) -> list[AttackResult]:
+    def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
         import torch
 
         device = model_device(model)
@@ -73,7 +80,12 @@ class PGD(GradientAttack):
         for i, job in enumerate(jobs):
             job.queries += self.steps + 1
             linf = int(np.abs(images[i].astype(np.int16) - job.image.astype(np.int16)).max())
-            params = {"eps": self.eps, "step_size": self.step_size, "steps": self.steps,
-                      "random_start": self.random_start, "linf": linf}
+            params = {
+                "eps": self.eps,
+                "step_size": self.step_size,
+                "steps": self.steps,
+                "random_start": self.random_start,
+                "linf": linf,
+            }
             results.append(self.finish(model, job, probs[i], images[i], params, self.steps, t0))
         return results

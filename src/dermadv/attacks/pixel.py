@@ -34,7 +34,16 @@ class PixelAttack(EvolutionaryAttack):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(
-            FewPixels(d), popsize=popsize, maxiter=maxiter, mutation=mutation,
-            recombination=recombination, init=init, tol=tol, atol=atol, threshold=threshold,
-            fitness=fitness, batch_score=batch_score, batch_size=batch_size,
+            FewPixels(d),
+            popsize=popsize,
+            maxiter=maxiter,
+            mutation=mutation,
+            recombination=recombination,
+            init=init,
+            tol=tol,
+            atol=atol,
+            threshold=threshold,
+            fitness=fitness,
+            batch_score=batch_score,
+            batch_size=batch_size,
         )

@@ -36,7 +36,16 @@ class RotationAttack(EvolutionaryAttack):
         batch_size: int | None = None,
     ) -> None:
         super().__init__(
-            RotationTranslation(max_shift, reference_size), popsize=popsize, maxiter=maxiter,
-            mutation=mutation, recombination=recombination, init=init, tol=tol, atol=atol,
-            threshold=threshold, fitness=fitness, batch_score=batch_score, batch_size=batch_size,
+            RotationTranslation(max_shift, reference_size),
+            popsize=popsize,
+            maxiter=maxiter,
+            mutation=mutation,
+            recombination=recombination,
+            init=init,
+            tol=tol,
+            atol=atol,
+            threshold=threshold,
+            fitness=fitness,
+            batch_score=batch_score,
+            batch_size=batch_size,
         )

@@ -9,8 +9,8 @@
 """
 
 from dermadv.campaign.runner import (
+    CampaignJob,
     CampaignOutcome,
-    Job,
     LocalExecutor,
     group_jobs,
     plan_jobs,
@@ -24,7 +24,7 @@ from dermadv.campaign.summary import summarize_rows, summarize_run
 
 __all__ = [
     "CampaignOutcome",
-    "Job",
+    "CampaignJob",
     "LocalExecutor",
     "ResultsStore",
     "group_jobs",

@@ -54,7 +54,7 @@ _NON_RESULT_MODEL_KEYS = frozenset(
 
 
 @dataclass(frozen=True)
-class Job:
+class CampaignJob:
     """One (image, attack) pair of a campaign, with the seed that makes it reproducible."""
 
     image_id: str
@@ -81,7 +81,7 @@ def plan_jobs(
     seed: int,
     direction: str = "mel->nv",
     done: Iterable[tuple[str, str]] = (),
-) -> list[Job]:
+) -> list[CampaignJob]:
     """Jobs for every sample x attack not in ``done``, image-major (each image decoded once)."""
     done = set(done)
     seen: set[str] = set()
@@ -93,23 +93,25 @@ def plan_jobs(
         for attack in attacks:
             if (sample.image_id, attack) not in done:
                 jobs.append(
-                    Job(sample.image_id, attack, job_seed(seed, sample.image_id, attack), direction, sample)
+                    CampaignJob(
+                        sample.image_id, attack, job_seed(seed, sample.image_id, attack), direction, sample
+                    )
                 )
     return jobs
 
 
-def group_jobs(jobs: Sequence[Job], batch_images: int = 1) -> list[list[Job]]:
+def group_jobs(jobs: Sequence[CampaignJob], batch_images: int = 1) -> list[list[CampaignJob]]:
     """Work units: consecutive chunks of ``batch_images`` images; within a chunk, one unit per attack."""
     if batch_images < 1:
         raise ValueError(f"batch_images must be >= 1, got {batch_images}")
     image_order: list[str] = []
-    by_image: dict[str, list[Job]] = {}
+    by_image: dict[str, list[CampaignJob]] = {}
     for job in jobs:
         if job.image_id not in by_image:
             image_order.append(job.image_id)
             by_image[job.image_id] = []
         by_image[job.image_id].append(job)
-    units: list[list[Job]] = []
+    units: list[list[CampaignJob]] = []
     for start in range(0, len(image_order), batch_images):
         chunk = [j for i in image_order[start : start + batch_images] for j in by_image[i]]
         attacks = list(dict.fromkeys(j.attack for j in chunk))
@@ -122,7 +124,7 @@ def true_group(direction: str) -> str:
     return DIRECTION_SOURCE[check_direction(direction)][1]
 
 
-def error_result(job: Job, message: str, seconds: float = 0.0) -> Any:
+def error_result(job: CampaignJob, message: str, seconds: float = 0.0) -> Any:
     """An AttackResult recording that ``job`` could not be run (corrupt image, bad model output)."""
     from dermadv.attacks.base import AttackResult
 
@@ -153,9 +155,9 @@ def _metadata(model: Any, sample: Any) -> dict | None:
 def run_unit(
     model: Any,
     attacks: Mapping[str, Any],
-    unit: Sequence[Job],
+    unit: Sequence[CampaignJob],
     cache: MutableMapping[str, np.ndarray | str] | None = None,
-) -> list[tuple[Job, Any]]:
+) -> list[tuple[CampaignJob, Any]]:
     """Run one work unit (jobs of one attack) and return ``(job, result)`` for each of its jobs.
 
     A single job uses ``Attack.run``; several use ``Attack.run_many`` (their populations evolve
@@ -166,8 +168,8 @@ def run_unit(
         return []
     attack = attacks[unit[0].attack]
     cache = {} if cache is None else cache
-    out: list[tuple[Job, Any]] = []
-    ready: list[tuple[Job, np.ndarray]] = []
+    out: list[tuple[CampaignJob, Any]] = []
+    ready: list[tuple[CampaignJob, np.ndarray]] = []
     for job in unit:
         image = cached_image(model, cache, job.sample)
         if isinstance(image, str):
@@ -216,7 +218,7 @@ class AttackUnit(WorkUnit):
 
     kind: ClassVar[str] = "attack"
     attack: AttackSpec
-    jobs: tuple[Job, ...]
+    jobs: tuple[CampaignJob, ...]
 
     def run(self, state: WorkerState) -> list[Any]:
         pairs = run_unit(state.model, {self.attack.name: state.attack(self.attack)}, self.jobs, state.images)
@@ -248,7 +250,7 @@ class AttackUnit(WorkUnit):
 
 
 def attack_units(
-    jobs: Sequence[Job], attacks: Mapping[str, AttackSpec], batch_images: int = 1
+    jobs: Sequence[CampaignJob], attacks: Mapping[str, AttackSpec], batch_images: int = 1
 ) -> list[AttackUnit]:
     """The work units of ``jobs`` (see :func:`group_jobs`), each with its attack's spec."""
     return [AttackUnit(attacks[unit[0].attack], tuple(unit)) for unit in group_jobs(jobs, batch_images)]

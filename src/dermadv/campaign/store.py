@@ -83,10 +83,6 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=_json_default, sort_keys=True)
 
 
-
-
-
-
 def write_png(path: Path, image: np.ndarray) -> None:
     """Atomically write a uint8 H x W x 3 RGB array as a lossless PNG."""
     import io

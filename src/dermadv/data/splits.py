@@ -167,8 +167,6 @@ def sidecar_path(split_csv: str | Path) -> Path:
     return p.with_suffix(".json") if p.suffix.lower() == ".csv" else p.with_name(p.name + ".json")
 
 
-
-
 def make_split(
     dataset: Dataset | str | Path,
     val_fraction: float = 0.2,

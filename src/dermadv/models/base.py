@@ -241,6 +241,12 @@ class TorchModuleClassifier(Classifier):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d.update({"mean": list(self.mean), "std": list(self.std), "output": self.output,
-                  "device": str(self.device)})
+        d.update(
+            {
+                "mean": list(self.mean),
+                "std": list(self.std),
+                "output": self.output,
+                "device": str(self.device),
+            }
+        )
         return d

@@ -87,8 +87,18 @@ BUILTIN_FORMAT_MODULES: tuple[str, ...] = (
 MODEL_FORMATS: BuiltinsFirstRegistry[type] = BuiltinsFirstRegistry("model format", BUILTIN_FORMAT_MODULES)
 
 _META_KEYS = frozenset(
-    {"suffixes", "sniff", "claims", "spec_form", "description", "label", "white_box", "extra", "requires",
-     "options_note"}
+    {
+        "suffixes",
+        "sniff",
+        "claims",
+        "spec_form",
+        "description",
+        "label",
+        "white_box",
+        "extra",
+        "requires",
+        "options_note",
+    }
 )
 
 

@@ -211,7 +211,6 @@ def _worker_init(worker_id: int) -> None:  # pragma: no cover - runs in DataLoad
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-
 class TrainImages:
     """torch Dataset over samples; items are requested as (index, epoch) and augmented from the cache."""
 

@@ -89,8 +89,9 @@ def _rotate_tensor(
 
     n, (h, w) = len(angle), x.shape[2:]
     grid = _grid(h, w, _theta(h, w, angle, dx, dy), x.device)
-    y = F.grid_sample(x.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
-                      align_corners=False)
+    y = F.grid_sample(
+        x.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     u8 = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
     if out is None:
         out = np.empty((n, h, w, 3), dtype=np.uint8)
@@ -168,6 +169,10 @@ class RotationTranslation(Perturbation):
         return {"angle_deg": float(p[0]), "dx_px": float(p[1]), "dy_px": float(p[2])}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": list(self.param_names), "max_shift": self.max_shift,
-                "reference_size": self.reference_size,
-                "interpolation": "bilinear, black fill, round half to even"}
+        return {
+            "name": self.name,
+            "params": list(self.param_names),
+            "max_shift": self.max_shift,
+            "reference_size": self.reference_size,
+            "interpolation": "bilinear, black fill, round half to even",
+        }

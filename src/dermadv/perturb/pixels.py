@@ -58,5 +58,9 @@ class FewPixels(Perturbation):
         return {"pixels": [dict(zip(("x", "y", "r", "g", "b"), map(int, row), strict=True)) for row in q]}
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": list(self.param_names), "d": self.d,
-                "rounding": "floor, clipped to the image and 0..255"}
+        return {
+            "name": self.name,
+            "params": list(self.param_names),
+            "d": self.d,
+            "rounding": "floor, clipped to the image and 0..255",
+        }

@@ -159,8 +159,6 @@ def _slug(spec: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in spec.replace("+", "p"))
 
 
-
-
 @dataclass
 class SweepResult:
     """What a sweep produced: the summary rows (baseline first) and where files lie."""
