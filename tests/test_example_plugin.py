@@ -289,6 +289,44 @@ def test_cli_attack_runs_the_plugin_attack_and_perturbation(
     assert sources == ["dermadv_example_plugin"] * 2 and sources0 == []
 
 
+def test_vignette_is_exact_and_batched(with_plugin: list[Path], tmp_path: Path) -> None:
+    """The plugin's perturbation is its documented formula, pixel by pixel, for a whole population at once."""
+    script = (
+        "import json, math, numpy as np\n"
+        "from dermadv.perturb import PERTURBATIONS\n"
+        "from dermadv.registry import RegistryError\n"
+        "v = PERTURBATIONS.create('vignette', max_strength='0.8', min_radius='0.1')\n"
+        "image = np.random.default_rng(1).integers(0, 256, (9, 14, 3), dtype=np.uint8)\n"
+        "params = np.array([[0.8, 0.1], [0.0, 0.5], [0.35, 0.6], [0.5, 0.95]])\n"
+        "out = v.apply(image, params)\n"
+        "h, w = image.shape[:2]\n"
+        "want = np.empty_like(out)\n"
+        "for p, (s, rho) in enumerate(params):\n"
+        "    for i in range(h):\n"
+        "        for j in range(w):\n"
+        "            r = math.hypot(i + 0.5 - h / 2, j + 0.5 - w / 2) / math.hypot(h / 2, w / 2)\n"
+        "            gain = 1 - s * min(max((r - rho) / (1 - rho), 0.0), 1.0) ** 2\n"
+        "            want[p, i, j] = [min(max(round(int(x) * gain), 0), 255) for x in image[i, j]]\n"
+        "one_by_one = np.stack([v.apply(image, row)[0] for row in params])\n"
+        "try:\n"
+        "    PERTURBATIONS.create('vignette', max_strength='1.5')\n"
+        "    error = None\n"
+        "except RegistryError as exc:\n"
+        "    error = str(exc)\n"
+        "print(json.dumps({'dtype': str(out.dtype), 'shape': out.shape, 'exact': bool((out == want).all()),\n"
+        "    'identity': bool((out[1] == image).all()),\n"
+        "    'batched': bool((one_by_one == out).all()), 'bounds': v.bounds(image.shape), 'error': error,\n"
+        "    'darker': bool((out[0].astype(int) <= image).all() and (out[0] < image).any())}))\n"
+    )
+    done = _run(["-c", script], with_plugin, tmp_path)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["dtype"] == "uint8" and got["shape"] == [4, 9, 14, 3]
+    assert got["exact"] and got["identity"] and got["batched"] and got["darker"]
+    assert got["bounds"] == [[0.0, 0.8], [0.1, 0.95]]
+    assert got["error"] == "perturbation 'vignette': Vignette: max_strength must be in (0, 1], got 1.5"
+
+
 def test_report_of_the_campaign_includes_the_plugin(
     attack_run: Path, evaluation_run: Path, with_plugin: list[Path], tmp_path: Path
 ) -> None:
@@ -333,7 +371,6 @@ def test_campaign_api_runs_the_plugin(
     assert _rows(run) == [r for r in _rows(attack_run) if r["attack"] in ("color", "vignette")]
 
 
-@pytest.mark.slow
 def test_ray_workers_load_the_plugin(
     attack_run: Path,
     melanoma_ids: str,
@@ -343,7 +380,8 @@ def test_ray_workers_load_the_plugin(
     tmp_path: Path,
 ) -> None:
     """`--executor ray`: the workers (started by this CLI process, so with its PYTHONPATH) load the
-    plugin's model format and build the plugin's attack; the rows are the local run's."""
+    plugin's model format and build the plugin's attack; the rows are the local run's. (~20 s on 2
+    shared cores, most of it starting Ray.)"""
     pytest.importorskip("ray", reason="dermadv[ray] not installed")
     run = tmp_path / "ray"
     args = _attack_args(model_file, isic2019_dir, melanoma_ids, "color,vignette", run)

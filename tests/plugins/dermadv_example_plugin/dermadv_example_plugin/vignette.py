@@ -48,9 +48,9 @@ class Vignette(Perturbation):
 
     def __init__(self, max_strength: float = 0.5, min_radius: float = 0.3) -> None:
         if not 0.0 < float(max_strength) <= 1.0:
-            raise ValueError(f"vignette: max_strength must be in (0, 1], got {max_strength!r}")
+            raise ValueError(f"Vignette: max_strength must be in (0, 1], got {max_strength!r}")
         if not 0.0 <= float(min_radius) < MAX_RADIUS:
-            raise ValueError(f"vignette: min_radius must be in [0, {MAX_RADIUS}), got {min_radius!r}")
+            raise ValueError(f"Vignette: min_radius must be in [0, {MAX_RADIUS}), got {min_radius!r}")
         self.max_strength = float(max_strength)
         self.min_radius = float(min_radius)
 
@@ -61,7 +61,7 @@ class Vignette(Perturbation):
         image = check_image(image)
         p = self.check_params(params)
         if (p[:, 1] >= 1.0).any():
-            raise ValueError(f"vignette: radius must be < 1, got {p[:, 1].max()!r}")
+            raise ValueError(f"Vignette: radius must be < 1, got {p[:, 1].max()!r}")
         gain = vignette_gain(image.shape, p[:, 0], p[:, 1])
         out = np.rint(image[None].astype(np.float64) * gain[..., None])  # rint: round half to even
         return np.clip(out, 0, 255).astype(np.uint8)
