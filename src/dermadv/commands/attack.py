@@ -87,8 +87,7 @@ def format_table(table: list[dict[str, Any]]) -> str:
         )
         if r.get("errors"):
             lines[-1][0] += f" ({r['errors']} errors)"
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+    return common.aligned_table(lines)
 
 
 def register(app: typer.Typer) -> None:
