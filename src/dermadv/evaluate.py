@@ -36,6 +36,7 @@ from dermadv.metrics import (
     format_metrics_table,
     melanoma_score,
 )
+from dermadv.runs.lock import holding_run
 from dermadv.vocab import Group
 
 #: ISIC 2019 column of each canonical diagnosis code (the columns: ``dermadv.labels.ISIC2019_COLUMNS``).
@@ -195,6 +196,7 @@ class PartialPredictions:
         self.path.unlink(missing_ok=True)
 
 
+@holding_run("resume_dir")  # the partial predictions are one writer's
 def evaluate_model(
     model: Any,
     samples: Sequence[Any],
@@ -338,6 +340,7 @@ def plot_roc(ev: Evaluation, path: Path, title: str = "", label: str = "model") 
     atomic_write_bytes(path, roc_plot([curve], title))
 
 
+@holding_run("out")  # one writer per run folder, from the settings check to the last file
 def write_evaluation(
     ev: Evaluation,
     model: Any,
@@ -350,8 +353,9 @@ def write_evaluation(
 
     ``out/run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``evaluate``; a folder
     holding an evaluation with other result settings (model, model file, data, threshold) is refused
-    before any file is written. In ``settings``, ``model`` (what the user named) is provenance and
-    ``batch_size`` the inference batch size.
+    before any file is written; the folder is locked while it is written (``RUN/.lock``; the
+    ``evaluate`` command holds it from the first prediction on). In ``settings``, ``model`` (what the
+    user named) is provenance and ``batch_size`` the inference batch size.
     """
     from dermadv.runs.provenance import model_file_sha256, run_provenance, selection_hash, versions
     from dermadv.runs.record import RunDir

@@ -12,7 +12,9 @@ The pieces are separate so other executors (e.g. Ray) can reuse them:
 - :func:`run_campaign` drives an executor and commits every result (``ResultsStore.add``) as it
   arrives, in this process only, so a kill at any moment loses nothing.
 
-``RUN/run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``attack``.
+``RUN/run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``attack``. The driver
+(the process calling :func:`run_campaign`) holds the run folder's lock for the whole campaign; workers
+never write.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: imp
     cached_image,
     load_prepared,
 )
+from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import file_sha256, run_provenance, versions  # noqa: F401 - re-exported
 from dermadv.runs.record import NON_RESULT_KEYS, RunDir, read_run, settings_hash  # noqa: F401 - re-exported
 from dermadv.runs.specs import AttackSpec
@@ -393,6 +396,7 @@ class CampaignOutcome:
     seconds: float
 
 
+@holding_run("run_dir")  # one writer per run folder, from the settings check to the last row
 def run_campaign(
     model: Any,
     samples: Sequence[Any],
@@ -431,7 +435,7 @@ def run_campaign(
         **run_provenance(model, model_file_hash=model_file_hash, data=data_info or {}, samples=samples),
         **dict(provenance or {}),
     }
-    RunDir(run_dir, RUN_KIND).check(settings, EXTENDABLE)  # before the store creates anything
+    RunDir(run_dir, RUN_KIND).check(settings, EXTENDABLE)  # under the lock, before the store creates anything
     with ResultsStore(run_dir) as store:
         RunDir.open(
             run_dir,

@@ -4,12 +4,18 @@ Layout of a RUN directory::
 
     RUN/results.sqlite   table ``results``: one row per (image_id, attack); PRIMARY KEY guards
                          against doing a job twice. WAL mode, one transaction per row.
-    RUN/images/          ``<image_id>__original.png`` and ``<image_id>__<attack>.png``: lossless PNG
-                         at the model's input size, written atomically before the row is committed.
+    RUN/images/          ``<image_id>__original-<hash>.png`` and ``<image_id>__<attack>-<hash>.png``:
+                         lossless PNG at the model's input size, written atomically before the row
+                         naming it is committed. ``<hash>`` is the first 12 hex digits of the SHA-256
+                         of the PNG's bytes, so a file's name fixes its content: a PNG never changes
+                         once a row names it. (Runs written before had no ``-<hash>``.)
     RUN/run.json         what produced the results (model, data, settings, versions).
 
 The store is the single source of truth for everything downstream (summaries, reports, the
-reader study). Image paths in rows are relative to RUN so a run directory can be moved.
+reader study): read an image's path from its row (``original_path``, ``adversarial_path``),
+relative to RUN so a run directory can be moved. Only one process writes a run (the run lock,
+:mod:`dermadv.runs.lock`); should two writers still race for one row, the loser's new PNGs are
+removed and the winner's row and PNGs stay as they were.
 """
 
 from __future__ import annotations
@@ -83,18 +89,28 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, default=_json_default, sort_keys=True)
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Atomically write a uint8 H x W x 3 RGB array as a lossless PNG."""
+def encode_png(image: np.ndarray, what: str = "image") -> bytes:
+    """A uint8 H x W x 3 RGB array as lossless PNG bytes (ValueError naming ``what`` otherwise)."""
     import io
 
     from PIL import Image
 
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"{path.name}: expected a uint8 H x W x 3 image, got {arr.dtype} {arr.shape}")
+        raise ValueError(f"{what}: expected a uint8 H x W x 3 image, got {arr.dtype} {arr.shape}")
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Atomically write a uint8 H x W x 3 RGB array as a lossless PNG."""
+    atomic_write_bytes(path, encode_png(image, path.name))
+
+
+def content_relpath(stem: str, data: bytes) -> str:
+    """``images/<stem>-<first 12 hex of SHA-256(data)>.png``: a name that fixes the file's content."""
+    return f"{IMAGES_DIR}/{stem}-{hashlib.sha256(data).hexdigest()[:12]}.png"
 
 
 def _get(result: Any, key: str, default: Any = None) -> Any:
@@ -153,13 +169,13 @@ class ResultsStore:
         self.close()
 
     # ----- paths --------------------------------------------------------------------------------
-    def original_relpath(self, image_id: str) -> str:
-        """Path, relative to the run directory, of an image's unperturbed PNG."""
-        return f"{IMAGES_DIR}/{safe_name(image_id)}__original.png"
+    def original_relpath(self, image_id: str, png: bytes) -> str:
+        """Path, relative to the run directory, of an image's unperturbed PNG with bytes ``png``."""
+        return content_relpath(f"{safe_name(image_id)}__original", png)
 
-    def adversarial_relpath(self, image_id: str, attack: str) -> str:
-        """Path, relative to the run directory, of an image's PNG after ``attack``."""
-        return f"{IMAGES_DIR}/{safe_name(image_id)}__{safe_name(attack)}.png"
+    def adversarial_relpath(self, image_id: str, attack: str, png: bytes) -> str:
+        """Path, relative to the run directory, of an image's PNG (bytes ``png``) after ``attack``."""
+        return content_relpath(f"{safe_name(image_id)}__{safe_name(attack)}", png)
 
     def path(self, relpath: str | None) -> Path | None:
         """Absolute path of a row's ``original_path`` / ``adversarial_path``."""
@@ -174,8 +190,10 @@ class ResultsStore:
     def add(self, result: Any, *, seed: int | None = None, diagnosis: str | None = None) -> bool:
         """Store one finished job (an AttackResult, or a mapping with its fields).
 
-        Images are written (atomically) first, then the row is committed in one transaction.
-        Returns False, changing nothing, when the (image_id, attack) row already exists.
+        Images are written (atomically, under content-unique names) first, then the row naming them
+        is committed in one transaction. Returns False, changing nothing, when the (image_id, attack)
+        row already exists -- also when another writer commits it between the check and the insert:
+        then the PNGs this call wrote and no row names are removed again.
         """
         image_id, attack = str(_get(result, "image_id")), str(_get(result, "attack"))
         try:
@@ -184,17 +202,16 @@ class ResultsStore:
             raise ValueError(f"result for {image_id}/{attack}: {exc}") from None
         if self.has(image_id, attack):
             return False
+        written: list[str] = []  # PNGs this call created (not those already there)
         original_path = adversarial_path = None
         original = _get(result, "original")
-        if original is not None:
-            original_path = self.original_relpath(image_id)
-            target = self.run_dir / original_path
-            if not target.exists():  # identical for every attack of the image: write once
-                write_png(target, original)
+        if original is not None:  # identical for every attack of the image: one file
+            png = encode_png(original, f"original image of {image_id}")
+            original_path = self._put(self.original_relpath(image_id, png), png, written)
         adversarial = _get(result, "adversarial")
         if adversarial is not None:
-            adversarial_path = self.adversarial_relpath(image_id, attack)
-            write_png(self.run_dir / adversarial_path, adversarial)
+            png = encode_png(adversarial, f"adversarial image of {image_id}/{attack}")
+            adversarial_path = self._put(self.adversarial_relpath(image_id, attack, png), png, written)
         row = {
             "image_id": image_id,
             "attack": attack,
@@ -221,7 +238,26 @@ class ResultsStore:
             f"INSERT OR IGNORE INTO results ({', '.join(COLUMN_NAMES)}) VALUES ({placeholders})",
             [row[c] for c in COLUMN_NAMES],
         )
-        return cur.rowcount == 1
+        if cur.rowcount == 1:
+            return True
+        for relpath in written:  # lost the race: the winner's row names its own PNGs
+            if not self._referenced(relpath):
+                (self.run_dir / relpath).unlink(missing_ok=True)
+        return False
+
+    def _put(self, relpath: str, png: bytes, written: list[str]) -> str:
+        """Write ``png`` at ``relpath`` unless it is there (its name fixes its content)."""
+        target = self.run_dir / relpath
+        if not target.exists():
+            atomic_write_bytes(target, png)
+            written.append(relpath)
+        return relpath
+
+    def _referenced(self, relpath: str) -> bool:
+        cur = self._conn.execute(
+            "SELECT 1 FROM results WHERE original_path=? OR adversarial_path=? LIMIT 1", (relpath, relpath)
+        )
+        return cur.fetchone() is not None
 
     def delete(self, outcome: str) -> int:
         """Delete every row with ``outcome`` (e.g. "error" to retry them); returns how many."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -79,6 +80,24 @@ def check_device(device: str | None) -> None:
         raise ModelError(f"--device {device!r} is not a torch device; use cpu or cuda (or cuda:N)") from exc
     if kind == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+
+
+def hold_out(out: str | Path | None) -> None:
+    """Hold the run folder ``--out`` (its ``RUN/.lock``) until this command returns.
+
+    DataError, one line naming the holder's PID and command, when another process holds it. Outside
+    a command (no click context) the folder stays held until the process exits.
+    """
+    if out is None:
+        return
+    import click
+
+    from dermadv.runs.lock import hold_run
+
+    hold = hold_run(out)
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.call_on_close(hold.release)
 
 
 def load_cli_model(

@@ -68,6 +68,7 @@ def register(app: typer.Typer) -> None:
         samples = select_samples(
             dataset, split=split, subset=use_subset, classes=None, ids=common.split_list(ids), limit=limit
         )
+        common.hold_out(out)  # one writer from the first saved prediction to the last file
         ev = evaluate_model(
             clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress, resume_dir=out
         )

@@ -46,6 +46,7 @@ from dermadv.models.checkpoint import (
     save_checkpoint,
     versions,
 )
+from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import file_sha256, run_provenance
 from dermadv.runs.record import RunDir
 
@@ -368,6 +369,7 @@ class Trainer:
                 + "). Use a new --out directory, or the original settings"
             )
 
+    @holding_run("self.out")  # one writer per run folder: checkpoints, cache, run.json, train.json
     def run(self) -> TrainResult:
         import torch
 

@@ -38,6 +38,7 @@ from dermadv.fileio import atomic_write_bytes, atomic_write_text
 from dermadv.metrics import melanoma_score
 from dermadv.perturb.corruptions import Corruption, parse_specs
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
+from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import run_provenance, selection_hash
 from dermadv.runs.record import RunDir, settings_hash
 from dermadv.runs.specs import PerturbationSpec
@@ -278,6 +279,7 @@ class SweepUnit(WorkUnit):
         return [(self.perturbation.spec, s.image_id) for s in self.samples]
 
 
+@holding_run("out")  # one writer per run folder, from the settings check to the last file
 def run_sweep(
     model: Any,
     samples: Sequence[Any],

@@ -41,6 +41,15 @@ its settings: a rerun may attack more or fewer images.
 Opening an existing run with different result settings raises one :class:`DataError` naming the
 differing keys. Sections named in ``extendable`` (a campaign's ``attacks``) may gain new entries;
 entries already there must be identical. All writes are atomic (:mod:`dermadv.fileio`).
+
+One writer per run folder
+-------------------------
+:meth:`RunDir.open` first takes the folder's lock (``RUN/.lock``, :mod:`dermadv.runs.lock`), then
+checks the record and writes it, so two processes can never both pass the check. A second process
+gets one DataError naming the holder's PID and command. The lock is held until :meth:`RunDir.close`
+(or the end of a ``with RunDir.open(...)`` block), or, when this process already held the folder
+(``with hold_run(out)``, ``@holding_run("out")``, as every run kind does for its whole run), until
+that outer hold ends; a RunDir that is never closed holds it while it exists.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from typing import Any
 
 from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_json
+from dermadv.runs.lock import RunHold, hold_run, is_held
 
 RUN_FILE = "run.json"
 SCHEMA = 1
@@ -176,6 +186,7 @@ class RunDir:
     kind: str
     info: dict[str, Any] = field(default_factory=dict)
     previous: dict[str, Any] | None = None  # the record found when opening, if any
+    _hold: RunHold | None = field(default=None, repr=False, compare=False)
 
     @property
     def file(self) -> Path:
@@ -197,17 +208,38 @@ class RunDir:
         extra: Mapping[str, Any] | None = None,
         argv: list[str] | None = None,
     ) -> RunDir:
-        """Check ``path``'s record against ``settings`` and record this invocation.
+        """Lock ``path``, check its record against ``settings`` and record this invocation.
 
-        Raises DataError when the folder holds a run of another kind or with different result
-        settings (naming the differing keys). ``extendable`` names settings sections (mappings) that
-        may gain new entries, e.g. a campaign's ``attacks``; ``extra`` are kind-specific fields.
+        Raises DataError when another process holds the folder (naming its PID and command), or the
+        folder holds a run of another kind or with different result settings (naming the differing
+        keys). ``extendable`` names settings sections (mappings) that may gain new entries, e.g. a
+        campaign's ``attacks``; ``extra`` are kind-specific fields. The lock is this RunDir's until
+        :meth:`close` unless this process held the folder already (see the module docstring).
         """
         if kind not in KINDS:
             raise ValueError(f"unknown run kind {kind!r}; one of {', '.join(KINDS)}")
         run = cls(Path(path), kind)
-        previous = run.check(settings, extendable)
-        run.previous = previous
+        if not is_held(run.path):
+            run._hold = hold_run(run.path)
+        try:
+            run._record(settings, provenance, extendable, extra, argv)
+        except BaseException:
+            run.close()
+            raise
+        return run
+
+    def _record(
+        self,
+        settings: Mapping[str, Any],
+        provenance: Mapping[str, Any] | None,
+        extendable: Iterable[str],
+        extra: Mapping[str, Any] | None,
+        argv: list[str] | None,
+    ) -> None:
+        """Check the record under the lock and write this invocation into it."""
+        extendable = tuple(extendable)
+        previous = self.check(settings, extendable)
+        self.previous = previous
         merged = dict(settings)
         for section in extendable:
             if previous and isinstance(previous.get("settings", {}).get(section), Mapping):
@@ -218,8 +250,8 @@ class RunDir:
         if options:
             invocation["options"] = options
         old_invocations = (previous or {}).get("invocations", [])
-        run.info = {
-            "kind": kind,
+        self.info = {
+            "kind": self.kind,
             "schema": SCHEMA,
             "created": (previous or {}).get("created", now),
             "updated": now,
@@ -229,8 +261,25 @@ class RunDir:
             **_json_value(dict(extra or {})),
             "invocations": [*(old_invocations if isinstance(old_invocations, list) else []), invocation],
         }
-        run.write()
-        return run
+        self.write()
+
+    def close(self) -> None:
+        """Give up this RunDir's hold of the folder's lock (nothing if it borrowed an outer hold)."""
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.release()
+
+    def __enter__(self) -> RunDir:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit the lock dies with the process anyway
+            pass
 
     def check(self, settings: Mapping[str, Any], extendable: Iterable[str] = ()) -> dict[str, Any] | None:
         """The existing record if its result settings agree with ``settings`` (None if there is none)."""
@@ -280,5 +329,6 @@ class RunDir:
         self.write()
 
     def write(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.file, self.info)
+        """Write run.json, holding the folder's lock (DataError if another process holds it)."""
+        with hold_run(self.path):
+            atomic_write_json(self.file, self.info)
