@@ -258,7 +258,7 @@ def register(app: typer.Typer) -> None:
                 "ids": [s.image_id for s in samples],
             },
         }
-        common.hold_out(out)  # one writer from the settings check to the summary files
+        common.hold_out(ctx, out)  # one writer from the settings check to the summary files
         result = run_campaign(
             clf,
             samples,

@@ -82,22 +82,16 @@ def check_device(device: str | None) -> None:
         raise ModelError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
 
 
-def hold_out(out: str | Path | None) -> None:
-    """Hold the run folder ``--out`` (its ``RUN/.lock``) until this command returns.
+def hold_out(ctx: typer.Context, out: str | Path | None) -> None:
+    """Hold the run folder ``--out`` (its ``RUN/.lock``) until the command of ``ctx`` returns.
 
-    DataError, one line naming the holder's PID and command, when another process holds it. Outside
-    a command (no click context) the folder stays held until the process exits.
+    DataError, one line naming the holder's PID and command, when another process holds it.
     """
     if out is None:
         return
-    import click
-
     from dermadv.runs.lock import hold_run
 
-    hold = hold_run(out)
-    ctx = click.get_current_context(silent=True)
-    if ctx is not None:
-        ctx.call_on_close(hold.release)
+    ctx.call_on_close(hold_run(out).release)
 
 
 def load_cli_model(

@@ -15,6 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_command(
+        ctx: typer.Context,
         model: str = common.model_option(),
         model_option: list[str] = common.model_options_option(),
         data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
@@ -68,7 +69,7 @@ def register(app: typer.Typer) -> None:
         samples = select_samples(
             dataset, split=split, subset=use_subset, classes=None, ids=common.split_list(ids), limit=limit
         )
-        common.hold_out(out)  # one writer from the first saved prediction to the last file
+        common.hold_out(ctx, out)  # one writer from the first saved prediction to the last file
         ev = evaluate_model(
             clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress, resume_dir=out
         )
