@@ -121,8 +121,8 @@ def coerce(value: Any, default: Any, what: str) -> Any:
                 continue
         return text
     except ValueError:
-        kind = type(default).__name__
-        raise RegistryError(f"{what}={value!r} is not a valid {kind}") from None
+        expected = type(default).__name__
+        raise RegistryError(f"{what}={value!r} is not a valid {expected}") from None
 
 
 class Registry(Generic[T]):
@@ -153,7 +153,7 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind}: empty name")
         if callable(obj):
             try:
-                explicit_options(obj)  # type: ignore[arg-type]
+                explicit_options(obj)
             except (TypeError, ValueError) as exc:
                 raise RegistryError(f"{self.kind} {name!r}: {exc}") from None
         old = self._entries.get(name)

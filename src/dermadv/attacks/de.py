@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.attacks.registry import SEARCHES
 
@@ -87,7 +88,7 @@ class DEOptions:
         return d
 
 
-def check_bounds(bounds: Sequence[tuple[float, float]]) -> np.ndarray:
+def check_bounds(bounds: Sequence[tuple[float, float]]) -> NDArray[np.float64]:
     """Bounds as a D x 2 float array with low < high, or a ValueError naming the bad one."""
     arr = np.asarray(bounds, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
@@ -116,11 +117,11 @@ class DESearch:
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.dim = len(self.bounds)
         self.size = self.options.population_size(self.dim)
-        self._mid = 0.5 * (self.bounds[:, 0] + self.bounds[:, 1])
-        self._width = np.fabs(self.bounds[:, 0] - self.bounds[:, 1])
+        self._mid: NDArray[np.float64] = 0.5 * (self.bounds[:, 0] + self.bounds[:, 1])
+        self._width: NDArray[np.float64] = np.fabs(self.bounds[:, 0] - self.bounds[:, 1])
         m = self.options.mutation
-        self._dither = sorted(m) if isinstance(m, (tuple, list)) else None
-        self._scale = float(m) if self._dither is None else float("nan")
+        self._dither: list[float] | None = sorted(m) if isinstance(m, (tuple, list)) else None
+        self._scale = float("nan") if isinstance(m, (tuple, list)) else float(m)
         self._index = np.arange(self.size)  # shuffled in place for sampling, as scipy does
         self.population = self._initial_population()
         self.energies = np.full(self.size, np.inf)
@@ -149,7 +150,7 @@ class DESearch:
     def best_extra(self) -> Any:
         return None if self.extras is None else self.extras[0]
 
-    def scale(self, unit: np.ndarray) -> np.ndarray:
+    def scale(self, unit: NDArray[np.float64]) -> NDArray[np.float64]:
         """Unit-cube coordinates -> parameters (scipy's formula, so values are bit-identical)."""
         return self._mid + (unit - 0.5) * self._width
 
@@ -227,9 +228,9 @@ class DESearch:
             if arr is not None:
                 arr[[0, best]] = arr[[best, 0]]
 
-    def _select_samples(self, candidate: int, count: int) -> np.ndarray:
+    def _select_samples(self, candidate: int, count: int) -> NDArray[np.intp]:
         self.rng.shuffle(self._index)
-        idxs = self._index[: count + 1]
+        idxs: NDArray[np.intp] = self._index[: count + 1]
         return idxs[idxs != candidate][:count]
 
     def _make_trials(self) -> np.ndarray:

@@ -90,7 +90,7 @@ class EvolutionaryAttack(Attack):
                 job, search = jobs[i], searches[i]
                 job.queries += len(p)
                 search.tell(job.criterion.fitness(model, p), p)
-                if job.criterion.should_stop(model, search.extras).any():
+                if search.extras is not None and job.criterion.should_stop(model, search.extras).any():
                     search.stop("threshold", force=True)  # also when it coincides with maxiter
                 if search.done:
                     results[i] = self._result(model, job, search, t0)
