@@ -258,7 +258,9 @@ def confusion(y_true: Any, score: Any, threshold: float = 0.5) -> dict[str, int]
     }
 
 
-def binary_metrics(y_true: Any, score: Any, threshold: float = 0.5, alpha: float = DEFAULT_ALPHA) -> dict:
+def binary_metrics(
+    y_true: Any, score: Any, threshold: float = 0.5, alpha: float = DEFAULT_ALPHA
+) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity (Wilson CIs) and ROC AUC (DeLong CI) at ``threshold``.
 
     Returns ``{"accuracy"|"sensitivity"|"specificity"|"auc": {"value","ci_low","ci_high","method",...},

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.models.base import Classifier
 
@@ -79,7 +80,8 @@ class Misclassification:
         p_true, p_target = self.confidences(model, probs)
         if self.resolved_fitness(model) == "study":
             return p_true
-        return p_true - p_target
+        margin: NDArray[np.float64] = p_true - p_target
+        return margin
 
     def is_correct(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
         """Whether the model gets the true group right: P(true) > P(target) (worth attacking)."""

@@ -231,7 +231,8 @@ class DESearch:
     def _select_samples(self, candidate: int, count: int) -> NDArray[np.intp]:
         self.rng.shuffle(self._index)
         idxs: NDArray[np.intp] = self._index[: count + 1]
-        return idxs[idxs != candidate][:count]
+        chosen: NDArray[np.intp] = idxs[idxs != candidate][:count]
+        return chosen
 
     def _make_trials(self) -> np.ndarray:
         rng, pop = self.rng, self.population

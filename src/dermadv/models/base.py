@@ -231,9 +231,9 @@ class TorchModuleClassifier(Classifier):
     def torch_forward(self, x: torch.Tensor, metadata: Sequence[Metadata] | None = None) -> torch.Tensor:
         import torch
 
-        out = self.module((x.to(self.device, torch.float32) - self._mean_t) / self._std_t)
-        if not isinstance(out, torch.Tensor):  # e.g. torchvision InceptionOutputs in train mode
-            out = out[0]
+        raw = self.module((x.to(self.device, torch.float32) - self._mean_t) / self._std_t)
+        # not a tensor: e.g. torchvision InceptionOutputs in train mode
+        out: torch.Tensor = raw if isinstance(raw, torch.Tensor) else raw[0]
         if self.output == "probs":
             out = torch.log(out.clamp_min(1e-12))
         return out

@@ -68,6 +68,7 @@ def load_metadata_encoder(spec: str | Callable[..., Any] | None, where: str) -> 
 
     if spec is None:
         return None
+    obj: Any
     if not isinstance(spec, str):
         obj = spec
     else:

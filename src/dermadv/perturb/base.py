@@ -136,6 +136,7 @@ def apply_tables(images: NDArray[np.uint8], tables: NDArray[np.uint8]) -> NDArra
         raise ValueError(f"apply_tables: {n} images for {p} tables (need 1 or {p})")
     flat = np.asarray(tables, dtype=np.uint8).reshape(p, 3 * 256)
     index = np.asarray(images, dtype=np.intp).reshape(n, -1, 3) + np.arange(3) * 256  # channel k -> k*256+v
+    out: NDArray[np.uint8]
     if n == 1:
         # np.take, not flat[:, idx]: fancy indexing returns a transposed (non C-contiguous) array,
         # which made every later copy of the population (concatenate, stack) ~20x slower

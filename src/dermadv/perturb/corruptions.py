@@ -62,7 +62,7 @@ class Corruption:
     params: dict[str, Any] = field(default_factory=dict)
     file_level: bool = False
 
-    def apply(self, images: np.ndarray, decoder: str = "pil") -> np.ndarray:
+    def apply(self, images: NDArray[np.uint8], decoder: str = "pil") -> NDArray[np.uint8]:
         """Perturb a uint8 N x H x W x 3 batch (already at the model's input size)."""
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
@@ -82,18 +82,18 @@ class Corruption:
 
 
 # ----- batch transforms -------------------------------------------------------------------------
-def identity(images: np.ndarray, **_: Any) -> np.ndarray:
+def identity(images: NDArray[np.uint8], **_: Any) -> NDArray[np.uint8]:
     return images.copy()
 
 
-def rotate_batch(images: np.ndarray, angle: float, **_: Any) -> np.ndarray:
+def rotate_batch(images: NDArray[np.uint8], angle: float, **_: Any) -> NDArray[np.uint8]:
     """Rotate every image by ``angle`` degrees about its centre: the attack's own rotation."""
     from dermadv.perturb.affine import rotate
 
     return np.asarray(rotate(images, float(angle), 0.0, 0.0), dtype=np.uint8)
 
 
-def channel_shift(images: np.ndarray, channel: str, value: int, **_: Any) -> np.ndarray:
+def channel_shift(images: NDArray[np.uint8], channel: str, value: int, **_: Any) -> NDArray[np.uint8]:
     """Add ``value`` to the given channel(s), clipped to 0..255; other channels untouched."""
     out = images.copy()
     idx = list(CHANNELS[channel])
@@ -108,17 +108,18 @@ def _to_tensor(images: NDArray[np.uint8]) -> torch.Tensor:
 
 
 def _to_numpy(t: torch.Tensor) -> NDArray[np.uint8]:
-    return np.ascontiguousarray(t.permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+    out: NDArray[np.uint8] = np.ascontiguousarray(t.permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+    return out
 
 
-def hue_shift(images: np.ndarray, factor: float, **_: Any) -> np.ndarray:
+def hue_shift(images: NDArray[np.uint8], factor: float, **_: Any) -> NDArray[np.uint8]:
     """Rotate hue in HSV space by ``factor`` of the colour circle (torchvision adjust_hue)."""
     from torchvision.transforms import functional as F
 
     return _to_numpy(F.adjust_hue(_to_tensor(images), float(factor)))
 
 
-def gaussian_blur(images: np.ndarray, sigma: float, **_: Any) -> np.ndarray:
+def gaussian_blur(images: NDArray[np.uint8], sigma: float, **_: Any) -> NDArray[np.uint8]:
     """Gaussian blur with standard deviation ``sigma`` pixels (kernel 2*ceil(3 sigma)+1)."""
     from torchvision.transforms import functional as F
 
@@ -126,19 +127,23 @@ def gaussian_blur(images: np.ndarray, sigma: float, **_: Any) -> np.ndarray:
     return _to_numpy(F.gaussian_blur(_to_tensor(images), [k, k], [float(sigma), float(sigma)]))
 
 
-def brightness(images: np.ndarray, factor: float, **_: Any) -> np.ndarray:
+def brightness(images: NDArray[np.uint8], factor: float, **_: Any) -> NDArray[np.uint8]:
     """Multiply intensities by ``factor``, rounded and clipped to 0..255."""
-    return np.clip(np.rint(images.astype(np.float32) * float(factor)), 0, 255).astype(np.uint8)
+    scaled = np.rint(images.astype(np.float32) * float(factor))
+    out: NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return out
 
 
-def contrast(images: np.ndarray, factor: float, **_: Any) -> np.ndarray:
+def contrast(images: NDArray[np.uint8], factor: float, **_: Any) -> NDArray[np.uint8]:
     """Blend each image with its mean grey level (torchvision adjust_contrast)."""
     from torchvision.transforms import functional as F
 
     return _to_numpy(F.adjust_contrast(_to_tensor(images), float(factor)))
 
 
-def jpeg_recompress(images: np.ndarray, quality: int, decoder: str = "pil", **_: Any) -> np.ndarray:
+def jpeg_recompress(
+    images: NDArray[np.uint8], quality: int, decoder: str = "pil", **_: Any
+) -> NDArray[np.uint8]:
     """Encode each image as JPEG at ``quality`` (Pillow, 4:2:0) and decode it with ``decoder``."""
     from PIL import Image
 
@@ -152,7 +157,7 @@ def jpeg_recompress(images: np.ndarray, quality: int, decoder: str = "pil", **_:
     return out
 
 
-_APPLY: dict[str, Callable[..., np.ndarray]] = {
+_APPLY: dict[str, Callable[..., NDArray[np.uint8]]] = {
     "none": identity,
     "rotation": rotate_batch,
     "shift": channel_shift,

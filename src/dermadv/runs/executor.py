@@ -535,10 +535,10 @@ def make_executor(
     if name == "local":
         if address is not None or workers is not None or ray_options:
             raise DermadvError("--address and --workers need --executor ray")
-        if model is None and model_spec is None:
-            raise DermadvError("the local executor needs a model or a model spec")
         if model is not None:
             return LocalExecutor(model)
+        if model_spec is None:
+            raise DermadvError("the local executor needs a model or a model spec")
         return LocalExecutor(ModelSpec(model_spec) if isinstance(model_spec, str) else model_spec)
     if model_spec is None:
         raise DermadvError("--executor ray needs a model spec (a file or name every worker can load)")

@@ -12,7 +12,7 @@ that turns it into the object the work uses.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +27,8 @@ class ModelSpec:
     """Arguments of :func:`dermadv.models.registry.load_model`, sent to workers instead of the model."""
 
     spec: str
-    melanoma_classes: tuple[str, ...] | None = None
-    benign_classes: tuple[str, ...] | None = None
+    melanoma_classes: Sequence[str] | None = None  # stored as a tuple
+    benign_classes: Sequence[str] | None = None  # stored as a tuple
     device: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
