@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from dermadv.models.base import Classifier
 
 #: Two-sided 95%.
 DEFAULT_ALPHA = 0.05
@@ -285,7 +289,7 @@ def binary_metrics(
     }
 
 
-def melanoma_score(model: Any, probs: Any) -> np.ndarray:
+def melanoma_score(model: Classifier, probs: Any) -> NDArray[np.float64]:
     """``p_mel / (p_mel + p_ben)`` per row, from the model's class groups (``Classifier.group_probs``).
 
     For a binary melanoma/naevus model this is P(melanoma). Rows where both group probabilities

@@ -97,7 +97,7 @@ class Classifier(ABC):
 
     def group_probs(
         self, probs: NDArray[np.floating[Any]]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
         """P(melanoma group) and P(benign group) for each row of an N x K probability array."""
         probs = np.asarray(probs)
         return probs[:, self.melanoma_indices].sum(axis=1), probs[:, self.benign_indices].sum(axis=1)

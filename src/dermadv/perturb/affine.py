@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image, check_images
 
@@ -100,8 +101,14 @@ def _rotate_tensor(
 
 
 def rotate(
-    images: np.ndarray, angle_deg: Any, dx: Any = 0.0, dy: Any = 0.0, *, chunk: int = 64, device: Any = None
-) -> np.ndarray:
+    images: NDArray[np.uint8],
+    angle_deg: Any,
+    dx: Any = 0.0,
+    dy: Any = 0.0,
+    *,
+    chunk: int = 64,
+    device: Any = None,
+) -> NDArray[np.uint8]:
     """Rotate uint8 N x H x W x 3 images by ``angle_deg`` (counter-clockwise) about the centre, then
     shift by (dx, dy) pixels; black fill, bilinear. Angles and shifts: one number or one per image.
     ``device``: torch device to compute on (default CPU); the result is uint8 numpy either way.
@@ -150,7 +157,9 @@ class RotationTranslation(Perturbation):
         mx, my = self.max_shift_px(image_shape)
         return [(0.0, 360.0), (-mx, mx), (-my, my)]
 
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
         image = check_image(image)
         p = self.check_params(params)
         import torch
@@ -163,7 +172,7 @@ class RotationTranslation(Perturbation):
         return out
 
     def describe_params(
-        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+        self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
         p = self.check_params(params)[0]
         return {"angle_deg": float(p[0]), "dx_px": float(p[1]), "dy_px": float(p[2])}
