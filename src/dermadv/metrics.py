@@ -41,7 +41,7 @@ def _z(alpha: float) -> float:
 # ----- input validation ---------------------------------------------------------------------------
 def check_binary_inputs(
     y_true: Any, score: Any, need_both_classes: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[np.float64]]:
     """Validate labels (0/1 or bool) and finite scores of equal length; return (int array, float array)."""
     y = np.asarray(y_true)
     try:
@@ -113,7 +113,7 @@ def proportion(k: int, n: int, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
 
 
 # ----- DeLong -------------------------------------------------------------------------------------
-def _midrank(x: np.ndarray) -> np.ndarray:
+def _midrank(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """Ranks 1..n of ``x`` with ties given the mean of the ranks they span (Sun & Xu, Algorithm 1)."""
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
@@ -128,7 +128,9 @@ def _midrank(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _delong_components(
+    y: NDArray[Any], scores: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """AUCs (k,) and structural components V10 (k x m), V01 (k x n) for k score rows (k x N)."""
     pos = y == 1
     x = scores[:, pos]  # k x m
@@ -149,7 +151,7 @@ def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
     return aucs, v10, v01
 
 
-def delong_covariance(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+def delong_covariance(y_true: Any, scores: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """AUCs and their DeLong covariance matrix for one or more score vectors on the same cases.
 
     ``scores`` is N or k x N; returns (aucs (k,), covariance (k x k)).
@@ -222,7 +224,7 @@ def delong_test(y_true: Any, score1: Any, score2: Any) -> dict[str, float]:
 def bootstrap_ci(
     y_true: Any,
     score: Any,
-    statistic: Callable[[np.ndarray, np.ndarray], float],
+    statistic: Callable[[NDArray[Any], NDArray[np.float64]], float],
     n_resamples: int = 2000,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,

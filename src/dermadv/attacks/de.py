@@ -125,11 +125,11 @@ class DESearch:
         self._index = np.arange(self.size)  # shuffled in place for sampling, as scipy does
         self.population = self._initial_population()
         self.energies = np.full(self.size, np.inf)
-        self.extras: np.ndarray | None = None
+        self.extras: NDArray[Any] | None = None
         self.generation = 0
         self.nfev = 0
         self.stop_reason: str | None = None
-        self._trial: np.ndarray | None = None
+        self._trial: NDArray[np.float64] | None = None
         self._initialised = False
 
     # ----- public state -------------------------------------------------------------------------
@@ -138,7 +138,7 @@ class DESearch:
         return self.stop_reason is not None
 
     @property
-    def best_x(self) -> np.ndarray:
+    def best_x(self) -> NDArray[np.float64]:
         """Best parameter vector found so far (scaled to the bounds)."""
         return self.scale(self.population[0])
 
@@ -168,7 +168,7 @@ class DESearch:
         return bool(np.std(e) <= self.options.atol + self.options.tol * np.abs(np.mean(e)))
 
     # ----- ask / tell ---------------------------------------------------------------------------
-    def ask(self) -> np.ndarray:
+    def ask(self) -> NDArray[np.float64]:
         """Candidates to score next (P x D, in parameter units): the initial population, then trials."""
         if self.done:
             raise RuntimeError(f"the search has stopped ({self.stop_reason}); nothing to ask")
@@ -209,7 +209,7 @@ class DESearch:
             self.stop("converged")
 
     # ----- internals ----------------------------------------------------------------------------
-    def _initial_population(self) -> np.ndarray:
+    def _initial_population(self) -> NDArray[np.float64]:
         shape = (self.size, self.dim)
         if self.options.init == "random":
             return self.rng.uniform(size=shape)
@@ -234,7 +234,7 @@ class DESearch:
         chosen: NDArray[np.intp] = idxs[idxs != candidate][:count]
         return chosen
 
-    def _make_trials(self) -> np.ndarray:
+    def _make_trials(self) -> NDArray[np.float64]:
         rng, pop = self.rng, self.population
         if self._dither is not None:
             self._scale = rng.uniform(self._dither[0], self._dither[1])
@@ -275,21 +275,21 @@ def de_search(
 class DEResult:
     """Outcome of :func:`differential_evolution`."""
 
-    x: np.ndarray
+    x: NDArray[np.float64]
     fun: float
     generations: int
     nfev: int
     stop_reason: str
-    population: np.ndarray
-    energies: np.ndarray
+    population: NDArray[np.float64]
+    energies: NDArray[np.float64]
 
 
 def differential_evolution(
-    func: Callable[[np.ndarray], Any],
+    func: Callable[[NDArray[np.float64]], Any],
     bounds: Sequence[tuple[float, float]],
     *,
     seed: int | np.random.Generator | None = 0,
-    stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+    stop: Callable[[NDArray[np.float64], NDArray[np.float64]], bool] | None = None,
     options: DEOptions | None = None,
     **option_values: Any,
 ) -> DEResult:

@@ -14,15 +14,18 @@ the population.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image, check_images
 
+if TYPE_CHECKING:
+    import torch
 
-def _per_image(value: Any, n: int, what: str) -> np.ndarray:
+
+def _per_image(value: Any, n: int, what: str) -> NDArray[np.float64]:
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
@@ -33,7 +36,7 @@ def _per_image(value: Any, n: int, what: str) -> np.ndarray:
     return arr
 
 
-def _snap(v: np.ndarray) -> np.ndarray:
+def _snap(v: NDArray[np.float64]) -> NDArray[np.float64]:
     """Make cos/sin of multiples of 90 degrees exactly 0 or +-1 (cos(pi/2) is 6e-17 in floats)."""
     v = v.copy()
     v[np.abs(v) < 1e-12] = 0.0
@@ -41,7 +44,9 @@ def _snap(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def _theta(h: int, w: int, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _theta(
+    h: int, w: int, angle: NDArray[np.float64], dx: NDArray[np.float64], dy: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """N x 2 x 3 inverse affine maps in grid_sample's normalised coordinates (align_corners=False).
 
     With align_corners=False a normalised coordinate g is (g * W / 2) pixels from the centre, so the
@@ -55,7 +60,7 @@ def _theta(h: int, w: int, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) ->
     return m
 
 
-def _grid(h: int, w: int, m: np.ndarray, device: Any) -> Any:
+def _grid(h: int, w: int, m: NDArray[np.float64], device: Any) -> torch.Tensor:
     """grid_sample coordinates N x H x W x 2 of the affine maps ``m`` (N x 2 x 3).
 
     Separable: row and column terms are computed in float64, only their sum is float32.
@@ -78,8 +83,12 @@ def _grid(h: int, w: int, m: np.ndarray, device: Any) -> Any:
 
 
 def _rotate_tensor(
-    x: Any, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
+    x: torch.Tensor,
+    angle: NDArray[np.float64],
+    dx: NDArray[np.float64],
+    dy: NDArray[np.float64],
+    out: NDArray[np.uint8] | None = None,
+) -> NDArray[np.uint8]:
     """float32 torch 1-or-N x 3 x H x W (0..255) -> rotated/shifted uint8 numpy N x H x W x 3.
 
     Rounding (half to even) and clipping run in place on the contiguous N x 3 x H x W result;

@@ -70,7 +70,7 @@ CI_METHOD = "Bonett-Price adjusted Wald interval for the difference of paired pr
 
 # ----- statistics -------------------------------------------------------------------------------
 def paired_difference_ci(
-    base_ok: np.ndarray, new_ok: np.ndarray, z: float = 1.959963984540054
+    base_ok: NDArray[Any], new_ok: NDArray[Any], z: float = 1.959963984540054
 ) -> tuple[float, float, float]:
     """Difference of paired proportions mean(new_ok) - mean(base_ok) with a 95% CI.
 
@@ -118,9 +118,9 @@ def round_fraction(numerator: int, denominator: int, digits: int = 3) -> float:
 def summarize(
     spec: str,
     label: str,
-    y_true: np.ndarray,
-    scores: np.ndarray,
-    base_scores: np.ndarray,
+    y_true: NDArray[Any],
+    scores: NDArray[np.float64],
+    base_scores: NDArray[np.float64],
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """One row of the sweep table from melanoma scores (perturbed and unmodified) on the same images."""
@@ -467,7 +467,7 @@ def _write_outputs(
     corruptions: list[Corruption],
     records: dict[str, dict[str, Any]],
     ids: list[str],
-    y_true: np.ndarray,
+    y_true: NDArray[Any],
     description: dict[str, Any],
 ) -> None:
     tmp = out / ".perturbation.csv.tmp"
