@@ -27,8 +27,12 @@ demo: setup
 
 test: setup browser
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy  # the whole package; strict on the extension points ([tool.mypy] in pyproject.toml)
 	$(PY) -m deptry src  # every import in src/ belongs to a declared dependency ([tool.deptry])
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy
