@@ -11,15 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dermadv.attacks import ATTACK_NAMES, AttackConfigError, DESearch, make_attack
-from dermadv.attacks.criteria import Misclassification
-from dermadv.attacks.de import DEOptions, differential_evolution
+from attacks_support import SIZE, ColourRatioModel
+from dermadv.attacks import make_attack
 from dermadv.data.images import load_image, resize_uint8
 from dermadv.errors import NotWhiteBoxError
 from dermadv.models.base import Classifier, TorchModuleClassifier
 from dermadv.perturb import FewPixels, rotate
-
-SIZE = (64, 64)
 
 
 def _load(isic2019_dir: Path, column: str, n: int) -> list[np.ndarray]:
@@ -36,34 +33,6 @@ def melanomas(isic2019_dir: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def naevi(isic2019_dir: Path) -> list[np.ndarray]:
     return _load(isic2019_dir, "NV", 12)
-
-
-class ColourRatioModel(Classifier):
-    """Deterministic black box: P(mel) = sigmoid(k * (log(mean R / mean B) - t)).
-
-    A colour-balance change moves log(R/B) by at most log(1.1 / 0.9) = 0.2, so a threshold ``t``
-    just below an image's own log-ratio makes the model easy to fool, a low one makes it impossible.
-    With ``bkl`` a third class takes a fixed share ``other`` of the probability.
-    """
-
-    name = "colour-ratio"
-    input_size = SIZE
-
-    def __init__(
-        self, t: float, k: float = 50.0, classes: tuple[str, ...] = ("nv", "mel"), other: float = 0.0
-    ) -> None:
-        super().__init__()
-        self.t, self.k, self.classes, self.other = t, k, classes, other
-
-    @staticmethod
-    def log_ratio(images: np.ndarray) -> np.ndarray:
-        x = np.asarray(images, dtype=np.float64)
-        return np.log(x[..., 0].mean(axis=(1, 2)) / x[..., 2].mean(axis=(1, 2)))
-
-    def _predict(self, images: np.ndarray, metadata) -> np.ndarray:
-        p_mel = (1 - self.other) / (1 + np.exp(-self.k * (self.log_ratio(images) - self.t)))
-        cols = {"mel": p_mel, "nv": 1 - self.other - p_mel, "bkl": np.full(len(images), self.other)}
-        return np.stack([cols[c] for c in self.classes], axis=1)
 
 
 def _ratio_model(image: np.ndarray, margin: float, **kw) -> ColourRatioModel:
@@ -107,30 +76,6 @@ def _correct_melanomas(model: Classifier, melanomas: list[np.ndarray]) -> list[n
     return chosen
 
 
-# ----- criterion -------------------------------------------------------------------------------
-def test_success_is_the_study_definition_binary_and_multiclass() -> None:
-    binary = ColourRatioModel(0.0)  # classes (nv, mel)
-    crit = Misclassification("mel->nv")
-    probs = np.array([[0.3, 0.7], [0.7, 0.3], [0.5, 0.5], [0.95, 0.05]])
-    np.testing.assert_array_equal(crit.is_correct(binary, probs), [True, False, False, False])
-    np.testing.assert_array_equal(crit.is_success(binary, probs), [False, True, False, True])
-    np.testing.assert_array_equal(crit.should_stop(binary, probs), [False, False, False, True])
-    np.testing.assert_allclose(crit.fitness(binary, probs), [0.7, 0.3, 0.5, 0.05])  # study: P(true)
-    back = Misclassification("nv->mel")
-    np.testing.assert_array_equal(back.is_success(binary, probs), [True, False, False, False])
-    assert crit.true_group == "melanoma" and back.true_group == "benign"
-
-    multi = ColourRatioModel(0.0, classes=("mel", "nv", "bkl"))
-    probs3 = np.array([[0.30, 0.25, 0.45], [0.20, 0.25, 0.55], [0.05, 0.91, 0.04]])
-    # success = P(nv) > P(mel), whatever the other classes get
-    np.testing.assert_array_equal(crit.is_success(multi, probs3), [False, True, True])
-    np.testing.assert_array_equal(crit.should_stop(multi, probs3), [False, False, True])
-    assert crit.resolved_fitness(multi) == "margin" and crit.resolved_fitness(binary) == "study"
-    np.testing.assert_allclose(crit.fitness(multi, probs3), [0.05, -0.05, -0.86])
-    with pytest.raises(ValueError, match="direction"):
-        Misclassification("mel->bcc")
-
-
 def test_misclassified_images_are_not_attacked(melanomas: list[np.ndarray], naevi: list[np.ndarray]) -> None:
     mel = melanomas[0]
     says_benign = _ratio_model(mel, margin=-0.05)  # P(mel) = sigmoid(-2.5) < 0.5
@@ -144,62 +89,6 @@ def test_misclassified_images_are_not_attacked(melanomas: list[np.ndarray], naev
     nv = naevi[0]
     r = make_attack("color").run(_ratio_model(nv, 0.05), nv, image_id="n0", direction="nv->mel")
     assert r.outcome == "misclassified" and r.true_group == "benign"
-
-
-# ----- differential evolution ------------------------------------------------------------------
-def test_de_is_bit_identical_to_scipy_best1bin_deferred() -> None:
-    from scipy.optimize import differential_evolution as scipy_de
-    from scipy.optimize import rosen
-
-    bounds = [(-2.0, 2.0), (-1.0, 3.0), (0.0, 5.0)]
-    for init, mutation, cr in [("latinhypercube", (0.5, 1.0), 1.0), ("random", 0.7, 0.5)]:
-        ours = differential_evolution(
-            lambda x: rosen(x.T),
-            bounds,
-            seed=np.random.default_rng(3),
-            maxiter=12,
-            popsize=7,
-            init=init,
-            mutation=mutation,
-            recombination=cr,
-        )
-        ref = scipy_de(
-            rosen,
-            bounds,
-            rng=np.random.default_rng(3),
-            maxiter=12,
-            popsize=7,
-            init=init,
-            mutation=mutation,
-            recombination=cr,
-            polish=False,
-            updating="deferred",
-            vectorized=True,
-            tol=0,
-            atol=-1,
-        )
-        np.testing.assert_array_equal(ours.x, ref.x)
-        np.testing.assert_array_equal(ours.population, ref.population)
-        assert ours.fun == ref.fun and ours.generations == ref.nit == 12
-        assert ours.nfev == 13 * 21  # (maxiter + 1) * popsize * D
-
-
-def test_de_options_are_validated() -> None:
-    assert DEOptions().population_size(3) == 60 and DEOptions().population_size(15) == 300
-    assert DEOptions(popsize=1).population_size(3) == 5  # scipy's minimum
-    with pytest.raises(ValueError, match="maxiter"):
-        DEOptions(maxiter=-1)
-    with pytest.raises(ValueError, match="bounds\\[1\\]"):
-        DESearch([(0, 1), (2, 2)])
-    with pytest.raises(AttackConfigError, match="unknown option"):
-        make_attack("color", popsiz=3)
-    with pytest.raises(AttackConfigError, match="unknown attack"):
-        make_attack("deepfool")
-    assert make_attack("fgsm", eps="4,1,2").eps == (1.0, 2.0, 4.0)
-    assert make_attack("color", mutation="0.7").options.mutation == 0.7  # command-line strings
-    assert make_attack("color", mutation="0.5,1", popsize="5").options.population_size(3) == 15
-    only_init = differential_evolution(lambda x: (x**2).sum(axis=1), [(-1, 1)] * 2, maxiter=0)
-    assert only_init.generations == 0 and only_init.nfev == 40 and only_init.stop_reason == "maxiter"
 
 
 def test_color_attack_stops_at_threshold_on_an_easy_model(melanomas: list[np.ndarray]) -> None:
@@ -338,9 +227,3 @@ def test_gradient_attacks_need_a_white_box(melanomas: list[np.ndarray]) -> None:
     for name in ("fgsm", "pgd"):
         with pytest.raises(NotWhiteBoxError, match="black-box"):
             make_attack(name).run(model, melanomas[0], image_id="x")
-
-
-def test_every_attack_name_builds_and_describes_itself() -> None:
-    for name in ATTACK_NAMES:
-        attack = make_attack(name)
-        assert attack.name == name and attack.describe()["attack"] == name
