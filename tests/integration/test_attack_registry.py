@@ -15,11 +15,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from attack_registry_support import GAMMA_ATTACK, Gamma
 from campaign_support import train_tiny_torchscript
 from cli_support import run_cli
 from dermadv.attacks import (
@@ -34,44 +34,18 @@ from dermadv.campaign.store import ResultsStore
 from dermadv.data import select_samples
 from dermadv.errors import DataError
 from dermadv.models.registry import load_model
-from dermadv.perturb import PERTURBATIONS, ChannelShift, Perturbation
-from dermadv.perturb.base import apply_tables, check_image
+from dermadv.perturb import PERTURBATIONS, ChannelShift
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 SIZE = 48
 
 
-# ----- a real plugin: per-channel gamma, searched by DE -----------------------------------------
-class Gamma(Perturbation):
-    """Params (g_r, g_g, g_b) in [1/ratio, ratio]: x -> round(255 * (x / 255) ** g) per channel."""
-
-    name = "gamma"
-    param_names = ("g_r", "g_g", "g_b")
-
-    def __init__(self, ratio: float = 1.5) -> None:
-        if not float(ratio) > 1:
-            raise ValueError(f"Gamma: ratio must be > 1, got {ratio!r}")
-        self.ratio = float(ratio)
-
-    def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
-        return [(1 / self.ratio, self.ratio)] * 3
-
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
-        g = self.check_params(params)[:, :, None]
-        v = np.arange(256, dtype=np.float64) / 255
-        tables = np.clip(np.round(255 * v[None, None, :] ** g), 0, 255).astype(np.uint8)
-        return apply_tables(check_image(image)[None], tables)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": list(self.param_names), "ratio": self.ratio}
-
-
 @pytest.fixture
 def plugin() -> Iterator[None]:
     """Register "gamma" as a perturbation and as an attack for one test, then remove both."""
     PERTURBATIONS.add("gamma", Gamma)
-    register_attack("gamma", f"{__name__}:GammaAttack")
+    register_attack("gamma", GAMMA_ATTACK)
     try:
         yield
     finally:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from attack_registry_support import GAMMA_ATTACK
 from dermadv.attacks import (
     ATTACKS,
     SEARCHES,
@@ -177,7 +178,7 @@ def test_errors_are_attack_config_errors_naming_what_is_valid() -> None:
     with pytest.raises(AttackConfigError, match="not an Attack subclass"):
         register_attack("x", ColorBalance)  # type: ignore[arg-type]
     with pytest.raises(AttackConfigError, match="registered twice"):
-        register_attack("color", f"{__name__}:GammaAttack")
+        register_attack("color", GAMMA_ATTACK)
 
     class Loose(Attack):
         def __init__(self, **options: Any) -> None:
