@@ -19,6 +19,7 @@ from dermadv.data.cache import ImageCache, shorter_side_size
 from dermadv.data.images import load_image, resize_uint8
 from dermadv.errors import DermadvError
 from dermadv.models.augment import Augmentation, augment, crop_box
+from dermadv.models.checkpoint import build_model, head_parameter_names
 
 torch.set_num_threads(1)  # the shared test machine is oversubscribed: 1 thread is fastest
 
@@ -198,3 +199,34 @@ def test_train_refuses_bad_inputs(tmp_path: Path, isic2019_dir: Path, small_spli
     a_file.write_text("x")
     with pytest.raises(DermadvError, match="a_file: exists and is not a directory"):
         run_cli(train_args(isic2019_dir, small_split, a_file, 1))
+
+
+# ----- a full-size network: inception v3 at 299 px, forward and backward (~5 s on a 2-core CPU) ---------
+def test_inception_v3_forward_backward_with_aux_logits() -> None:
+    torch.manual_seed(0)
+    model = build_model("inception_v3", 2, "none")
+    assert model.aux_logits and model.AuxLogits is not None and not model.transform_input
+    assert head_parameter_names(model, 2) == {
+        "fc.weight",
+        "fc.bias",
+        "AuxLogits.fc.weight",
+        "AuxLogits.fc.bias",
+    }
+    model.train()
+    x = torch.randn(2, 3, 299, 299)
+    out = model(x)
+    assert out.logits.shape == (2, 2) and out.aux_logits.shape == (2, 2)
+    from dermadv.models.train import _loss
+
+    y = torch.tensor([0, 1])
+    loss = _loss(out, y, 0.4)
+    expected = torch.nn.functional.cross_entropy(out.logits, y) + 0.4 * torch.nn.functional.cross_entropy(
+        out.aux_logits, y
+    )
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert model.fc.weight.grad is not None and model.AuxLogits.fc.weight.grad is not None
+    assert model.Conv2d_1a_3x3.conv.weight.grad.abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (2, 2)  # plain logits in eval mode

@@ -100,7 +100,8 @@ def test_every_import_belongs_to_the_extra_of_its_module() -> None:
                 owners = sorted(e for e, mods in extras.items() if top in mods and e not in dev)
                 problems.append(
                     f"src/dermadv/{rel}:{line}: '{top}' (extra {', '.join(owners)}) imported by a module not "
-                    f"of that extra (tests/unit/test_deps.py EXTRA_MODULES: {sorted(EXTRA_MODULES.get(rel, []))})"
+                    f"of that extra (tests/unit/test_deps.py EXTRA_MODULES: "
+                    f"{sorted(EXTRA_MODULES.get(rel, []))})"
                 )
     assert not problems, "\n".join(problems)
 

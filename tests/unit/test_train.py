@@ -14,7 +14,6 @@ from dermadv.models.checkpoint import (
     CHECKPOINT_KEY,
     arch_kwargs,
     build_model,
-    head_parameter_names,
     load_checkpoint_classifier,
     make_checkpoint,
     read_checkpoint,
@@ -22,37 +21,6 @@ from dermadv.models.checkpoint import (
 )
 
 torch.set_num_threads(1)  # the shared test machine is oversubscribed: 1 thread is fastest
-
-
-# ----- model construction -------------------------------------------------------------------------
-def test_inception_v3_forward_backward_with_aux_logits() -> None:
-    torch.manual_seed(0)
-    model = build_model("inception_v3", 2, "none")
-    assert model.aux_logits and model.AuxLogits is not None and not model.transform_input
-    assert head_parameter_names(model, 2) == {
-        "fc.weight",
-        "fc.bias",
-        "AuxLogits.fc.weight",
-        "AuxLogits.fc.bias",
-    }
-    model.train()
-    x = torch.randn(2, 3, 299, 299)
-    out = model(x)
-    assert out.logits.shape == (2, 2) and out.aux_logits.shape == (2, 2)
-    from dermadv.models.train import _loss
-
-    y = torch.tensor([0, 1])
-    loss = _loss(out, y, 0.4)
-    expected = torch.nn.functional.cross_entropy(out.logits, y) + 0.4 * torch.nn.functional.cross_entropy(
-        out.aux_logits, y
-    )
-    assert torch.allclose(loss, expected)
-    loss.backward()
-    assert model.fc.weight.grad is not None and model.AuxLogits.fc.weight.grad is not None
-    assert model.Conv2d_1a_3x3.conv.weight.grad.abs().sum() > 0
-    model.eval()
-    with torch.no_grad():
-        assert model(x).shape == (2, 2)  # plain logits in eval mode
 
 
 def test_imagenet_download_failure_names_alternatives(
