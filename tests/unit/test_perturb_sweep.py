@@ -1,4 +1,5 @@
-"""The systematic perturbation sweep on real ISIC images: transforms, statistics, resume, CLI."""
+"""The perturbation sweep's transforms (on a synthetic lesion, ``dermadv.synthetic``) and statistics; the
+sweep itself on real images is in tests/integration/test_perturb_sweep.py."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from dermadv.perturb.corruptions import SpecError, parse_one, parse_specs, study_specs
 from dermadv.perturb.sweep import paired_difference_ci
+from dermadv.synthetic import make_lesion_image
 
 
 # ----- transforms ---------------------------------------------------------------------------------
@@ -39,6 +41,54 @@ def test_spec_language():
     ):
         with pytest.raises(SpecError, match=why):
             parse_one(bad)
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    """A synthetic lesion (``dermadv.synthetic``) at 96 px: textured skin, a pigmented blob."""
+    return make_lesion_image(np.random.default_rng(0), 96, melanoma=True)
+
+
+def test_rotation_180_twice_is_exact(image):
+    rot = parse_one("rot180")
+    batch = image[None]
+    once = rot.apply(batch)
+    assert not np.array_equal(once, batch)
+    np.testing.assert_array_equal(once[0], image[::-1, ::-1])
+    np.testing.assert_array_equal(rot.apply(once), batch)
+    tall = np.ascontiguousarray(image[:, :72])  # non-square too
+    np.testing.assert_array_equal(rot.apply(rot.apply(tall[None])), tall[None])
+
+
+def test_rotation_45_black_corners(image):
+    out = parse_one("rot45").apply(image[None])[0]
+    assert out[0, 0].max() == 0 and out[-1, -1].max() == 0  # exposed corners are black
+    assert abs(int(out[48, 48].astype(int).sum()) - int(image[48, 48].astype(int).sum())) < 30
+
+
+def test_plus50_saturates_one_channel_only(image):
+    img = image.copy()
+    img[:4, :4, 0] = 230  # make sure some red pixels saturate
+    out = parse_one("shift:r:+50").apply(img[None])[0]
+    red, red_out = img[..., 0].astype(int), out[..., 0].astype(int)
+    assert (red_out[red >= 205] == 255).all()
+    np.testing.assert_array_equal(red_out[red < 205], red[red < 205] + 50)
+    np.testing.assert_array_equal(out[..., 1:], img[..., 1:])
+    down = parse_one("shift:b:-50").apply(img[None])[0]
+    blue = img[..., 2].astype(int)
+    np.testing.assert_array_equal(down[..., 2].astype(int), np.maximum(blue - 50, 0))
+    np.testing.assert_array_equal(down[..., :2], img[..., :2])
+
+
+def test_extra_corruptions_change_images(image):
+    batch = image[None]
+    for spec in ("hue:0.05", "blur:1.5", "jpeg:30", "brightness:1.2", "contrast:0.7"):
+        out = parse_one(spec).apply(batch)
+        assert out.dtype == np.uint8 and out.shape == batch.shape
+        assert not np.array_equal(out, batch), spec
+    np.testing.assert_array_equal(parse_one("hue:0").apply(batch), batch)
+    np.testing.assert_array_equal(parse_one("brightness:1").apply(batch), batch)
+    assert parse_one("blur:1.5").apply(batch).astype(float).std() < batch.astype(float).std()
 
 
 # ----- statistics ---------------------------------------------------------------------------------
