@@ -1,6 +1,5 @@
-"""Every adapter behind one Classifier interface: the same tiny torch model as a torch module, TorchScript
-and ONNX gives the same probabilities; Keras models are white-box; hostile inputs give clear errors.
-Real images from ../shared/data/isic-dev."""
+"""Adapter errors without data: the Keras backend and missing extras, files that are no model, missing
+files, unknown suffixes and bad specs. The adapters on real images: tests/integration/test_adapters.py."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""Attacks, searches and perturbations as registered extensions (dermadv.registry), end to end.
+"""Attacks, searches and perturbations as registered extensions (dermadv.registry), without data.
 
 Checks that registry-built attacks describe themselves exactly as before (run.json settings hashes
-unchanged), that every registered class lists its options explicitly, that an attack and a
-perturbation registered here (a real per-channel gamma search) run through ``run_campaign`` and
-``dermadv attack --attacks NAME``, that ``--attack-option NAME.KEY=VALUE`` reaches the attack (and
-run.json), and that bad names and options are one-line errors. The model is a tiny CNN trained
-briefly on real ISIC images (tests/campaign_support.py).
+unchanged), that every registered class lists its options explicitly, that shared and per-attack
+options reach the attacks, and that bad names and options are one-line errors. The registered gamma
+attack run through ``run_campaign`` and the CLI on real images: tests/integration/test_attack_registry.py.
 """
 
 from __future__ import annotations

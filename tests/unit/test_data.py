@@ -1,4 +1,5 @@
-"""dermadv.data on the real development images (../shared/data/isic-dev) and on hostile copies."""
+"""dermadv.data without data: CSV column errors and the console exit codes. The loaders on the real
+development images and on hostile copies of them: tests/integration/test_data.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""End to end on real ISIC images: `dermadv data split` -> `dermadv train` -> `dermadv evaluate`, all through
-the real CLI, then every output checked for consistency (and against scikit-learn and the ISIC scorer)."""
+"""Evaluation arithmetic without data: the degenerate-AUC note, multi-class AUCs, the lossless ISIC
+submission. End to end on real images (split -> train -> evaluate): tests/integration/test_evaluate.py."""
 
 from __future__ import annotations
 

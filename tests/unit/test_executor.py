@@ -1,10 +1,6 @@
-"""One executor for every kind of work unit: the local and the Ray executor give the same results.
-
-Units are attack jobs (``AttackUnit``), sweep perturbations (``SweepUnit``) and a kind defined only
-here (``RotateShiftDraws``: melanoma scores of images under rotations and colour shifts at given
-parameters, as robustness draws will be), all run unchanged by ``LocalExecutor`` and ``RayExecutor``.
-The model is the fixed tiny TorchScript CNN of the golden rows; the images are real ISIC images.
-"""
+"""Attack specs build exactly what ``build_attacks`` builds (and pickle), with the fixed tiny TorchScript
+CNN of the golden rows. The executors running every kind of unit on real images:
+tests/integration/test_executor.py."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Extension points through the one Registry: a model format, a report section and a command
-registered in a test are used by load_model and the real CLI; a missing extra is one line; `--help`
-imports no framework."""
+"""Extension points through the one Registry, without data: a registered command runs in the real CLI;
+a missing extra is one line; registration rules; `--help` imports no framework. A registered model
+format and report section on real images: tests/integration/test_extension_points.py."""
 
 from __future__ import annotations
 

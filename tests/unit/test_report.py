@@ -1,6 +1,5 @@
-"""The HTML report: built from real evaluation, perturbation and attack runs on real ISIC images;
-every section present, every figure a decodable PNG, text escaped, and it renders in headless
-Chromium with every image loaded and no request leaving the file."""
+"""The HTML report without data: reference-CSV validation, non-run folders refused, the few-pixel
+difference circled. The report built from real runs (and in headless Chromium): tests/integration."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""One run record (dermadv.runs): settings hash, refusal of changed result settings, invocations, kinds,
-device-independent resume for sweeps and campaigns alike, and file modes that honour the umask."""
+"""One run record (dermadv.runs) without data: settings hash, open/check/record, read errors and legacy
+kinds, file modes that honour the umask. The run kinds on real images: tests/integration/test_runs.py."""
 
 from __future__ import annotations
 

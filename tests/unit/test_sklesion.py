@@ -1,5 +1,5 @@
-"""The real third-party model: PyPI ``sklesion`` (Keras 3 Xception) run by Keras on PyTorch, on real
-HAM10000 images from ../shared/data/isic-dev/ham10000 with their metadata."""
+"""The third-party model PyPI ``sklesion`` (Keras 3 Xception, run by Keras on PyTorch) without data: its
+package facts and the metadata encoding. On real HAM10000 images: tests/integration/test_sklesion.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Model construction, checkpoints, augmentation, the image cache and resumable training on real images."""
+"""Model construction and checkpoints without data. Augmentation, the image cache and resumable
+training on real images (and the full-size inception v3 pass): tests/integration/test_train.py."""
 
 from __future__ import annotations
 
