@@ -29,7 +29,7 @@ EXTRA_MODULES: dict[str, set[str]] = {
     "models/keras_adapter.py": {"keras"},
     "models/onnx_adapter.py": {"onnx"},
     "readerstudy/app.py": {"readerstudy"},
-    "readerstudy/web.py": {"readerstudy"},  # only app.py imports these three
+    "readerstudy/web.py": {"readerstudy"},
     "readerstudy/reader_routes.py": {"readerstudy"},
     "readerstudy/coordinator_routes.py": {"readerstudy"},
     "readerstudy/store.py": {"readerstudy"},
