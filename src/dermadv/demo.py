@@ -20,7 +20,6 @@ The study's protocol at full scale (Inception v3 at 299 px, ImageNet weights, wh
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from dermadv.errors import DataError, DermadvError
+from dermadv.fileio import atomic_write_json
 
 DEMO_DATA_ENV = "DERMADV_DEMO_DATA"
 SIZES: tuple[str, ...] = ("small", "full")
@@ -433,9 +433,7 @@ def run_demo(
         notes=notes,
         summary=summary,
     )
-    tmp = out / ".demo.json.tmp"
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, out / "demo.json")
+    atomic_write_json(out / "demo.json", result.to_dict(), default=str)
     return result
 
 

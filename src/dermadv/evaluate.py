@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_target, atomic_write_text
-from dermadv.labels import canonical_diagnosis
+from dermadv.fileio import atomic_write_bytes, atomic_write_text
+from dermadv.labels import ISIC2019_COLUMNS, ISIC2019_DIAGNOSES, canonical_diagnosis
 from dermadv.metrics import (
     binary_metrics,
     delong_auc_ci,
@@ -36,20 +36,10 @@ from dermadv.metrics import (
     format_metrics_table,
     melanoma_score,
 )
+from dermadv.vocab import Group
 
-#: ISIC 2019 challenge diagnosis columns, in the ground-truth file's order.
-ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
-_CANONICAL_TO_ISIC = {
-    "mel": "MEL",
-    "nv": "NV",
-    "bcc": "BCC",
-    "akiec": "AK",
-    "bkl": "BKL",
-    "df": "DF",
-    "vasc": "VASC",
-    "scc": "SCC",
-    "unk": "UNK",
-}
+#: ISIC 2019 column of each canonical diagnosis code (the columns: ``dermadv.labels.ISIC2019_COLUMNS``).
+_CANONICAL_TO_ISIC = {code: column for column, code in ISIC2019_DIAGNOSES.items()}
 
 
 @dataclass
@@ -295,7 +285,7 @@ def predictions_csv(ev: Evaluation) -> str:
         + ["melanoma_score", "predicted", "in_metrics"]
     )
     for s, p, sc, inc in zip(ev.samples, ev.probs, ev.scores, ev.included, strict=True):
-        pred = "melanoma" if sc >= ev.threshold else "benign"
+        pred = Group.MELANOMA if sc >= ev.threshold else Group.BENIGN
         w.writerow(
             [s.image_id, s.diagnosis] + [repr(float(v)) for v in p] + [repr(float(sc)), pred, int(inc)]
         )
@@ -337,44 +327,15 @@ def isic_submission_csv(ev: Evaluation) -> str:
     return buf.getvalue()
 
 
-def plot_roc(ev: Evaluation, path: Path, title: str = "") -> None:
-    """ROC curve (PNG) with AUC and its 95% CI in the legend and the operating point marked."""
-    import matplotlib
+def plot_roc(ev: Evaluation, path: Path, title: str = "", label: str = "model") -> None:
+    """Write the evaluation's ROC curve as a PNG (:func:`dermadv.report.figures.roc_plot`): the AUC
+    and its 95% CI in the legend, the operating point at ``ev.threshold`` marked."""
+    from dermadv.report.figures import roc_curve_from_metrics, roc_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
-
-    y = ev.y_true
-    fpr, tpr, _ = roc_curve(y, ev.scores[ev.included])
     m = ev.metrics
-    auc = m["auc"]
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
-    ax.plot(fpr, tpr, lw=2, label=f"AUC {auc['value']:.3f} (95% CI {auc['ci_low']:.3f}-{auc['ci_high']:.3f})")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    sens, spec = m["sensitivity"]["value"], m["specificity"]["value"]
-    ax.plot(
-        [1 - spec],
-        [sens],
-        "o",
-        color="crimson",
-        ms=8,
-        label=f"threshold {ev.threshold:g}: sens {sens:.2f}, spec {spec:.2f}",
-    )
-    ax.set_xlabel("1 - specificity (false positive rate)")
-    ax.set_ylabel("sensitivity (true positive rate)")
-    ax.set_xlim(-0.01, 1.01)
-    ax.set_ylim(-0.01, 1.01)
-    ax.set_aspect("equal")
-    ax.set_title(title or f"melanoma vs naevus, n = {m['n']} ({m['n_melanoma']} melanoma)", fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    try:
-        with atomic_target(path, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    curve = roc_curve_from_metrics(label, ev.y_true, ev.scores[ev.included], m)
+    title = title or f"melanoma vs naevus, n = {m['n']} ({m['n_melanoma']} melanoma)"
+    atomic_write_bytes(path, roc_plot([curve], title))
 
 
 def write_evaluation(
@@ -425,7 +386,7 @@ def write_evaluation(
     atomic_write_text(files["predictions"], predictions_csv(ev))
     atomic_write_text(files["confusion_txt"], format_confusion(ev.metrics["confusion"]) + "\n")
     atomic_write_text(files["confusion_json"], json.dumps(ev.metrics["confusion"], indent=2) + "\n")
-    plot_roc(ev, files["roc"])
+    plot_roc(ev, files["roc"], label=str(getattr(model, "name", "") or "model"))
     if isic_submission:
         files["isic_submission"] = out / "isic_submission.csv"
         atomic_write_text(files["isic_submission"], isic_submission_csv(ev))

@@ -12,6 +12,31 @@ NAEVUS = "nv"
 DEFAULT_MELANOMA_CLASSES: frozenset[str] = frozenset({"mel"})
 DEFAULT_BENIGN_CLASSES: frozenset[str] = frozenset({"nv"})
 
+#: ISIC 2019 challenge diagnosis columns (ground-truth and submission CSVs), in the files' order,
+#: each with the canonical code it stands for.
+ISIC2019_DIAGNOSES: dict[str, str] = {
+    "MEL": "mel",
+    "NV": "nv",
+    "BCC": "bcc",
+    "AK": "akiec",
+    "BKL": "bkl",
+    "DF": "df",
+    "VASC": "vasc",
+    "SCC": "scc",
+    "UNK": "unk",
+}
+ISIC2019_COLUMNS: tuple[str, ...] = tuple(ISIC2019_DIAGNOSES)
+#: ISIC 2018 Task 3 diagnosis columns, in the ground-truth file's order, with their canonical codes.
+ISIC2018_DIAGNOSES: dict[str, str] = {
+    "MEL": "mel",
+    "NV": "nv",
+    "BCC": "bcc",
+    "AKIEC": "akiec",
+    "BKL": "bkl",
+    "DF": "df",
+    "VASC": "vasc",
+}
+
 _SYNONYMS: dict[str, str] = {
     "mel": "mel",
     "melanoma": "mel",

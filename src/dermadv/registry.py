@@ -24,13 +24,20 @@ point names a module (``my_pkg.attacks``) or an object (``my_pkg.attacks:MyAttac
 is expected to call ``register`` (as importing the module does), and an object that is not yet
 registered is registered under the entry point's name. Entry points are loaded the first time a
 registry is asked for its names.
+
+A registry whose built-ins live in modules that are not imported with it (so that importing the
+registry stays cheap) lists them as ``builtins``; they are imported on the first lookup (or the first
+``add``), before the entry points, so built-ins always come first in ``names()``::
+
+    MODEL_FORMATS = Registry("model format", builtins=("dermadv.models.checkpoint", ...))
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
@@ -71,10 +78,20 @@ class Entry(Generic[T]):
 
 def explicit_options(obj: Callable[..., Any]) -> dict[str, Any]:
     """Keyword options of a class's ``__init__`` or a function, with their defaults (``_MISSING``
-    when required). Raises TypeError when it takes ``**kwargs``: the options would not be knowable."""
-    target = obj.__init__ if isinstance(obj, type) else obj  # type: ignore[misc]
+    when required). Raises TypeError when it takes ``**kwargs``: the options would not be knowable.
+
+    For a class: its ``__init__``, else its ``__new__``; one with neither (only ``object``'s, whose
+    signature is ``*args, **kwargs``) takes no options: ``{}``."""
+    target: Callable[..., Any] = obj
+    if isinstance(obj, type):
+        if obj.__init__ is not object.__init__:  # type: ignore[misc]
+            target = obj.__init__  # type: ignore[misc]
+        elif obj.__new__ is not object.__new__:
+            target = obj.__new__
+        else:
+            return {}
     params = list(inspect.signature(target).parameters.values())
-    if isinstance(obj, type) and params and params[0].name == "self":
+    if isinstance(obj, type) and params and params[0].name in ("self", "cls"):
         params = params[1:]
     if any(p.kind is p.VAR_KEYWORD for p in params):
         raise TypeError(
@@ -128,10 +145,15 @@ def coerce(value: Any, default: Any, what: str) -> Any:
 class Registry(Generic[T]):
     """Name -> extension, for one kind of extension (see the module docstring)."""
 
-    def __init__(self, kind: str, group: str | None = None) -> None:
+    def __init__(self, kind: str, group: str | None = None, *, builtins: Sequence[str] = ()) -> None:
+        if isinstance(builtins, str):
+            raise TypeError(f"Registry({kind!r}): builtins must be a sequence of module names, not a string")
         self.kind = kind
         self.group = group if group is not None else ENTRY_POINT_GROUPS.get(kind)
+        #: Modules defining the built-ins, imported on the first lookup (see the module docstring).
+        self.builtins: tuple[str, ...] = tuple(builtins)
         self._entries: dict[str, Entry[T]] = {}
+        self._builtins_loaded = not self.builtins
         self._plugins_loaded = False
         self._loading = False
 
@@ -148,6 +170,7 @@ class Registry(Generic[T]):
     def add(self, name: str, obj: T, *, source: str | None = None, **meta: Any) -> None:
         """Register ``obj`` under ``name``; re-registering the same object is a no-op, another one an
         error (two plugins claiming one name must not silently replace each other)."""
+        self.load_builtins()  # built-ins first, even when a plugin module is imported directly
         name = str(name).strip()
         if not name:
             raise RegistryError(f"{self.kind}: empty name")
@@ -226,9 +249,23 @@ class Registry(Generic[T]):
         except (TypeError, ValueError) as exc:
             raise RegistryError(f"{self.kind} {name!r}: {exc}") from None
 
-    # ----- plugins ------------------------------------------------------------------------------
+    # ----- built-ins and plugins ---------------------------------------------------------------
+    def load_builtins(self) -> None:
+        """Import the ``builtins`` modules once (each registers what it defines where it is defined)."""
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True  # set first: the modules call add(), which calls this again
+        try:
+            for module in self.builtins:
+                importlib.import_module(module)
+        except Exception:
+            self._builtins_loaded = False  # the next lookup tries again (and fails the same way, loudly)
+            raise
+
     def load_plugins(self) -> None:
-        """Load this kind's entry points once (idempotent; a failing plugin is a clear error)."""
+        """Load this kind's entry points once, after the built-ins (idempotent; a failing plugin is a
+        clear error)."""
+        self.load_builtins()
         if self._plugins_loaded or self._loading or self.group is None:
             return
         self._loading = True

@@ -15,18 +15,17 @@ loader that reads a real ISIC download reads it. Everything is deterministic giv
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter
 
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_target, atomic_write_text
+from dermadv.labels import ISIC2019_COLUMNS
 
-#: Columns of the ISIC 2019 ground-truth CSV, in the published order.
-ISIC2019_COLUMNS: tuple[str, ...] = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 GROUND_TRUTH_CSV = "ISIC_2019_Training_GroundTruth.csv"
 METADATA_CSV = "ISIC_2019_Training_Metadata.csv"
 MARKER_FILE = "SYNTHETIC_DATA.txt"
@@ -175,9 +174,8 @@ def generate_dataset(
         img_rng = np.random.default_rng([seed, i])
         img = make_lesion_image(img_rng, size, bool(is_mel))
         path = images / f"{image_id}.jpg"
-        tmp = path.with_name(path.name + ".tmp")
-        Image.fromarray(img).save(tmp, format="JPEG", quality=jpeg_quality)
-        os.replace(tmp, path)
+        with atomic_target(path) as tmp:  # format given: the temporary name needs no .jpg
+            Image.fromarray(img).save(tmp, format="JPEG", quality=jpeg_quality)
         onehot = {c: "0.0" for c in ISIC2019_COLUMNS}
         onehot["MEL" if is_mel else "NV"] = "1.0"
         gt_rows.append({"image": image_id, **onehot})
@@ -195,12 +193,11 @@ def generate_dataset(
         (GROUND_TRUTH_CSV, gt_rows, ("image", *ISIC2019_COLUMNS)),
         (METADATA_CSV, meta_rows, ("image", "age_approx", "anatom_site_general", "lesion_id", "sex")),
     ):
-        tmp = root / (name + ".tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(cols))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, root / name)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(cols))
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(root / name, buf.getvalue())
     info = {
         "synthetic": True,
         "generator": "dermadv.synthetic.generate_dataset",

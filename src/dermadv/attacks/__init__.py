@@ -26,7 +26,7 @@ from typing import Any
 
 from dermadv.attacks.base import Attack, AttackConfigError, AttackResult
 from dermadv.attacks.color import ColorAttack
-from dermadv.attacks.criteria import DIRECTIONS, Misclassification
+from dermadv.attacks.criteria import Misclassification
 from dermadv.attacks.de import DEOptions, DESearch, de_search, differential_evolution
 from dermadv.attacks.evolutionary import EvolutionaryAttack
 from dermadv.attacks.evolve import EvolveAttack
@@ -47,6 +47,7 @@ from dermadv.attacks.registry import (
     study_attacks,
 )
 from dermadv.attacks.rotation import RotationAttack
+from dermadv.vocab import DIRECTIONS
 
 
 def __getattr__(name: str) -> Any:

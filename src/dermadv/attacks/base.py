@@ -18,12 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.criteria import Misclassification, check_direction
+from dermadv.attacks.criteria import Misclassification
 from dermadv.errors import NotWhiteBoxError
 from dermadv.models.base import Classifier, Metadata
 from dermadv.registry import RegistryError
-
-OUTCOMES: tuple[str, ...] = ("success", "failure", "misclassified", "error")
+from dermadv.vocab import Outcome, check_direction
 
 
 class AttackConfigError(RegistryError):
@@ -39,9 +38,9 @@ class AttackResult:
 
     image_id: str
     attack: str
-    direction: str  # "mel->nv" or "nv->mel"
-    outcome: str  # "success" | "failure" | "misclassified" (not attacked) | "error"
-    true_group: str  # "melanoma" | "benign"
+    direction: str  # a dermadv.vocab.Direction: "mel->nv" or "nv->mel"
+    outcome: str  # a dermadv.vocab.Outcome: "success" | "failure" | "misclassified" (not attacked) | "error"
+    true_group: str  # a dermadv.vocab.Group: "melanoma" | "benign"
     initial_probs: list[float]
     final_probs: list[float] | None
     initial_conf: float  # P(true group) before the attack
@@ -56,7 +55,7 @@ class AttackResult:
 
     @property
     def success(self) -> bool:
-        return self.outcome == "success"
+        return self.outcome == Outcome.SUCCESS
 
     def to_dict(self, images: bool = False) -> dict[str, Any]:
         """Plain-Python fields (JSON-ready); the uint8 images only if ``images``."""
@@ -167,7 +166,7 @@ class Attack(ABC):
             if crit.is_correct(model, probs0[i])[0]:
                 jobs.append(job)
             else:
-                results[i] = self.finish(model, job, None, None, {}, 0, t0, outcome="misclassified")
+                results[i] = self.finish(model, job, None, None, {}, 0, t0, outcome=Outcome.MISCLASSIFIED)
         if jobs:
             for job, res in zip(jobs, self._attack(model, jobs, t0), strict=True):
                 results[job.index] = res
@@ -228,12 +227,12 @@ class Attack(ABC):
         if final_probs is not None:
             final_conf = float(crit.confidences(model, final_probs)[0][0])
             if outcome is None:
-                outcome = "success" if crit.is_success(model, final_probs)[0] else "failure"
+                outcome = Outcome.SUCCESS if crit.is_success(model, final_probs)[0] else Outcome.FAILURE
         return AttackResult(
             image_id=job.image_id,
             attack=self.name,
             direction=crit.direction,
-            outcome=str(outcome),
+            outcome=Outcome(outcome),
             true_group=crit.true_group,
             initial_probs=[float(p) for p in job.initial_probs],
             final_probs=None if final_probs is None else [float(p) for p in final_probs],

@@ -14,21 +14,12 @@ from typing import Any
 import numpy as np
 
 from dermadv.models.base import Classifier
-
-#: Attack directions: true group -> target group.
-DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
+from dermadv.vocab import Direction, Group, check_direction
 
 #: Fitness functions (lower is better): "study" = P(true group), the study's objective;
 #: "margin" = P(true group) - P(target group); "auto" = study for a model whose classes all belong
 #: to the two groups (binary), margin otherwise (multi-class, where probability can leak elsewhere).
 FITNESSES: tuple[str, ...] = ("auto", "study", "margin")
-
-
-def check_direction(direction: str) -> str:
-    """Validate an attack direction, naming the valid ones."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
-    return direction
 
 
 class Misclassification:
@@ -51,21 +42,21 @@ class Misclassification:
         self.fitness_name = fitness
 
     @property
-    def true_group(self) -> str:
-        return "melanoma" if self.direction == "mel->nv" else "benign"
+    def true_group(self) -> Group:
+        return self.direction.true_group
 
     @property
-    def target_group(self) -> str:
-        return "benign" if self.direction == "mel->nv" else "melanoma"
+    def target_group(self) -> Group:
+        return self.direction.target_group
 
     def target_indices(self, model: Classifier) -> list[int]:
         """Indices of the model's classes in the target group (for gradient losses)."""
-        return model.benign_indices if self.direction == "mel->nv" else model.melanoma_indices
+        return model.benign_indices if self.direction is Direction.MEL_TO_NV else model.melanoma_indices
 
     def confidences(self, model: Classifier, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(P(true group), P(target group)) per row of an N x K probability array."""
         p_mel, p_ben = model.group_probs(np.atleast_2d(probs))
-        return (p_mel, p_ben) if self.direction == "mel->nv" else (p_ben, p_mel)
+        return (p_mel, p_ben) if self.direction is Direction.MEL_TO_NV else (p_ben, p_mel)
 
     def resolved_fitness(self, model: Classifier) -> str:
         """ "study" or "margin": what "auto" means for this model."""
@@ -98,7 +89,7 @@ class Misclassification:
     def describe(self, model: Classifier | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
             "criterion": "misclassification",
-            "direction": self.direction,
+            "direction": self.direction.value,
             "threshold": self.threshold,
             "fitness": self.fitness_name,
         }
@@ -108,6 +99,6 @@ class Misclassification:
 
     def __repr__(self) -> str:
         return (
-            f"Misclassification(direction={self.direction!r}, threshold={self.threshold}, "
+            f"Misclassification(direction={self.direction.value!r}, threshold={self.threshold}, "
             f"fitness={self.fitness_name!r})"
         )

@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import AttackConfigError, AttackJob, AttackResult, metadata_list, model_device
+from dermadv.attacks.base import AttackConfigError, AttackJob, AttackResult
 from dermadv.attacks.gradient import (
     GradientAttack,
+    batch_inputs,
     loss_gradient,
-    target_mask,
-    to_tensor,
     to_uint8_images,
 )
 from dermadv.attacks.registry import ATTACKS
@@ -47,10 +46,7 @@ class FGSM(GradientAttack):
     def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
         import torch
 
-        device = model_device(model)
-        x = to_tensor(np.stack([job.image for job in jobs]), device)
-        metas = metadata_list([job.metadata for job in jobs])
-        mask = target_mask(model, jobs, device)
+        _, x, metas, mask = batch_inputs(model, jobs)
         grad_sign = torch.sign(loss_gradient(model, x, mask, metas, self.forward_batch(model)))
         # all eps of all images in one batch: image-major, eps-minor
         adv = np.stack([to_uint8_images(x - e * grad_sign) for e in self.eps], axis=1)  # N x E x H x W x 3

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import Attack, AttackJob
+from dermadv.attacks.base import Attack, AttackJob, metadata_list, model_device
 from dermadv.models.base import Classifier, Metadata
 
 
@@ -43,6 +43,13 @@ def target_mask(model: Classifier, jobs: Sequence[AttackJob], device: Any) -> An
     for row, job in enumerate(jobs):
         mask[row, job.criterion.target_indices(model)] = True
     return mask.to(device)
+
+
+def batch_inputs(model: Classifier, jobs: Sequence[AttackJob]) -> tuple[Any, Any, list[Metadata] | None, Any]:
+    """What a gradient attack starts from: (device, float image tensor, metadata list, target mask)."""
+    device = model_device(model)
+    x = to_tensor(np.stack([job.image for job in jobs]), device)
+    return device, x, metadata_list([job.metadata for job in jobs]), target_mask(model, jobs, device)
 
 
 def target_loss(model: Classifier, x: Any, mask: Any, metadata: Sequence[Metadata] | None) -> Any:

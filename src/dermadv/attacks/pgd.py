@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.base import AttackConfigError, AttackJob, AttackResult, metadata_list, model_device
+from dermadv.attacks.base import AttackConfigError, AttackJob, AttackResult
 from dermadv.attacks.gradient import (
     GradientAttack,
+    batch_inputs,
     loss_gradient,
-    target_mask,
-    to_tensor,
     to_uint8_images,
 )
 from dermadv.attacks.registry import ATTACKS
@@ -59,10 +58,7 @@ class PGD(GradientAttack):
     def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
         import torch
 
-        device = model_device(model)
-        x = to_tensor(np.stack([job.image for job in jobs]), device)
-        metas = metadata_list([job.metadata for job in jobs])
-        mask = target_mask(model, jobs, device)
+        device, x, metas, mask = batch_inputs(model, jobs)
         adv = x.clone()
         if self.random_start:  # each image's own generator: results do not depend on batching
             gens = [torch.Generator().manual_seed(job.seed) for job in jobs]

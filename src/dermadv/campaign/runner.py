@@ -41,10 +41,8 @@ from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: imp
 from dermadv.runs.provenance import file_sha256, run_provenance, versions  # noqa: F401 - re-exported
 from dermadv.runs.record import NON_RESULT_KEYS, RunDir, read_run, settings_hash  # noqa: F401 - re-exported
 from dermadv.runs.specs import AttackSpec
+from dermadv.vocab import Group, Outcome, check_direction
 
-DIRECTIONS: tuple[str, ...] = ("mel->nv", "nv->mel")
-#: Which data diagnoses an attack direction starts from, and the model-class group they belong to.
-DIRECTION_SOURCE: dict[str, tuple[str, str]] = {"mel->nv": ("mel", "melanoma"), "nv->mel": ("nv", "benign")}
 RUN_INFO = "run.json"
 #: Top-level keys of a model description that do not change results (from the one list,
 #: ``dermadv.runs.record.NON_RESULT_KEYS``; the Ray executor compares workers' models without them).
@@ -66,13 +64,6 @@ class CampaignJob:
     @property
     def key(self) -> tuple[str, str]:
         return (self.image_id, self.attack)
-
-
-def check_direction(direction: str) -> str:
-    """Validate an attack direction ("mel->nv" or "nv->mel")."""
-    if direction not in DIRECTIONS:
-        raise DataError(f"unknown direction {direction!r}; choose one of {', '.join(DIRECTIONS)}")
-    return direction
 
 
 def plan_jobs(
@@ -119,9 +110,9 @@ def group_jobs(jobs: Sequence[CampaignJob], batch_images: int = 1) -> list[list[
     return units
 
 
-def true_group(direction: str) -> str:
+def true_group(direction: str) -> Group:
     """The model-class group the attacked images truly belong to."""
-    return DIRECTION_SOURCE[check_direction(direction)][1]
+    return check_direction(direction).true_group
 
 
 def error_result(job: CampaignJob, message: str, seconds: float = 0.0) -> Any:
@@ -132,7 +123,7 @@ def error_result(job: CampaignJob, message: str, seconds: float = 0.0) -> Any:
         image_id=job.image_id,
         attack=job.attack,
         direction=job.direction,
-        outcome="error",
+        outcome=Outcome.ERROR,
         true_group=true_group(job.direction),
         initial_probs=[],
         final_probs=None,

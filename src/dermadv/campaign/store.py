@@ -27,11 +27,11 @@ import numpy as np
 
 from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_bytes
+from dermadv.vocab import check_outcome
 
 DB_NAME = "results.sqlite"
 IMAGES_DIR = "images"
 SCHEMA_VERSION = 1
-OUTCOMES: tuple[str, ...] = ("success", "failure", "misclassified", "error")
 
 #: (column, SQL type); JSON columns hold lists/dicts.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -178,9 +178,10 @@ class ResultsStore:
         Returns False, changing nothing, when the (image_id, attack) row already exists.
         """
         image_id, attack = str(_get(result, "image_id")), str(_get(result, "attack"))
-        outcome = _get(result, "outcome")
-        if outcome not in OUTCOMES:
-            raise ValueError(f"result for {image_id}/{attack}: outcome {outcome!r} not in {OUTCOMES}")
+        try:
+            outcome = check_outcome(_get(result, "outcome"))
+        except ValueError as exc:
+            raise ValueError(f"result for {image_id}/{attack}: {exc}") from None
         if self.has(image_id, attack):
             return False
         original_path = adversarial_path = None
@@ -242,8 +243,7 @@ class ResultsStore:
             where.append("attack=?")
             args.append(attack)
         if outcome is not None:
-            if outcome not in OUTCOMES:
-                raise ValueError(f"outcome {outcome!r} not in {OUTCOMES}")
+            check_outcome(outcome)
             where.append("outcome=?")
             args.append(outcome)
         sql = f"SELECT {', '.join(COLUMN_NAMES)} FROM results"

@@ -20,6 +20,7 @@ from dermadv.campaign.runner import read_run_info
 from dermadv.campaign.store import ResultsStore
 from dermadv.fileio import atomic_write_bytes, atomic_write_json
 from dermadv.metrics import wilson_ci as metrics_wilson_ci
+from dermadv.vocab import Direction, Outcome
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "attack",
@@ -55,28 +56,26 @@ def summarize_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for attack in sorted({r["attack"] for r in rows}):
         rs = [r for r in rows if r["attack"] == attack]
-        by = {
-            o: [r for r in rs if r["outcome"] == o] for o in ("success", "failure", "misclassified", "error")
-        }
-        attempted = by["success"] + by["failure"]
-        k, n = len(by["success"]), len(attempted)
+        by = {o: [r for r in rs if r["outcome"] == o] for o in Outcome}
+        attempted = by[Outcome.SUCCESS] + by[Outcome.FAILURE]
+        k, n = len(by[Outcome.SUCCESS]), len(attempted)
         lo, hi = wilson_ci(k, n)
         out.append(
             {
                 "attack": attack,
                 "images": len(rs),
-                "misclassified": len(by["misclassified"]),
+                "misclassified": len(by[Outcome.MISCLASSIFIED]),
                 "attempted": n,
                 "successful": k,
-                "failed": len(by["failure"]),
-                "errors": len(by["error"]),
+                "failed": len(by[Outcome.FAILURE]),
+                "errors": len(by[Outcome.ERROR]),
                 "success_rate": k / n if n else float("nan"),
                 "ci_low": lo,
                 "ci_high": hi,
-                "median_queries_success": _median([r["queries"] for r in by["success"]]),
+                "median_queries_success": _median([r["queries"] for r in by[Outcome.SUCCESS]]),
                 "median_queries_all": _median([r["queries"] for r in attempted]),
                 "median_seconds": _median([r["seconds"] for r in attempted]),
-                "median_seconds_success": _median([r["seconds"] for r in by["success"]]),
+                "median_seconds_success": _median([r["seconds"] for r in by[Outcome.SUCCESS]]),
             }
         )
     return out
@@ -100,7 +99,7 @@ def confidence_pairs(rows: Sequence[Mapping[str, Any]], model: Mapping[str, Any]
     mel, ben = model.get("melanoma_classes", ["mel"]), model.get("benign_classes", ["nv"])
     out: dict[str, list[tuple[float, float]]] = {}
     for r in rows:
-        if r["outcome"] not in ("success", "failure") or not r.get("final_probs"):
+        if r["outcome"] not in (Outcome.SUCCESS, Outcome.FAILURE) or not r.get("final_probs"):
             continue
         before = melanoma_scores(r["initial_probs"], classes, mel, ben)
         after = melanoma_scores(r["final_probs"], classes, mel, ben)
@@ -206,7 +205,7 @@ def summarize_run(run_dir: str | Path, out_dir: str | Path | None = None) -> dic
     out.mkdir(parents=True, exist_ok=True)
     csv_path, png_path, json_path = out / "summary.csv", out / "heatmap.png", out / "summary.json"
     write_csv(table, csv_path)
-    direction = info.get("settings", {}).get("direction", "mel->nv")
+    direction = info.get("settings", {}).get("direction", Direction.MEL_TO_NV.value)
     plot_heatmap(
         confidence_pairs(rows, model),
         png_path,

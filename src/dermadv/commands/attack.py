@@ -87,8 +87,7 @@ def format_table(table: list[dict[str, Any]]) -> str:
         )
         if r.get("errors"):
             lines[-1][0] += f" ({r['errors']} errors)"
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+    return common.aligned_table(lines)
 
 
 def register(app: typer.Typer) -> None:
@@ -196,12 +195,13 @@ def register(app: typer.Typer) -> None:
         if fitness is not None and fitness not in ("study", "margin"):
             raise typer.BadParameter(f"--fitness must be 'study' or 'margin', got {fitness!r}")
 
-        from dermadv.campaign.runner import DIRECTION_SOURCE, check_direction, file_sha256, run_campaign
+        from dermadv.campaign.runner import file_sha256, run_campaign
         from dermadv.campaign.summary import summarize_run
         from dermadv.data import dataset_hash, select_samples
         from dermadv.models.registry import parse_model_options
+        from dermadv.vocab import check_direction
 
-        check_direction(direction)
+        source_diagnosis = check_direction(direction).source_diagnosis
         attack_names = _split_list(attacks, "--attacks")
         options = {
             "batch_size": batch_size,
@@ -221,7 +221,7 @@ def register(app: typer.Typer) -> None:
             data,
             split=split,
             subset=subset,
-            classes=(DIRECTION_SOURCE[direction][0],),
+            classes=(source_diagnosis,),
             ids=_split_list(ids, "--ids"),
             limit=limit,
         )

@@ -51,6 +51,12 @@ def benign_classes_option() -> Any:
     )
 
 
+def aligned_table(lines: list[list[str]]) -> str:
+    """Rows of cells (the first row the header) as left-aligned text columns two spaces apart."""
+    widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+
+
 def split_list(text: str | None) -> list[str] | None:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``; None or empty -> None."""
     if text is None:

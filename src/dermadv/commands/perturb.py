@@ -33,8 +33,7 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
                 str(r["flipped"]),
             ]
         )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines)
+    return common.aligned_table(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,8 +3,9 @@
 Decoding a 6000 x 4000 JPEG every epoch is wasted work; training reads small arrays instead. An
 entry is keyed by the file's resolved path, modification time and size, the JPEG decoder, the
 resize method and the target size, so a changed file or a different decoder never hits a stale
-entry. Entries are written atomically (temporary file + ``os.replace``), so concurrent DataLoader
-workers and interrupted runs never leave a torn file.
+entry. Entries are written atomically (:func:`dermadv.fileio.atomic_target`: a temporary file with a
+name unique to its writer, then a rename), so concurrent DataLoader workers and interrupted runs
+never leave a torn file.
 
 Location: ``$DERMADV_CACHE`` if set, else ``<RUN_DIR>/../.dermadv-cache`` for training runs.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +22,7 @@ import numpy as np
 
 from dermadv.data.images import DECODERS, load_image, resize_uint8
 from dermadv.errors import DataError
+from dermadv.fileio import atomic_target
 
 #: Bump when the stored representation changes.
 CACHE_FORMAT = 1
@@ -92,16 +93,8 @@ class ImageCache:
         return arr
 
     def _store(self, f: Path, arr: np.ndarray) -> None:
-        f.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{f.stem}.", suffix=".npy", dir=f.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
-            os.replace(tmp, f)
-        except OSError:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_target(f, suffix=".npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(arr), allow_pickle=False)
 
     def contains(self, path: str | Path, size: Size) -> bool:
         return self._file(self.key(path, size)).is_file()

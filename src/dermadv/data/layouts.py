@@ -30,31 +30,11 @@ from pathlib import Path
 
 from dermadv.data.dataset import Dataset, Problem, Sample
 from dermadv.errors import DataError
-from dermadv.labels import canonical_diagnosis
+from dermadv.labels import ISIC2018_DIAGNOSES, ISIC2019_DIAGNOSES, canonical_diagnosis
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".jpg", ".jpeg", ".png")
 _SUFFIX_RANK = {s: i for i, s in enumerate(IMAGE_SUFFIXES)}
 
-ISIC2019_COLUMNS = {
-    "MEL": "mel",
-    "NV": "nv",
-    "BCC": "bcc",
-    "AK": "akiec",
-    "BKL": "bkl",
-    "DF": "df",
-    "VASC": "vasc",
-    "SCC": "scc",
-    "UNK": "unk",
-}
-ISIC2018_COLUMNS = {
-    "MEL": "mel",
-    "NV": "nv",
-    "BCC": "bcc",
-    "AKIEC": "akiec",
-    "BKL": "bkl",
-    "DF": "df",
-    "VASC": "vasc",
-}
 
 _ID_COLUMNS = ("image", "image_id", "isic_id", "image_name")
 _AGE_COLUMNS = ("age_approx", "age")
@@ -88,14 +68,14 @@ CSV_LAYOUTS: tuple[CsvLayout, ...] = (
     CsvLayout(
         "isic2019",
         "ISIC 2019 ground truth",
-        frozenset(ISIC2019_COLUMNS),
-        (("image",),) + tuple((c,) for c in ISIC2019_COLUMNS if c != "UNK"),
+        frozenset(ISIC2019_DIAGNOSES),
+        (("image",),) + tuple((c,) for c in ISIC2019_DIAGNOSES if c != "UNK"),
     ),
     CsvLayout(
         "isic2018",
         "ISIC 2018 Task 3 ground truth",
-        frozenset(ISIC2018_COLUMNS),
-        (("image",),) + tuple((c,) for c in ISIC2018_COLUMNS),
+        frozenset(ISIC2018_DIAGNOSES),
+        (("image",),) + tuple((c,) for c in ISIC2018_DIAGNOSES),
     ),
     CsvLayout(
         "isic2017",
@@ -486,8 +466,8 @@ def _label_parser(label_columns: tuple[str, ...]) -> Callable:
 
 
 _PARSERS: dict[str, Callable] = {
-    "isic2019": _onehot_parser(ISIC2019_COLUMNS),
-    "isic2018": _onehot_parser(ISIC2018_COLUMNS),
+    "isic2019": _onehot_parser(ISIC2019_DIAGNOSES),
+    "isic2018": _onehot_parser(ISIC2018_DIAGNOSES),
     "isic2017": _parse_isic2017,
     "ham10000": _label_parser(("dx",)),
     "isic_archive": _label_parser(_ARCHIVE_DIAGNOSIS_COLUMNS),

@@ -16,6 +16,7 @@ import numpy as np
 from dermadv.data.images import as_batch, load_image, resize_uint8
 from dermadv.errors import ModelError, ModelOutputError, NotWhiteBoxError
 from dermadv.labels import DEFAULT_BENIGN_CLASSES, DEFAULT_MELANOMA_CLASSES, canonical_diagnosis
+from dermadv.vocab import Group
 
 #: Per-image clinical metadata some models take (age in years, sex, anatomical site), or None.
 Metadata = Mapping[str, Any] | None
@@ -51,7 +52,7 @@ class Classifier(ABC):
         # ("mel", "MEL", "melanoma"; "nv", "NV", "nevus", "naevus").
         mel = frozenset(melanoma) if melanoma is not None else self._default_group(DEFAULT_MELANOMA_CLASSES)
         ben = frozenset(benign) if benign is not None else self._default_group(DEFAULT_BENIGN_CLASSES)
-        for label, group in (("melanoma", mel), ("benign", ben)):
+        for label, group in ((Group.MELANOMA, mel), (Group.BENIGN, ben)):
             unknown = sorted(group - set(self.classes))
             if unknown:
                 raise ModelError(

@@ -240,7 +240,7 @@ def make_checkpoint(
 
 
 def save_checkpoint(ckpt: Mapping[str, Any], path: str | Path) -> Path:
-    """Write atomically (temporary file in the same directory, then ``os.replace``)."""
+    """Write atomically (:func:`dermadv.fileio.atomic_target`: a temporary file beside it, then a rename)."""
     import torch
 
     path = Path(path)

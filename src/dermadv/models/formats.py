@@ -50,31 +50,6 @@ from dermadv.registry import Registry, RegistryError, explicit_options
 T = TypeVar("T")
 
 
-class BuiltinsFirstRegistry(Registry[T]):
-    """A Registry that imports dermadv's own modules defining its built-ins before the first lookup
-    (then the entry-point plugins), so built-ins are registered where they are defined yet never
-    imported before they are needed."""
-
-    def __init__(self, kind: str, builtin_modules: Sequence[str], group: str | None = None) -> None:
-        super().__init__(kind, group)
-        self.builtin_modules = tuple(builtin_modules)
-        self._builtins_loaded = False
-
-    def load_builtins(self) -> None:
-        if not self._builtins_loaded:
-            self._builtins_loaded = True
-            for module in self.builtin_modules:
-                importlib.import_module(module)
-
-    def add(self, name: str, obj: T, *, source: str | None = None, **meta: Any) -> None:
-        self.load_builtins()  # built-ins come first even when a plugin module is imported directly
-        super().add(name, obj, source=source, **meta)
-
-    def load_plugins(self) -> None:
-        self.load_builtins()
-        super().load_plugins()
-
-
 #: Modules defining the built-in formats (listed in this order).
 BUILTIN_FORMAT_MODULES: tuple[str, ...] = (
     "dermadv.models.checkpoint",
@@ -84,7 +59,9 @@ BUILTIN_FORMAT_MODULES: tuple[str, ...] = (
     "dermadv.models.callable_adapter",
 )
 
-MODEL_FORMATS: BuiltinsFirstRegistry[type] = BuiltinsFirstRegistry("model format", BUILTIN_FORMAT_MODULES)
+#: Model formats by name (entry-point group ``dermadv.model_formats``); the built-in modules are
+#: imported on the first lookup, so ``import dermadv.models.formats`` imports no adapter.
+MODEL_FORMATS: Registry[type] = Registry("model format", builtins=BUILTIN_FORMAT_MODULES)
 
 _META_KEYS = frozenset(
     {

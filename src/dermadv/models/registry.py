@@ -18,15 +18,13 @@ from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.models.base import Classifier
-from dermadv.models.formats import BuiltinsFirstRegistry, FormatInfo, format_info, formats
-from dermadv.registry import coerce, explicit_options
+from dermadv.models.formats import FormatInfo, format_info, formats
+from dermadv.registry import Registry, coerce, explicit_options
 
 #: Named models: ``NAMED_MODELS.register("name")`` on a factory ``(device=None, *, option=default, ...)
 #: -> Classifier`` whose keyword arguments are its options (entry-point group ``dermadv.models``).
 #: The built-ins live in :mod:`dermadv.models.sklesion`, imported on the first lookup only.
-NAMED_MODELS: BuiltinsFirstRegistry[Callable[..., Classifier]] = BuiltinsFirstRegistry(
-    "model", ("dermadv.models.sklesion",)
-)
+NAMED_MODELS: Registry[Callable[..., Classifier]] = Registry("model", builtins=("dermadv.models.sklesion",))
 
 
 def register_model(name: str, target: str | Callable[..., Classifier], **meta: Any) -> None:

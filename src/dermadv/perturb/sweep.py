@@ -21,9 +21,9 @@ invocations).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -462,21 +462,19 @@ def _write_outputs(
     y_true: np.ndarray,
     description: dict[str, Any],
 ) -> None:
-    tmp = out / ".perturbation.csv.tmp"
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(SUMMARY_COLUMNS))
-        w.writeheader()
-        w.writerows(_csv_row(r) for r in rows)
-    os.replace(tmp, out / "perturbation.csv")
-    tmp = out / ".perturbation_scores.csv.tmp"
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        w2 = csv.writer(fh)
-        w2.writerow(["image_id", "melanoma", *[c.spec for c in corruptions]])
-        for k, image_id in enumerate(ids):
-            w2.writerow(
-                [image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in corruptions]]
-            )
-    os.replace(tmp, out / "perturbation_scores.csv")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(SUMMARY_COLUMNS))
+    w.writeheader()
+    w.writerows(_csv_row(r) for r in rows)
+    atomic_write_text(out / "perturbation.csv", buf.getvalue())
+    buf = io.StringIO()
+    w2 = csv.writer(buf)
+    w2.writerow(["image_id", "melanoma", *[c.spec for c in corruptions]])
+    for k, image_id in enumerate(ids):
+        w2.writerow(
+            [image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in corruptions]]
+        )
+    atomic_write_text(out / "perturbation_scores.csv", buf.getvalue())
     atomic_write_text(
         out / "perturbation.json",
         json.dumps({"model": description.get("name"), "ci_method": CI_METHOD, "rows": rows}, indent=2),

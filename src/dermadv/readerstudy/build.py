@@ -38,6 +38,7 @@ from dermadv.readerstudy.study import (
     load_study,
     write_manifest,
 )
+from dermadv.vocab import Group, Outcome
 
 _IMAGE_COLUMNS = ("image", "image_name", "image_id", "file", "filename", "path")
 _TRUTH_COLUMNS = ("ground_truth", "diagnosis", "truth", "label", "dx")
@@ -306,7 +307,7 @@ def _read_runs(
             row = {**row, "_run": run, "_group": group}
             if row.get("original_path") and (run / row["original_path"]).is_file():
                 originals.setdefault((str(run), row["image_id"]), row)
-            if row["outcome"] == "success" and row.get("adversarial_path"):
+            if row["outcome"] == Outcome.SUCCESS and row.get("adversarial_path"):
                 if attacks is None or row["attack"] in attacks:
                     successes[row["attack"]].append(row)
     return successes, originals
@@ -465,7 +466,7 @@ def _run_group(row: dict[str, Any]) -> str | None:
     if diagnosis:
         return study_group(diagnosis)
     group = str(row.get("true_group") or "")
-    return {"melanoma": MELANOMA, "benign": NAEVUS}.get(group)
+    return {Group.MELANOMA: MELANOMA, Group.BENIGN: NAEVUS}.get(group)
 
 
 def _run_item(row: dict[str, Any], condition: str, relpath: str) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,18 +71,66 @@ def perturbation_bar_plot(rows: Sequence[dict[str, Any]], title: str = "Perturba
     return _png(fig)
 
 
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where a model's decision threshold puts it on its ROC curve."""
+
+    threshold: float
+    sensitivity: float
+    specificity: float
+
+
 @dataclass
 class RocCurve:
-    """Inputs of one ROC curve: a label, true labels (1 = melanoma) and melanoma scores."""
+    """Inputs of one ROC curve: a label, true labels (1 = melanoma) and melanoma scores; optionally
+    the AUC (computed from the scores if not given), its 95% CI and the operating point to mark."""
 
     label: str
     y_true: np.ndarray
     scores: np.ndarray
     auc: float | None = None
+    auc_ci: tuple[float, float] | None = None
+    operating_point: OperatingPoint | None = None
+
+
+def _metric_value(metrics: Mapping[str, Any], key: str, field: str = "value") -> float | None:
+    entry = metrics.get(key)
+    value = entry.get(field) if isinstance(entry, Mapping) else None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def roc_curve_from_metrics(
+    label: str, y_true: np.ndarray, scores: np.ndarray, metrics: Mapping[str, Any] | None
+) -> RocCurve:
+    """A :class:`RocCurve` with the AUC, its CI and the operating point read from a
+    :func:`dermadv.metrics.binary_metrics` dict (what is missing there is left out of the figure)."""
+    m = metrics or {}
+    lo, hi = _metric_value(m, "auc", "ci_low"), _metric_value(m, "auc", "ci_high")
+    sens, spec = _metric_value(m, "sensitivity"), _metric_value(m, "specificity")
+    threshold = m.get("threshold")
+    point = None
+    if sens is not None and spec is not None and isinstance(threshold, (int, float)):
+        point = OperatingPoint(float(threshold), sens, spec)
+    return RocCurve(
+        label,
+        y_true,
+        scores,
+        auc=_metric_value(m, "auc"),
+        auc_ci=(lo, hi) if lo is not None and hi is not None else None,
+        operating_point=point,
+    )
+
+
+def _roc_legend(c: RocCurve, auc: float, n: int) -> str:
+    ci = f", 95% CI {c.auc_ci[0]:.3f}-{c.auc_ci[1]:.3f}" if c.auc_ci is not None else ""
+    return f"{c.label} (AUC {auc:.3f}{ci}, n={n})"
 
 
 def roc_plot(curves: Sequence[RocCurve], title: str = "ROC curves") -> bytes:
-    """All models' ROC curves on one plot, AUC in the legend."""
+    """ROC curves on one plot: AUC (and its 95% CI when given) in the legend, operating points marked.
+
+    The one ROC figure of dermadv: the HTML report's (all models) and an evaluation's ``roc.png``.
+    """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     plt = _plt()
@@ -93,16 +141,29 @@ def roc_plot(curves: Sequence[RocCurve], title: str = "ROC curves") -> bytes:
         if len(np.unique(y)) < 2:
             continue
         fpr, tpr, _ = roc_curve(y, s)
-        auc = c.auc if c.auc is not None else roc_auc_score(y, s)
-        ax.plot(fpr, tpr, lw=1.6, label=f"{c.label} (AUC {auc:.3f}, n={len(y)})")
-    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+        auc = c.auc if c.auc is not None else float(roc_auc_score(y, s))
+        (line,) = ax.plot(fpr, tpr, lw=1.6, label=_roc_legend(c, auc, len(y)))
+        op = c.operating_point
+        if op is not None:
+            ax.plot(
+                [1 - op.specificity],
+                [op.sensitivity],
+                "o",
+                color=line.get_color(),
+                mec="black",
+                ms=7,
+                label=f"threshold {op.threshold:g}: sens {op.sensitivity:.2f}, spec {op.specificity:.2f}",
+            )
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8, label="chance")
     ax.set_xlabel("1 − specificity (naevi called melanoma)")
     ax.set_ylabel("sensitivity (melanomas detected)")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.01)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(title, fontsize=10)
-    return _png(fig)
+    return _png(fig, dpi=120)
 
 
 def history_plot(history: Sequence[dict[str, Any]], title: str = "Training history") -> bytes:

@@ -25,7 +25,6 @@ import csv
 import html
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +35,11 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError, DermadvError
+from dermadv.fileio import atomic_write_text
 from dermadv.registry import Registry
 from dermadv.report import figures
 from dermadv.report.runs import Run, detect_run, find_paths, read_history, read_metrics, read_predictions
+from dermadv.vocab import Group, Outcome
 
 #: Report sections: name -> ``section(runs, context) -> str | None``; metadata ``title`` and ``order``.
 REPORT_SECTIONS: Registry[Callable[..., str | None]] = Registry("report section")
@@ -297,9 +298,7 @@ def _roc_section(runs: list[Run]) -> str:
         pred = read_predictions(run)
         if pred is None:
             continue
-        m = read_metrics(run) or {}
-        auc = m.get("auc", {}).get("value") if isinstance(m.get("auc"), dict) else None
-        curves.append(figures.RocCurve(run.label, pred[0], pred[1], auc))
+        curves.append(figures.roc_curve_from_metrics(run.label, pred[0], pred[1], read_metrics(run)))
     if not curves:
         return _empty("evaluation runs with predictions.csv")
     return img_tag(
@@ -468,7 +467,7 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
             rs = [r for r in rows if r["attack"] == attack and r.get("adversarial_path")]
             rs.sort(
                 key=lambda r: (
-                    r["outcome"] != "success",
+                    r["outcome"] != Outcome.SUCCESS,
                     -(r.get("initial_conf") or 0) + (r.get("final_conf") or 0),
                 )
             )
@@ -520,7 +519,7 @@ def _mel_conf(row: dict[str, Any], probs: Any, conf: Any, run: Run) -> float:
             return v
     if conf is None:
         return float("nan")
-    return float(conf) if row.get("true_group", "melanoma") == "melanoma" else 1 - float(conf)
+    return float(conf) if row.get("true_group", Group.MELANOMA) == Group.MELANOMA else 1 - float(conf)
 
 
 def _provenance_section(runs: list[Run]) -> str:
@@ -684,10 +683,7 @@ def build_report(
         + "\n</body></html>\n"
     )
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    os.replace(tmp, out)
+    atomic_write_text(out, doc)
     return out
 
 

@@ -1,3 +1,4 @@
-"""Example dermadv plugin: a model format and a report section, each one file (see README.md)."""
+"""Example dermadv plugin: a perturbation, an attack, a model format and a report section, each one file
+(see README.md)."""
 
 __version__ = "0.1.0"
