@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.dermadv-installed
 
-.PHONY: setup demo test lint bench browser
+.PHONY: setup demo test unit lint bench browser
 
 setup: $(STAMP)
 
@@ -30,7 +30,12 @@ test: setup browser
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m mypy  # the whole package; strict on the extension points ([tool.mypy] in pyproject.toml)
 	$(PY) -m deptry src  # every import in src/ belongs to a declared dependency ([tool.deptry])
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)  # no data needed
+	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)  # real images: ../shared/data or DERMADV_DATA
+
+# The unit layer only: synthetic arrays and images, no data, well under a minute.
+unit: setup
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks
