@@ -5,7 +5,7 @@ updating='deferred', polish=False)`` in which the search never calls the objecti
 *asks* for a whole generation of candidates and is *told* their energies, so an attack can score a
 population -- or the populations of several images -- in one forward pass of the model. With
 the same ``numpy.random.Generator`` it draws the same random numbers in the same order as scipy
-1.17, so populations and results are bit-identical to scipy's (tests/test_attacks.py checks this).
+1.17, so populations and results are bit-identical to scipy's (tests/unit/test_attacks.py checks this).
 
 Semantics (all as scipy unless said otherwise):
 
