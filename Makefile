@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.dermadv-installed
 
-.PHONY: setup demo test lint bench browser
+.PHONY: setup demo test unit lint docs bench browser
 
 setup: $(STAMP)
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e ".[all,ray,postgres,test]"
+	$(PIP) install -q -e ".[all,ray,postgres,test,docs]"
 	# sklesion pins TensorFlow; Keras 3 runs its model on the PyTorch backend, so install it without deps.
 	$(PIP) install -q --no-deps sklesion==0.2.2
 	touch $(STAMP)
@@ -27,8 +27,22 @@ demo: setup
 
 test: setup browser
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy  # the whole package; strict on the extension points ([tool.mypy] in pyproject.toml)
 	$(PY) -m deptry src  # every import in src/ belongs to a declared dependency ([tool.deptry])
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m mkdocs build --strict --quiet  # the API reference builds without a warning
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)  # no data needed
+	$(PY) -m pytest -q tests/integration $(PYTEST_ARGS)  # real images: ../shared/data or DERMADV_DATA
+
+# The unit layer only: synthetic arrays and images, no data, well under a minute.
+unit: setup
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
+
+# API reference from the docstrings (mkdocs + mkdocstrings); warnings are errors. Output: build/docs/
+docs: setup
+	$(PY) -m mkdocs build --strict
 
 lint: setup
 	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m mypy

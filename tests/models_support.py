@@ -1,6 +1,8 @@
-"""Helpers for tests/test_adapters.py: a tiny CNN and model functions importable as module:function."""
+"""Helpers for the model tests: a tiny CNN, model functions importable as module:function, sklesion facts."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,3 +72,23 @@ def encode_age(metadata, n: int) -> np.ndarray:  # noqa: ANN001
     """Metadata encoder for a Keras model with a 1-vector input: age / 100 (0.5 when unknown)."""
     metadata = metadata or [None] * n
     return np.array([[((m or {}).get("age") or 50.0) / 100.0] for m in metadata], dtype=np.float32)
+
+
+#: The seven HAM10000 classes of the sklesion model, in its output order.
+SKLESION_CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
+
+
+def tiny_model(device: str = "cpu", batch_size: int = 4) -> Any:
+    """A real white-box torch classifier (fixed random weights) on 32 px inputs."""
+    from dermadv.models.base import TorchModuleClassifier
+
+    return TorchModuleClassifier(
+        tiny_cnn(seed=0),
+        ["mel", "nv"],
+        (32, 32),
+        mean=(0.5, 0.5, 0.5),
+        std=(0.25, 0.25, 0.25),
+        name="tiny",
+        device=device,
+        batch_size=batch_size,
+    )

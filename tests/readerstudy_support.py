@@ -224,3 +224,65 @@ def throwaway_postgres():
             timeout=60,
         )
         shutil.rmtree(root, ignore_errors=True)
+
+
+def simulate(
+    path: Path,
+    *,
+    effect: bool,
+    seed: int,
+    n_readers: int = 8,
+    n_per: int = 30,
+    confidence: bool = True,
+    short_reader: bool = False,
+) -> Path:
+    """Readers with a latent melanoma evidence ~ N(+-skill, 1); with ``effect`` adversarial melanomas
+    look benign (evidence mean -0.5). Unmodified: n_per melanomas + n_per naevi; adversarial: n_per
+    melanomas from two attacks."""
+    rng = np.random.default_rng(seed)
+    cases = [(f"um{i:03d}", "melanoma", "unmodified", "") for i in range(n_per)]
+    cases += [(f"un{i:03d}", "naevus", "unmodified", "") for i in range(n_per)]
+    cases += [
+        (f"a{a}{i:03d}", "melanoma", "adversarial", a)
+        for a in ("color", "rotation")
+        for i in range(n_per // 2)
+    ]
+    rows = []
+    for r in range(n_readers):
+        skill = rng.normal(1.5, 0.3)
+        for img, gt, cond, att in cases:
+            mu = skill if gt == "melanoma" else -skill
+            if effect and cond == "adversarial":
+                mu = -0.5
+            z = mu + rng.normal()
+            rows.append(
+                {
+                    "reader_id": r + 1,
+                    "reader": f"Dr {r + 1}",
+                    "image": img,
+                    "ground_truth": gt,
+                    "condition": cond,
+                    "attack": att,
+                    "answer": "melanoma" if z > 0 else "naevus",
+                    "confidence": int(np.clip(np.ceil(abs(z) * 1.5), 1, 5)) if confidence else "",
+                }
+            )
+    if short_reader:
+        for img, gt, cond, att in cases[:5] + cases[n_per : n_per + 3]:
+            rows.append(
+                {
+                    "reader_id": 99,
+                    "reader": "Dr Late",
+                    "image": img,
+                    "ground_truth": gt,
+                    "condition": cond,
+                    "attack": att,
+                    "answer": gt,
+                    "confidence": 5 if confidence else "",
+                }
+            )
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path

@@ -15,9 +15,13 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from dermadv.models.base import Classifier
 
 #: Two-sided 95%.
 DEFAULT_ALPHA = 0.05
@@ -37,7 +41,7 @@ def _z(alpha: float) -> float:
 # ----- input validation ---------------------------------------------------------------------------
 def check_binary_inputs(
     y_true: Any, score: Any, need_both_classes: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[NDArray[Any], NDArray[np.float64]]:
     """Validate labels (0/1 or bool) and finite scores of equal length; return (int array, float array)."""
     y = np.asarray(y_true)
     try:
@@ -109,7 +113,7 @@ def proportion(k: int, n: int, alpha: float = DEFAULT_ALPHA) -> dict[str, Any]:
 
 
 # ----- DeLong -------------------------------------------------------------------------------------
-def _midrank(x: np.ndarray) -> np.ndarray:
+def _midrank(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """Ranks 1..n of ``x`` with ties given the mean of the ranks they span (Sun & Xu, Algorithm 1)."""
     order = np.argsort(x, kind="mergesort")
     xs = x[order]
@@ -124,7 +128,9 @@ def _midrank(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _delong_components(
+    y: NDArray[Any], scores: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """AUCs (k,) and structural components V10 (k x m), V01 (k x n) for k score rows (k x N)."""
     pos = y == 1
     x = scores[:, pos]  # k x m
@@ -145,7 +151,7 @@ def _delong_components(y: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
     return aucs, v10, v01
 
 
-def delong_covariance(y_true: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
+def delong_covariance(y_true: Any, scores: Any) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """AUCs and their DeLong covariance matrix for one or more score vectors on the same cases.
 
     ``scores`` is N or k x N; returns (aucs (k,), covariance (k x k)).
@@ -218,7 +224,7 @@ def delong_test(y_true: Any, score1: Any, score2: Any) -> dict[str, float]:
 def bootstrap_ci(
     y_true: Any,
     score: Any,
-    statistic: Callable[[np.ndarray, np.ndarray], float],
+    statistic: Callable[[NDArray[Any], NDArray[np.float64]], float],
     n_resamples: int = 2000,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
@@ -258,7 +264,9 @@ def confusion(y_true: Any, score: Any, threshold: float = 0.5) -> dict[str, int]
     }
 
 
-def binary_metrics(y_true: Any, score: Any, threshold: float = 0.5, alpha: float = DEFAULT_ALPHA) -> dict:
+def binary_metrics(
+    y_true: Any, score: Any, threshold: float = 0.5, alpha: float = DEFAULT_ALPHA
+) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity (Wilson CIs) and ROC AUC (DeLong CI) at ``threshold``.
 
     Returns ``{"accuracy"|"sensitivity"|"specificity"|"auc": {"value","ci_low","ci_high","method",...},
@@ -283,7 +291,7 @@ def binary_metrics(y_true: Any, score: Any, threshold: float = 0.5, alpha: float
     }
 
 
-def melanoma_score(model: Any, probs: Any) -> np.ndarray:
+def melanoma_score(model: Classifier, probs: Any) -> NDArray[np.float64]:
     """``p_mel / (p_mel + p_ben)`` per row, from the model's class groups (``Classifier.group_probs``).
 
     For a binary melanoma/naevus model this is P(melanoma). Rows where both group probabilities

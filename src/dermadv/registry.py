@@ -84,10 +84,11 @@ def explicit_options(obj: Callable[..., Any]) -> dict[str, Any]:
     signature is ``*args, **kwargs``) takes no options: ``{}``."""
     target: Callable[..., Any] = obj
     if isinstance(obj, type):
-        if obj.__init__ is not object.__init__:  # type: ignore[misc]
-            target = obj.__init__  # type: ignore[misc]
-        elif obj.__new__ is not object.__new__:
-            target = obj.__new__
+        cls: Any = obj  # the class's own (or inherited) constructor methods, compared with object's
+        if cls.__init__ is not object.__init__:
+            target = cls.__init__
+        elif cls.__new__ is not object.__new__:
+            target = cls.__new__
         else:
             return {}
     params = list(inspect.signature(target).parameters.values())
@@ -138,8 +139,8 @@ def coerce(value: Any, default: Any, what: str) -> Any:
                 continue
         return text
     except ValueError:
-        kind = type(default).__name__
-        raise RegistryError(f"{what}={value!r} is not a valid {kind}") from None
+        expected = type(default).__name__
+        raise RegistryError(f"{what}={value!r} is not a valid {expected}") from None
 
 
 class Registry(Generic[T]):
@@ -176,7 +177,7 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind}: empty name")
         if callable(obj):
             try:
-                explicit_options(obj)  # type: ignore[arg-type]
+                explicit_options(obj)
             except (TypeError, ValueError) as exc:
                 raise RegistryError(f"{self.kind} {name!r}: {exc}") from None
         old = self._entries.get(name)

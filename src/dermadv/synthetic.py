@@ -56,7 +56,7 @@ class SyntheticSet:
 def _smooth_noise(rng: np.random.Generator, size: int, scale: int) -> np.ndarray:
     """Low-frequency noise in [0, 1]: random values on a coarse grid, bicubically upsampled."""
     coarse = rng.random((scale, scale)).astype(np.float32)
-    img = Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC)
+    img = Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC)
     out = np.asarray(img, dtype=np.float32)
     return (out - out.min()) / max(float(out.max() - out.min()), 1e-6)
 

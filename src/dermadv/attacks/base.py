@@ -228,6 +228,8 @@ class Attack(ABC):
             final_conf = float(crit.confidences(model, final_probs)[0][0])
             if outcome is None:
                 outcome = Outcome.SUCCESS if crit.is_success(model, final_probs)[0] else Outcome.FAILURE
+        if outcome is None:
+            raise ValueError(f"{self.name}: a result needs the final probabilities or an outcome")
         return AttackResult(
             image_id=job.image_id,
             attack=self.name,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.models.base import Classifier
 from dermadv.vocab import Direction, Group, check_direction
@@ -53,7 +54,9 @@ class Misclassification:
         """Indices of the model's classes in the target group (for gradient losses)."""
         return model.benign_indices if self.direction is Direction.MEL_TO_NV else model.melanoma_indices
 
-    def confidences(self, model: Classifier, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def confidences(
+        self, model: Classifier, probs: NDArray[np.floating[Any]]
+    ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
         """(P(true group), P(target group)) per row of an N x K probability array."""
         p_mel, p_ben = model.group_probs(np.atleast_2d(probs))
         return (p_mel, p_ben) if self.direction is Direction.MEL_TO_NV else (p_ben, p_mel)
@@ -65,24 +68,25 @@ class Misclassification:
         binary = set(model.classes) <= set(model.melanoma) | set(model.benign)
         return "study" if binary else "margin"
 
-    def fitness(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+    def fitness(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
         """Objective to minimise, one value per row."""
         p_true, p_target = self.confidences(model, probs)
         if self.resolved_fitness(model) == "study":
             return p_true
-        return p_true - p_target
+        margin: NDArray[np.floating[Any]] = p_true - p_target
+        return margin
 
-    def is_correct(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+    def is_correct(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
         """Whether the model gets the true group right: P(true) > P(target) (worth attacking)."""
         p_true, p_target = self.confidences(model, probs)
         return p_true > p_target
 
-    def is_success(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+    def is_success(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
         """Whether the (perturbed) image now fools the model: P(target) > P(true)."""
         p_true, p_target = self.confidences(model, probs)
         return p_target > p_true
 
-    def should_stop(self, model: Classifier, probs: np.ndarray) -> np.ndarray:
+    def should_stop(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
         """Whether the search may stop: P(target group) > threshold."""
         return self.confidences(model, probs)[1] > self.threshold
 

@@ -5,7 +5,7 @@ updating='deferred', polish=False)`` in which the search never calls the objecti
 *asks* for a whole generation of candidates and is *told* their energies, so an attack can score a
 population -- or the populations of several images -- in one forward pass of the model. With
 the same ``numpy.random.Generator`` it draws the same random numbers in the same order as scipy
-1.17, so populations and results are bit-identical to scipy's (tests/test_attacks.py checks this).
+1.17, so populations and results are bit-identical to scipy's (tests/unit/test_attacks.py checks this).
 
 Semantics (all as scipy unless said otherwise):
 
@@ -41,6 +41,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.attacks.registry import SEARCHES
 
@@ -87,7 +88,7 @@ class DEOptions:
         return d
 
 
-def check_bounds(bounds: Sequence[tuple[float, float]]) -> np.ndarray:
+def check_bounds(bounds: Sequence[tuple[float, float]]) -> NDArray[np.float64]:
     """Bounds as a D x 2 float array with low < high, or a ValueError naming the bad one."""
     arr = np.asarray(bounds, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 2 or len(arr) == 0:
@@ -116,19 +117,19 @@ class DESearch:
         self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
         self.dim = len(self.bounds)
         self.size = self.options.population_size(self.dim)
-        self._mid = 0.5 * (self.bounds[:, 0] + self.bounds[:, 1])
-        self._width = np.fabs(self.bounds[:, 0] - self.bounds[:, 1])
+        self._mid: NDArray[np.float64] = 0.5 * (self.bounds[:, 0] + self.bounds[:, 1])
+        self._width: NDArray[np.float64] = np.fabs(self.bounds[:, 0] - self.bounds[:, 1])
         m = self.options.mutation
-        self._dither = sorted(m) if isinstance(m, (tuple, list)) else None
-        self._scale = float(m) if self._dither is None else float("nan")
+        self._dither: list[float] | None = sorted(m) if isinstance(m, (tuple, list)) else None
+        self._scale = float("nan") if isinstance(m, (tuple, list)) else float(m)
         self._index = np.arange(self.size)  # shuffled in place for sampling, as scipy does
         self.population = self._initial_population()
         self.energies = np.full(self.size, np.inf)
-        self.extras: np.ndarray | None = None
+        self.extras: NDArray[Any] | None = None
         self.generation = 0
         self.nfev = 0
         self.stop_reason: str | None = None
-        self._trial: np.ndarray | None = None
+        self._trial: NDArray[np.float64] | None = None
         self._initialised = False
 
     # ----- public state -------------------------------------------------------------------------
@@ -137,7 +138,7 @@ class DESearch:
         return self.stop_reason is not None
 
     @property
-    def best_x(self) -> np.ndarray:
+    def best_x(self) -> NDArray[np.float64]:
         """Best parameter vector found so far (scaled to the bounds)."""
         return self.scale(self.population[0])
 
@@ -149,7 +150,7 @@ class DESearch:
     def best_extra(self) -> Any:
         return None if self.extras is None else self.extras[0]
 
-    def scale(self, unit: np.ndarray) -> np.ndarray:
+    def scale(self, unit: NDArray[np.float64]) -> NDArray[np.float64]:
         """Unit-cube coordinates -> parameters (scipy's formula, so values are bit-identical)."""
         return self._mid + (unit - 0.5) * self._width
 
@@ -167,7 +168,7 @@ class DESearch:
         return bool(np.std(e) <= self.options.atol + self.options.tol * np.abs(np.mean(e)))
 
     # ----- ask / tell ---------------------------------------------------------------------------
-    def ask(self) -> np.ndarray:
+    def ask(self) -> NDArray[np.float64]:
         """Candidates to score next (P x D, in parameter units): the initial population, then trials."""
         if self.done:
             raise RuntimeError(f"the search has stopped ({self.stop_reason}); nothing to ask")
@@ -208,7 +209,7 @@ class DESearch:
             self.stop("converged")
 
     # ----- internals ----------------------------------------------------------------------------
-    def _initial_population(self) -> np.ndarray:
+    def _initial_population(self) -> NDArray[np.float64]:
         shape = (self.size, self.dim)
         if self.options.init == "random":
             return self.rng.uniform(size=shape)
@@ -227,12 +228,13 @@ class DESearch:
             if arr is not None:
                 arr[[0, best]] = arr[[best, 0]]
 
-    def _select_samples(self, candidate: int, count: int) -> np.ndarray:
+    def _select_samples(self, candidate: int, count: int) -> NDArray[np.intp]:
         self.rng.shuffle(self._index)
-        idxs = self._index[: count + 1]
-        return idxs[idxs != candidate][:count]
+        idxs: NDArray[np.intp] = self._index[: count + 1]
+        chosen: NDArray[np.intp] = idxs[idxs != candidate][:count]
+        return chosen
 
-    def _make_trials(self) -> np.ndarray:
+    def _make_trials(self) -> NDArray[np.float64]:
         rng, pop = self.rng, self.population
         if self._dither is not None:
             self._scale = rng.uniform(self._dither[0], self._dither[1])
@@ -273,21 +275,21 @@ def de_search(
 class DEResult:
     """Outcome of :func:`differential_evolution`."""
 
-    x: np.ndarray
+    x: NDArray[np.float64]
     fun: float
     generations: int
     nfev: int
     stop_reason: str
-    population: np.ndarray
-    energies: np.ndarray
+    population: NDArray[np.float64]
+    energies: NDArray[np.float64]
 
 
 def differential_evolution(
-    func: Callable[[np.ndarray], Any],
+    func: Callable[[NDArray[np.float64]], Any],
     bounds: Sequence[tuple[float, float]],
     *,
     seed: int | np.random.Generator | None = 0,
-    stop: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+    stop: Callable[[NDArray[np.float64], NDArray[np.float64]], bool] | None = None,
     options: DEOptions | None = None,
     **option_values: Any,
 ) -> DEResult:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.attacks.base import Attack, AttackConfigError, AttackJob, AttackResult, model_device
 from dermadv.attacks.de import DEOptions, DESearch
@@ -90,15 +91,15 @@ class EvolutionaryAttack(Attack):
                 job, search = jobs[i], searches[i]
                 job.queries += len(p)
                 search.tell(job.criterion.fitness(model, p), p)
-                if job.criterion.should_stop(model, search.extras).any():
+                if search.extras is not None and job.criterion.should_stop(model, search.extras).any():
                     search.stop("threshold", force=True)  # also when it coincides with maxiter
                 if search.done:
                     results[i] = self._result(model, job, search, t0)
         return [results[i] for i in range(len(jobs))]
 
     def _score_candidates(
-        self, model: Classifier, jobs: list[AttackJob], cands: list[np.ndarray]
-    ) -> list[np.ndarray]:
+        self, model: Classifier, jobs: list[AttackJob], cands: list[NDArray[np.float64]]
+    ) -> list[NDArray[np.float64]]:
         """Probabilities for each job's candidates; all jobs' candidates in one forward pass."""
         device = model_device(model)  # torch-based perturbations run where the model runs
         images = [self.perturbation.apply(job.image, c, device) for job, c in zip(jobs, cands, strict=True)]

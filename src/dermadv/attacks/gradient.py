@@ -13,26 +13,33 @@ success is re-checked on the uint8 images with ``predict_proba`` (the model's no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.attacks.base import Attack, AttackJob, metadata_list, model_device
 from dermadv.models.base import Classifier, Metadata
 
+if TYPE_CHECKING:
+    import torch
 
-def to_tensor(images: np.ndarray, device: Any) -> Any:
+
+def to_tensor(images: NDArray[np.uint8], device: Any) -> torch.Tensor:
     """uint8 N x H x W x 3 -> float32 N x 3 x H x W in 0..255 on ``device``."""
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
 
 
-def to_uint8_images(x: Any) -> np.ndarray:
+def to_uint8_images(x: torch.Tensor) -> NDArray[np.uint8]:
     """float N x 3 x H x W -> uint8 N x H x W x 3 (round half to even, clip to 0..255)."""
     import torch
 
-    return torch.round(x.detach()).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    images: NDArray[np.uint8] = (
+        torch.round(x.detach()).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    )
+    return images
 
 
 def target_mask(model: Classifier, jobs: Sequence[AttackJob], device: Any) -> Any:

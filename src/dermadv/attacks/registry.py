@@ -70,6 +70,8 @@ def make_attack(name: str, **options: Any) -> Attack:
         attack = ATTACKS.create(name, **options)
     except RegistryError as exc:
         raise _config_error(exc) from None
+    if not isinstance(attack, Attack):  # a plugin's factory (not a class) may return anything
+        raise AttackConfigError(f"attack {name!r} built a {type(attack).__name__}, not an Attack")
     if getattr(attack, "name", None) != name:  # results and run.json are keyed by the registered name
         attack.name = name
     return attack

@@ -24,9 +24,10 @@ import time
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.campaign.seeds import job_seed
 from dermadv.campaign.store import ResultsStore
@@ -46,6 +47,11 @@ from dermadv.runs.record import NON_RESULT_KEYS, RunDir, read_run, settings_hash
 from dermadv.runs.specs import AttackSpec
 from dermadv.vocab import Group, Outcome, check_direction
 
+if TYPE_CHECKING:
+    from dermadv.attacks.base import Attack, AttackResult
+    from dermadv.data.dataset import Sample
+    from dermadv.models.base import Classifier, Metadata
+
 RUN_INFO = "run.json"
 #: Top-level keys of a model description that do not change results (from the one list,
 #: ``dermadv.runs.record.NON_RESULT_KEYS``; the Ray executor compares workers' models without them).
@@ -62,7 +68,7 @@ class CampaignJob:
     attack: str
     seed: int
     direction: str
-    sample: Any  # dermadv.data.Sample: image_id, path, diagnosis, metadata()
+    sample: Sample
 
     @property
     def key(self) -> tuple[str, str]:
@@ -70,7 +76,7 @@ class CampaignJob:
 
 
 def plan_jobs(
-    samples: Sequence[Any],
+    samples: Sequence[Sample],
     attacks: Sequence[str],
     seed: int,
     direction: str = "mel->nv",
@@ -118,7 +124,7 @@ def true_group(direction: str) -> Group:
     return check_direction(direction).true_group
 
 
-def error_result(job: CampaignJob, message: str, seconds: float = 0.0) -> Any:
+def error_result(job: CampaignJob, message: str, seconds: float = 0.0) -> AttackResult:
     """An AttackResult recording that ``job`` could not be run (corrupt image, bad model output)."""
     from dermadv.attacks.base import AttackResult
 
@@ -142,16 +148,16 @@ def error_result(job: CampaignJob, message: str, seconds: float = 0.0) -> Any:
     )
 
 
-def _metadata(model: Any, sample: Any) -> dict | None:
+def _metadata(model: Classifier, sample: Sample) -> Metadata:
     return sample.metadata() if getattr(model, "needs_metadata", False) else None
 
 
 def run_unit(
-    model: Any,
-    attacks: Mapping[str, Any],
+    model: Classifier,
+    attacks: Mapping[str, Attack],
     unit: Sequence[CampaignJob],
-    cache: MutableMapping[str, np.ndarray | str] | None = None,
-) -> list[tuple[CampaignJob, Any]]:
+    cache: MutableMapping[str, NDArray[np.uint8] | str] | None = None,
+) -> list[tuple[CampaignJob, AttackResult]]:
     """Run one work unit (jobs of one attack) and return ``(job, result)`` for each of its jobs.
 
     A single job uses ``Attack.run``; several use ``Attack.run_many`` (their populations evolve
@@ -162,8 +168,8 @@ def run_unit(
         return []
     attack = attacks[unit[0].attack]
     cache = {} if cache is None else cache
-    out: list[tuple[CampaignJob, Any]] = []
-    ready: list[tuple[CampaignJob, np.ndarray]] = []
+    out: list[tuple[CampaignJob, AttackResult]] = []
+    ready: list[tuple[CampaignJob, NDArray[np.uint8]]] = []
     for job in unit:
         image = cached_image(model, cache, job.sample)
         if isinstance(image, str):
@@ -214,13 +220,13 @@ class AttackUnit(WorkUnit):
     attack: AttackSpec
     jobs: tuple[CampaignJob, ...]
 
-    def run(self, state: WorkerState) -> list[Any]:
+    def run(self, state: WorkerState) -> list[AttackResult]:
         pairs = run_unit(state.model, {self.attack.name: state.attack(self.attack)}, self.jobs, state.images)
         state.trim_images(keep={j.image_id for j in self.jobs})
         by_key = {job.key: result for job, result in pairs}
         return [by_key[job.key] for job in self.jobs]
 
-    def lost(self, message: str) -> list[Any]:
+    def lost(self, message: str) -> list[AttackResult]:
         return [error_result(job, message) for job in self.jobs]
 
     def label(self) -> str:
@@ -251,7 +257,7 @@ def attack_units(
 
 
 # ----- attacks --------------------------------------------------------------------------------
-def resolve_attacks(names: Sequence[str] | None, model: Any) -> tuple[list[str], list[str]]:
+def resolve_attacks(names: Sequence[str] | None, model: Classifier) -> tuple[list[str], list[str]]:
     """Validate attack names against the model: returns (attacks to run, notes for the user).
 
     With ``names=None`` the study's five attacks run, those the model supports (gradient attacks only
@@ -322,7 +328,7 @@ def attack_specs(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, 
     return built
 
 
-def build_attacks(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, Any]:
+def build_attacks(names: Sequence[str], options: Mapping[str, Any]) -> dict[str, Attack]:
     """Instantiate attacks from their specs (:func:`attack_specs`)."""
     return {name: spec.build() for name, spec in attack_specs(names, options).items()}
 
@@ -349,7 +355,7 @@ EXTENDABLE = ("attacks",)
 
 
 def result_settings(
-    model: Any,
+    model: Classifier,
     attacks: Mapping[str, Any],
     direction: str,
     seed: int,
@@ -398,8 +404,8 @@ class CampaignOutcome:
 
 @holding_run("run_dir")  # one writer per run folder, from the settings check to the last row
 def run_campaign(
-    model: Any,
-    samples: Sequence[Any],
+    model: Classifier,
+    samples: Sequence[Sample],
     run_dir: str | Path,
     attacks: Sequence[str] | None = None,
     *,

@@ -6,6 +6,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -75,7 +76,6 @@ def build(
     """Assemble a study: opaque image names, ground truth and provenance kept in the hidden manifest."""
     from dermadv.readerstudy.build import build_from_images, build_from_runs
 
-    common = {"title": title, "confidence": confidence, "allow_change": allow_change}
     if more_runs and not runs:
         raise DataError(f"unexpected argument(s) {', '.join(map(str, more_runs))}: attack runs follow --from")
     runs = [*(runs or []), *(more_runs or [])]
@@ -84,8 +84,10 @@ def build(
             raise DataError("use either --from RUN... or --images/--manifest, not both")
         if images is None or manifest is None:
             raise DataError("a hand-made study needs both --images FOLDER and --manifest CSV")
-        study = build_from_images(images, manifest, out, **common)
-        summary: dict = {}
+        study = build_from_images(
+            images, manifest, out, title=title, confidence=confidence, allow_change=allow_change
+        )
+        summary: dict[str, Any] = {}
     elif runs:
         study, summary = build_from_runs(
             runs,
@@ -94,7 +96,9 @@ def build(
             unmodified=unmodified,
             seed=seed,
             attacks=attack or None,
-            **common,
+            title=title,
+            confidence=confidence,
+            allow_change=allow_change,
         )
     else:
         raise DataError("give --from RUN (repeatable) or --images FOLDER --manifest CSV")

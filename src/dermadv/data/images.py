@@ -95,7 +95,7 @@ def resize_uint8(image: np.ndarray, size: tuple[int, int], method: str = "biline
     if image.shape[0] == h and image.shape[1] == w:
         return image
     if method == "bilinear":
-        return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.uint8)
+        return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR), dtype=np.uint8)
     if method == "bilinear-noaa":
         # float64 numpy, not torch: torch's float32 kernels round differently with the thread count
         # (1 of ~5000 pixels moved by 1 level), which moved sklesion's probabilities by up to 1e-3.

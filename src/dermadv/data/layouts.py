@@ -527,7 +527,8 @@ def read_csv_dataset(csv_path: Path, layout: CsvLayout) -> Dataset:
     rows = list(_PARSERS[layout.name](table, id_col, problems))
 
     ids = {r.image_id for r in rows if r.image_id}
-    aux, aux_paths = ({}, [])
+    aux: dict[str, dict[str, str]] = {}
+    aux_paths: list[Path] = []
     if layout.name in ("isic2019", "isic2018", "isic2017"):
         aux, aux_paths = _aux_metadata(csv_path, ids)
 

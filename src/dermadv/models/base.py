@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.data.images import as_batch, load_image, resize_uint8
 from dermadv.errors import ModelError, ModelOutputError, NotWhiteBoxError
 from dermadv.labels import DEFAULT_BENIGN_CLASSES, DEFAULT_MELANOMA_CLASSES, canonical_diagnosis
 from dermadv.vocab import Group
+
+if TYPE_CHECKING:
+    import torch
 
 #: Per-image clinical metadata some models take (age in years, sex, anatomical site), or None.
 Metadata = Mapping[str, Any] | None
@@ -92,17 +96,19 @@ class Classifier(ABC):
     def benign_indices(self) -> list[int]:
         return [i for i, c in enumerate(self.classes) if c in self.benign]
 
-    def group_probs(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def group_probs(
+        self, probs: NDArray[np.floating[Any]]
+    ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]]]:
         """P(melanoma group) and P(benign group) for each row of an N x K probability array."""
         probs = np.asarray(probs)
         return probs[:, self.melanoma_indices].sum(axis=1), probs[:, self.benign_indices].sum(axis=1)
 
     # ----- images -------------------------------------------------------------------------------
-    def load_image(self, path: str) -> np.ndarray:
+    def load_image(self, path: str) -> NDArray[np.uint8]:
         """Decode a file with this model's decoder (uint8 RGB, original size)."""
         return load_image(path, decoder=self.decoder)
 
-    def prepare(self, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    def prepare(self, images: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
         """Resize images to the model's input size: the uint8 N x H x W x 3 batch the model is given.
 
         Attacks perturb exactly this array, so adversarial images are saved at this size.
@@ -113,10 +119,10 @@ class Classifier(ABC):
     # ----- inference ----------------------------------------------------------------------------
     def predict_proba(
         self,
-        images: np.ndarray | Sequence[np.ndarray],
+        images: NDArray[np.uint8] | Sequence[NDArray[np.uint8]],
         metadata: Sequence[Metadata] | None = None,
         batch_size: int | None = None,
-    ) -> np.ndarray:
+    ) -> NDArray[np.float64]:
         """Probabilities N x K over ``classes`` for uint8 RGB images of any size."""
         batch = self.prepare(images)
         n = len(batch)
@@ -131,8 +137,8 @@ class Classifier(ABC):
             return np.zeros((0, len(self.classes)), dtype=np.float64)
         return np.concatenate(out)
 
-    def _checked(self, probs: Any, n: int) -> np.ndarray:
-        probs = np.asarray(probs, dtype=np.float64)
+    def _checked(self, output: Any, n: int) -> NDArray[np.float64]:
+        probs = np.asarray(output, dtype=np.float64)
         k = len(self.classes)
         if probs.ndim != 2 or probs.shape != (n, k):
             raise ModelOutputError(
@@ -149,11 +155,13 @@ class Classifier(ABC):
         return probs
 
     @abstractmethod
-    def _predict(self, images: np.ndarray, metadata: list[Metadata] | None) -> np.ndarray:
+    def _predict(
+        self, images: NDArray[np.uint8], metadata: list[Metadata] | None
+    ) -> NDArray[np.floating[Any]]:
         """Probabilities for a uint8 batch already at ``input_size`` (at most ``batch_size`` images)."""
 
     # ----- white box ----------------------------------------------------------------------------
-    def torch_forward(self, x: Any, metadata: Sequence[Metadata] | None = None) -> Any:
+    def torch_forward(self, x: torch.Tensor, metadata: Sequence[Metadata] | None = None) -> torch.Tensor:
         """Differentiable logits (N x K torch tensor) from float pixels N x 3 x H x W in 0..255.
 
         Log-probabilities are acceptable logits: softmax of the output gives the probabilities.
@@ -221,17 +229,17 @@ class TorchModuleClassifier(Classifier):
         self._std_t = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1) * 255.0
         self.set_groups()
 
-    def torch_forward(self, x: Any, metadata: Sequence[Metadata] | None = None) -> Any:
+    def torch_forward(self, x: torch.Tensor, metadata: Sequence[Metadata] | None = None) -> torch.Tensor:
         import torch
 
-        out = self.module((x.to(self.device, torch.float32) - self._mean_t) / self._std_t)
-        if not isinstance(out, torch.Tensor):  # e.g. torchvision InceptionOutputs in train mode
-            out = out[0]
+        raw = self.module((x.to(self.device, torch.float32) - self._mean_t) / self._std_t)
+        # not a tensor: e.g. torchvision InceptionOutputs in train mode
+        out: torch.Tensor = raw if isinstance(raw, torch.Tensor) else raw[0]
         if self.output == "probs":
             out = torch.log(out.clamp_min(1e-12))
         return out
 
-    def _predict(self, images: np.ndarray, metadata: list[Metadata] | None) -> np.ndarray:
+    def _predict(self, images: NDArray[np.uint8], metadata: list[Metadata] | None) -> NDArray[np.float32]:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2)

@@ -12,7 +12,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,7 @@ class CallableClassifier(Classifier):
         self.resize_method = resize_method
         self.batch_size = batch_size
         self.spec = spec
+        params: Mapping[str, inspect.Parameter]
         try:
             params = inspect.signature(function).parameters
         except (TypeError, ValueError):  # builtins without a signature
@@ -129,9 +130,9 @@ class CallableClassifier(Classifier):
             names,
             size or DEFAULT_INPUT_SIZE,
             name=spec,
-            decoder=decoder or getattr(function, "decoder", "pil"),
+            decoder=decoder or str(getattr(function, "decoder", "pil")),
             resize_method=resize or "bilinear",
-            batch_size=int(batch_size or getattr(function, "batch_size", 32)),
+            batch_size=int(batch_size) if batch_size else int(getattr(function, "batch_size", 32)),
             spec=spec,
         )
 

@@ -13,13 +13,16 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dermadv.errors import ModelError, require
 from dermadv.fileio import atomic_target
 from dermadv.models.base import Classifier, Metadata, TorchModuleClassifier
+
+if TYPE_CHECKING:
+    from dermadv.models.keras_adapter import KerasClassifier
 
 FORMAT_VERSION = 1
 
@@ -45,63 +48,82 @@ def _probs_module(model: Classifier) -> tuple[Any, list[str]]:
             "exported (dermadv checkpoints, TorchScript, Keras)"
         )
     if isinstance(model, KerasClassifier):
-        if model._n_extra > 1:
-            raise ModelError(f"{model.name}: export supports at most one metadata input")
-
-        class KerasProbs(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.net = model.model
-
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                out = model.forward_tensors(pixels)
-                return out if model.output == "probs" else torch.softmax(out, dim=1)
-
-        class KerasProbsMeta(KerasProbs):
-            def forward(self, pixels: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-                out = model.forward_tensors(pixels, [metadata])
-                return out if model.output == "probs" else torch.softmax(out, dim=1)
-
-        if model.needs_metadata:
-            return KerasProbsMeta().eval(), ["pixels", "metadata"]
-        return KerasProbs().eval(), ["pixels"]
-
+        return _keras_probs_module(model)
     if model.needs_metadata:
         raise ModelError(f"{model.name}: export of torch models with metadata inputs is not supported")
     if isinstance(model, TorchModuleClassifier):
-        net = model.module
-        if isinstance(net, torch.jit.ScriptModule):  # torch.export cannot trace TorchScript: convert it first
-            try:
-                from torch._export.converter import TS2EPConverter
-
-                h, w = model.input_size
-                net = TS2EPConverter(net, (torch.zeros(2, 3, h, w, device=model.device),)).convert().module()
-            except Exception as exc:
-                raise ModelError(
-                    f"{model.name}: cannot convert the TorchScript module for ONNX export "
-                    f"({type(exc).__name__}: {str(exc)[:200]})"
-                ) from exc
-
-        class TorchModuleProbs(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.net = net
-
-            def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-                out = self.net((pixels - model._mean_t) / model._std_t)
-                if not isinstance(out, torch.Tensor):
-                    out = out[0]
-                return out if model.output == "probs" else torch.softmax(out, dim=1)
-
-        return TorchModuleProbs(), [
-            "pixels"
-        ]  # net is already in eval mode (and converted ones refuse .eval())
+        return _torch_module_probs(model), ["pixels"]
 
     class TorchProbs(torch.nn.Module):
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             return torch.softmax(model.torch_forward(pixels), dim=1)
 
     return TorchProbs().eval(), ["pixels"]
+
+
+def _keras_probs_module(model: KerasClassifier) -> tuple[Any, list[str]]:
+    """:func:`_probs_module` of a Keras model (on the torch backend), with at most one metadata input."""
+    import torch
+
+    if model._n_extra > 1:
+        raise ModelError(f"{model.name}: export supports at most one metadata input")
+
+    class KerasProbs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model.model
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            out = model.forward_tensors(pixels)
+            return out if model.output == "probs" else torch.softmax(out, dim=1)
+
+    class KerasProbsMeta(KerasProbs):
+        def forward(self, pixels: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+            out = model.forward_tensors(pixels, [metadata])
+            return out if model.output == "probs" else torch.softmax(out, dim=1)
+
+    if model.needs_metadata:
+        return KerasProbsMeta().eval(), ["pixels", "metadata"]
+    return KerasProbs().eval(), ["pixels"]
+
+
+def _torch_module_probs(model: TorchModuleClassifier) -> Any:
+    """:func:`_probs_module` of a torch module behind :class:`TorchModuleClassifier` (normalisation
+    included; a TorchScript module is converted to an exported program first)."""
+    import torch
+
+    net = model.module
+    if isinstance(net, torch.jit.ScriptModule):  # torch.export cannot trace TorchScript: convert it first
+        net = _convert_script_module(model, net)
+
+    class TorchModuleProbs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+            out = self.net((pixels - model._mean_t) / model._std_t)
+            if not isinstance(out, torch.Tensor):
+                out = out[0]
+            return out if model.output == "probs" else torch.softmax(out, dim=1)
+
+    return TorchModuleProbs()  # net is already in eval mode (and converted ones refuse .eval())
+
+
+def _convert_script_module(model: TorchModuleClassifier, net: Any) -> Any:
+    """A TorchScript module as a ``torch.export`` module (ModelError naming the model if it cannot be)."""
+    import torch
+
+    try:
+        from torch._export.converter import TS2EPConverter
+
+        h, w = model.input_size
+        return TS2EPConverter(net, (torch.zeros(2, 3, h, w, device=model.device),)).convert().module()
+    except Exception as exc:
+        raise ModelError(
+            f"{model.name}: cannot convert the TorchScript module for ONNX export "
+            f"({type(exc).__name__}: {str(exc)[:200]})"
+        ) from exc
 
 
 def _example_inputs(model: Classifier, n: int = 2) -> tuple[Any, ...]:
@@ -116,7 +138,9 @@ def _example_inputs(model: Classifier, n: int = 2) -> tuple[Any, ...]:
         counts = getattr(model.metadata_encoder, "counts", None)
         saved = dict(counts) if isinstance(counts, dict) else None
         meta = model._encode_metadata(None, n)[0].cpu()
-        if saved is not None:  # example inputs are not images the model classified
+        if (
+            isinstance(counts, dict) and saved is not None
+        ):  # example inputs are not images the model classified
             counts.clear()
             counts.update(saved)
         return pixels, meta

@@ -219,7 +219,7 @@ class KerasClassifier(Classifier):
         import torch
 
         x = x.to(self._device(), torch.float32)
-        if self._mean_t is not None:
+        if self._mean_t is not None and self._std_t is not None:
             x = (x - self._mean_t.to(x.device)) / self._std_t.to(x.device)
         if self.layout == "NHWC":
             x = x.permute(0, 2, 3, 1)

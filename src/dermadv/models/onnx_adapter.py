@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,7 @@ def load_metadata_encoder(spec: str | Callable[..., Any] | None, where: str) -> 
 
     if spec is None:
         return None
+    obj: Any
     if not isinstance(spec, str):
         obj = spec
     else:
@@ -98,6 +99,10 @@ class OnnxClassifier(Classifier):
     """An onnxruntime session behind the Classifier interface (black-box)."""
 
     white_box = False
+    #: The source model's description, for a file written by ``dermadv models export-onnx``.
+    export_info: Any = None
+    #: Extra description: a dict, or a function of the description returning one (see sklesion).
+    notes: Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]] | None = None
 
     def __init__(
         self,
@@ -170,60 +175,13 @@ class OnnxClassifier(Classifier):
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         n_threads = int(threads) if threads is not None else default_threads()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = n_threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        available = ort.get_available_providers()
-        providers = ["CPUExecutionProvider"]
-        if device != "cpu" and "CUDAExecutionProvider" in available:
-            providers.insert(0, "CUDAExecutionProvider")
-        try:
-            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail...)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ModelError(f"{path}: not a loadable ONNX model ({first[:300]})") from exc
-
-        meta: dict[str, Any] = {}
-        raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
-        if raw:
-            try:
-                meta = json.loads(raw)
-            except ValueError as exc:
-                raise ModelError(f"{path}: its {META_KEY} metadata is not valid JSON ({exc})") from exc
-
+        session = _open_session(ort, path, device, n_threads)
+        meta = _file_metadata(session, path)
         inputs = session.get_inputs()
-        images = [i for i in inputs if len(i.shape) == 4]
-        if len(images) != 1:
-            raise ModelError(
-                f"{path}: expected exactly one 4-D image input, found {[(i.name, i.shape) for i in inputs]}"
-            )
-        img = images[0]
-        if img.type not in _DTYPES:
-            raise ModelError(f"{path}: image input {img.name!r} has unsupported type {img.type}")
+        img = _image_input(inputs, path)
         dims = list(img.shape)
-        lay = layout or meta.get("layout")
-        if lay is None:
-            if dims[1] == 3 and dims[3] != 3:
-                lay = "NCHW"
-            elif dims[3] == 3 and dims[1] != 3:
-                lay = "NHWC"
-            else:
-                raise ModelError(
-                    f"{path}: cannot tell NCHW from NHWC for input shape {dims}; pass layout=NCHW"
-                )
-        lay = str(lay).upper()
-        if lay not in ("NCHW", "NHWC"):
-            raise ModelError(f"{path}: layout must be NCHW or NHWC, got {lay!r}")
-        hw = dims[2:4] if lay == "NCHW" else dims[1:3]
-        graph_size = tuple(hw) if all(isinstance(d, int) and d > 0 for d in hw) else None
-        size = as_size(input_size) or graph_size or as_size(meta.get("input_size"))
-        if size is None:
-            raise ModelError(f"{path}: the graph's image size is dynamic {dims}; pass input_size=H,W")
-        if graph_size is not None and tuple(size) != graph_size:
-            raise ModelError(f"{path}: input_size {size} contradicts the graph's fixed size {graph_size}")
+        lay = _layout(dims, layout or meta.get("layout"), path)
+        size = _input_size(dims, lay, input_size, meta, path)
 
         extra = [(i.name, _DTYPES.get(i.type, np.float32)) for i in inputs if i is not img]
         encoder = load_metadata_encoder(metadata_encoder or meta.get("metadata_encoder"), str(path))
@@ -254,7 +212,7 @@ class OnnxClassifier(Classifier):
         model = cls(
             session,
             names,
-            (int(size[0]), int(size[1])),
+            size,
             name=name or meta.get("name") or path.stem,
             source=str(path),
             layout=lay,
@@ -334,6 +292,83 @@ class OnnxClassifier(Classifier):
         if self.metadata_encoder is not None and hasattr(self.metadata_encoder, "describe"):
             d["metadata"] = self.metadata_encoder.describe()
         return d
+
+
+def _open_session(ort: Any, path: Path, device: str | None, threads: int) -> Any:
+    """An onnxruntime InferenceSession on ``path`` (CUDA first when available and ``device`` allows)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    if device != "cpu" and "CUDAExecutionProvider" in available:
+        providers.insert(0, "CUDAExecutionProvider")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail...)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"{path}: not a loadable ONNX model ({first[:300]})") from exc
+
+
+def _file_metadata(session: Any, path: Path) -> dict[str, Any]:
+    """The file's ``dermadv.json`` metadata entry (``{}`` when there is none)."""
+    raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
+    if not raw:
+        return {}
+    try:
+        meta: dict[str, Any] = json.loads(raw)
+    except ValueError as exc:
+        raise ModelError(f"{path}: its {META_KEY} metadata is not valid JSON ({exc})") from exc
+    return meta
+
+
+def _image_input(inputs: Sequence[Any], path: Path) -> Any:
+    """The graph's one 4-D image input (ModelError when there is not exactly one, of a known type)."""
+    images = [i for i in inputs if len(i.shape) == 4]
+    if len(images) != 1:
+        raise ModelError(
+            f"{path}: expected exactly one 4-D image input, found {[(i.name, i.shape) for i in inputs]}"
+        )
+    img = images[0]
+    if img.type not in _DTYPES:
+        raise ModelError(f"{path}: image input {img.name!r} has unsupported type {img.type}")
+    return img
+
+
+def _layout(dims: list[Any], layout: Any, path: Path) -> str:
+    """``NCHW`` or ``NHWC``: as given, else told from where the 3 channels are in the input shape."""
+    if layout is None:
+        if dims[1] == 3 and dims[3] != 3:
+            layout = "NCHW"
+        elif dims[3] == 3 and dims[1] != 3:
+            layout = "NHWC"
+        else:
+            raise ModelError(f"{path}: cannot tell NCHW from NHWC for input shape {dims}; pass layout=NCHW")
+    lay = str(layout).upper()
+    if lay not in ("NCHW", "NHWC"):
+        raise ModelError(f"{path}: layout must be NCHW or NHWC, got {lay!r}")
+    return lay
+
+
+def _input_size(
+    dims: list[Any],
+    layout: str,
+    input_size: int | str | tuple[int, int] | None,
+    meta: Mapping[str, Any],
+    path: Path,
+) -> tuple[int, int]:
+    """(height, width): the option, else the graph's fixed size, else the file's metadata."""
+    hw = dims[2:4] if layout == "NCHW" else dims[1:3]
+    graph_size = tuple(hw) if all(isinstance(d, int) and d > 0 for d in hw) else None
+    size = as_size(input_size) or graph_size or as_size(meta.get("input_size"))
+    if size is None:
+        raise ModelError(f"{path}: the graph's image size is dynamic {dims}; pass input_size=H,W")
+    if graph_size is not None and tuple(size) != graph_size:
+        raise ModelError(f"{path}: input_size {size} contradicts the graph's fixed size {graph_size}")
+    return (int(size[0]), int(size[1]))
 
 
 def _guess_output(path: Path) -> str:

@@ -142,7 +142,10 @@ class SklesionMetadata:
             raise ModelError(
                 f"sklesion metadata must be a mapping with age, sex, site; got {type(meta).__name__}"
             )
-        sex_raw, site_raw, age_raw = meta.get("sex"), meta.get("site"), meta.get("age")
+        # values as given (any type; checked below)
+        sex_raw: Any = meta.get("sex")
+        site_raw: Any = meta.get("site")
+        age_raw: Any = meta.get("age")
         if _missing(sex_raw):
             sex = "unknown"
             self.counts["sex_default"] += 1

@@ -30,6 +30,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class TorchScriptClassifier(TorchModuleClassifier):
     """A scripted or traced torch module behind the Classifier interface (white-box)."""
 
+    #: Where the preprocessing came from: the archive's ``dermadv.json`` or the load options.
+    metadata_source: str = "options"
+
     def __init__(self, module: Any, classes: Any, input_size: Any, *, source: str = "", **kwargs: Any):
         super().__init__(module, classes, input_size, **kwargs)
         self.source = source

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -140,7 +140,12 @@ class TrainSettings:
 
     @property
     def augmentation(self) -> Augmentation:
-        return Augmentation(size=int(self.image_size), color_jitter=self.color_jitter)
+        return Augmentation(size=self.input_size, color_jitter=self.color_jitter)
+
+    @property
+    def input_size(self) -> int:
+        """``image_size``, or the architecture's default when it was not given."""
+        return int(self.image_size if self.image_size is not None else default_input_size(self.arch))
 
     def record(self) -> dict[str, Any]:
         d = asdict(self)
@@ -225,7 +230,7 @@ class TrainImages:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, key: tuple[int, int]):  # noqa: ANN204 - (uint8 tensor, int)
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Any, int]:  # (uint8 tensor, label)
         index, epoch = key
         rng = np.random.default_rng([self.seed, epoch, index])
         img = self.cache.get(self.paths[index], self.cache_size)
@@ -435,7 +440,7 @@ class Trainer:
         """The image cache filled with the train (crop margin) and val (input size) images."""
         s = self.s
         cache = ImageCache(s.cache_dir or default_cache_dir(self.out), s.decoder, s.resize)
-        size = int(s.image_size)
+        size = s.input_size
         train_ds = TrainImages(
             [str(x.path) for x in self.train_samples],
             [s.classes.index(x.diagnosis) for x in self.train_samples],
@@ -545,8 +550,10 @@ class Trainer:
         first = st.start_batch if epoch == st.start_epoch else 0
         if first == 0:
             st.partial = {"loss_sum": 0.0, "n_seen": 0}
+        # TrainImages is a map-style dataset by duck typing (this module does not import torch eagerly)
+        dataset = cast("torch.utils.data.Dataset[tuple[Any, int]]", self.train_ds)
         loader = torch.utils.data.DataLoader(
-            self.train_ds,
+            dataset,
             batch_sampler=[[(i, epoch) for i in b] for b in batches[first:]],
             num_workers=s.workers,
             worker_init_fn=_worker_init,
@@ -750,7 +757,8 @@ class Trainer:
     def _rng_state(device: Any) -> dict[str, Any]:
         import torch
 
-        st = np.random.get_state()
+        st = np.random.get_state(legacy=True)
+        assert isinstance(st, tuple)  # legacy=True: ("MT19937", keys, pos, has_gauss, cached_gaussian)
         rng = {
             "torch": torch.get_rng_state(),
             "python": list(random.getstate()[1]),

@@ -14,14 +14,18 @@ the population.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image, check_images
 
+if TYPE_CHECKING:
+    import torch
 
-def _per_image(value: Any, n: int, what: str) -> np.ndarray:
+
+def _per_image(value: Any, n: int, what: str) -> NDArray[np.float64]:
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim == 0:
         arr = np.full(n, float(arr))
@@ -32,7 +36,7 @@ def _per_image(value: Any, n: int, what: str) -> np.ndarray:
     return arr
 
 
-def _snap(v: np.ndarray) -> np.ndarray:
+def _snap(v: NDArray[np.float64]) -> NDArray[np.float64]:
     """Make cos/sin of multiples of 90 degrees exactly 0 or +-1 (cos(pi/2) is 6e-17 in floats)."""
     v = v.copy()
     v[np.abs(v) < 1e-12] = 0.0
@@ -40,7 +44,9 @@ def _snap(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def _theta(h: int, w: int, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+def _theta(
+    h: int, w: int, angle: NDArray[np.float64], dx: NDArray[np.float64], dy: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """N x 2 x 3 inverse affine maps in grid_sample's normalised coordinates (align_corners=False).
 
     With align_corners=False a normalised coordinate g is (g * W / 2) pixels from the centre, so the
@@ -54,7 +60,7 @@ def _theta(h: int, w: int, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray) ->
     return m
 
 
-def _grid(h: int, w: int, m: np.ndarray, device: Any) -> Any:
+def _grid(h: int, w: int, m: NDArray[np.float64], device: Any) -> torch.Tensor:
     """grid_sample coordinates N x H x W x 2 of the affine maps ``m`` (N x 2 x 3).
 
     Separable: row and column terms are computed in float64, only their sum is float32.
@@ -77,8 +83,12 @@ def _grid(h: int, w: int, m: np.ndarray, device: Any) -> Any:
 
 
 def _rotate_tensor(
-    x: Any, angle: np.ndarray, dx: np.ndarray, dy: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
+    x: torch.Tensor,
+    angle: NDArray[np.float64],
+    dx: NDArray[np.float64],
+    dy: NDArray[np.float64],
+    out: NDArray[np.uint8] | None = None,
+) -> NDArray[np.uint8]:
     """float32 torch 1-or-N x 3 x H x W (0..255) -> rotated/shifted uint8 numpy N x H x W x 3.
 
     Rounding (half to even) and clipping run in place on the contiguous N x 3 x H x W result;
@@ -100,8 +110,14 @@ def _rotate_tensor(
 
 
 def rotate(
-    images: np.ndarray, angle_deg: Any, dx: Any = 0.0, dy: Any = 0.0, *, chunk: int = 64, device: Any = None
-) -> np.ndarray:
+    images: NDArray[np.uint8],
+    angle_deg: Any,
+    dx: Any = 0.0,
+    dy: Any = 0.0,
+    *,
+    chunk: int = 64,
+    device: Any = None,
+) -> NDArray[np.uint8]:
     """Rotate uint8 N x H x W x 3 images by ``angle_deg`` (counter-clockwise) about the centre, then
     shift by (dx, dy) pixels; black fill, bilinear. Angles and shifts: one number or one per image.
     ``device``: torch device to compute on (default CPU); the result is uint8 numpy either way.
@@ -150,7 +166,9 @@ class RotationTranslation(Perturbation):
         mx, my = self.max_shift_px(image_shape)
         return [(0.0, 360.0), (-mx, mx), (-my, my)]
 
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
         image = check_image(image)
         p = self.check_params(params)
         import torch
@@ -163,7 +181,7 @@ class RotationTranslation(Perturbation):
         return out
 
     def describe_params(
-        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+        self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
         p = self.check_params(params)[0]
         return {"angle_deg": float(p[0]), "dx_px": float(p[1]), "dy_px": float(p[2])}

@@ -8,14 +8,18 @@ documented down to its rounding: the uint8 images returned are exactly what the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.registry import Registry
 
+if TYPE_CHECKING:
+    import torch
 
-def check_image(image: Any, what: str = "image") -> np.ndarray:
+
+def check_image(image: Any, what: str = "image") -> NDArray[np.uint8]:
     """Validate one uint8 H x W x 3 RGB array (scikit-learn style: say exactly what was wrong)."""
     if not isinstance(image, np.ndarray):
         raise TypeError(f"{what}: expected a numpy uint8 H x W x 3 array, got {type(image).__name__}")
@@ -26,15 +30,14 @@ def check_image(image: Any, what: str = "image") -> np.ndarray:
     return image
 
 
-def check_images(images: Any, what: str = "images") -> np.ndarray:
+def check_images(images: Any, what: str = "images") -> NDArray[np.uint8]:
     """Validate a uint8 N x H x W x 3 batch (a single H x W x 3 image becomes a batch of one)."""
     if not isinstance(images, np.ndarray):
         raise TypeError(f"{what}: expected a numpy uint8 N x H x W x 3 array, got {type(images).__name__}")
-    if images.ndim == 3:
-        images = images[None]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError(f"{what}: expected a uint8 N x H x W x 3 array, got {images.dtype} {images.shape}")
-    return images
+    batch: NDArray[np.uint8] = images[None] if images.ndim == 3 else images
+    if batch.dtype != np.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+        raise ValueError(f"{what}: expected a uint8 N x H x W x 3 array, got {batch.dtype} {batch.shape}")
+    return batch
 
 
 class Perturbation(ABC):
@@ -56,7 +59,9 @@ class Perturbation(ABC):
         """(low, high) for each parameter, for an image of shape (H, W, 3)."""
 
     @abstractmethod
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
         """Perturb one uint8 H x W x 3 image with each row of ``params`` (P x D): uint8 P x H x W x 3.
 
         ``device`` is a torch device for perturbations computed with torch (e.g. the model's GPU);
@@ -64,7 +69,7 @@ class Perturbation(ABC):
         """
 
     def describe_params(
-        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+        self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
         """The parameter vector as a readable dict of plain Python numbers (recorded in results)."""
         p = self.check_params(params)[0]
@@ -74,7 +79,7 @@ class Perturbation(ABC):
         """Settings of this perturbation (recorded beside results)."""
         return {"name": self.name, "params": list(self.param_names)}
 
-    def check_params(self, params: Any) -> np.ndarray:
+    def check_params(self, params: Any) -> NDArray[np.float64]:
         """Validate ``params`` as a finite float64 P x D array (a single vector becomes 1 x D)."""
         arr = np.asarray(params, dtype=np.float64)
         if arr.ndim == 1:
@@ -100,14 +105,15 @@ class Perturbation(ABC):
 PERTURBATIONS: Registry[type[Perturbation]] = Registry("perturbation")
 
 
-def to_uint8(x: Any) -> np.ndarray:
+def to_uint8(x: torch.Tensor) -> NDArray[np.uint8]:
     """Float tensor in pixel units -> uint8 numpy by round-half-to-even then clipping to 0..255."""
     import torch
 
-    return torch.round(x).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    out: NDArray[np.uint8] = torch.round(x).clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    return out
 
 
-def per_image_channels(values: Any, n: int, what: str) -> np.ndarray:
+def per_image_channels(values: Any, n: int, what: str) -> NDArray[np.float64]:
     """``values`` as float64 N x 3: one RGB triple for all ``n`` images, or one per image."""
     v = np.asarray(values, dtype=np.float64)
     if v.ndim == 1:
@@ -117,7 +123,7 @@ def per_image_channels(values: Any, n: int, what: str) -> np.ndarray:
     return v
 
 
-def apply_tables(images: np.ndarray, tables: np.ndarray) -> np.ndarray:
+def apply_tables(images: NDArray[np.uint8], tables: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Per-channel lookup: ``out[p, ..., k] = tables[p, k, images[p or 0, ..., k]]``.
 
     ``images`` is uint8 1 x H x W x 3 (shared by all P tables) or P x H x W x 3; ``tables`` is
@@ -130,6 +136,7 @@ def apply_tables(images: np.ndarray, tables: np.ndarray) -> np.ndarray:
         raise ValueError(f"apply_tables: {n} images for {p} tables (need 1 or {p})")
     flat = np.asarray(tables, dtype=np.uint8).reshape(p, 3 * 256)
     index = np.asarray(images, dtype=np.intp).reshape(n, -1, 3) + np.arange(3) * 256  # channel k -> k*256+v
+    out: NDArray[np.uint8]
     if n == 1:
         # np.take, not flat[:, idx]: fancy indexing returns a transposed (non C-contiguous) array,
         # which made every later copy of the population (concatenate, stack) ~20x slower

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.perturb.base import (
     PERTURBATIONS,
@@ -23,14 +24,15 @@ from dermadv.perturb.base import (
 )
 
 
-def color_tables(factors: np.ndarray) -> np.ndarray:
+def color_tables(factors: NDArray[np.float64]) -> NDArray[np.uint8]:
     """P x 3 x 256 uint8: ``trunc(clip(v * c_k, 0, 255))`` for every pixel value v, in float64."""
     v = np.arange(256, dtype=np.float64)
     c = np.asarray(factors, dtype=np.float64)[:, :, None]
-    return np.clip(v[None, None, :] * c, 0, 255).astype(np.uint8)
+    tables: NDArray[np.uint8] = np.clip(v[None, None, :] * c, 0, 255).astype(np.uint8)
+    return tables
 
 
-def color_balance(images: np.ndarray, factors: Any) -> np.ndarray:
+def color_balance(images: NDArray[np.uint8], factors: Any) -> NDArray[np.uint8]:
     """Multiply channel k of every image by ``factors[..., k]``; float64, clip to 255, truncate.
 
     ``images`` is uint8 N x H x W x 3 (or H x W x 3); ``factors`` is a length-3 vector (same for all
@@ -58,12 +60,14 @@ class ColorBalance(Perturbation):
     def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
         return [(1.0 - self.delta, 1.0 + self.delta)] * 3
 
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
         image = check_image(image)
         return apply_tables(image[None], color_tables(self.check_params(params)))
 
     def describe_params(
-        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+        self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
         p = self.check_params(params)[0]
         return {"c": [float(v) for v in p]}

@@ -26,14 +26,18 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.data.images import DECODERS
 from dermadv.errors import DermadvError
+
+if TYPE_CHECKING:
+    import torch
 
 CHANNELS = {"r": (0,), "g": (1,), "b": (2,), "rgb": (0, 1, 2)}
 CHANNEL_NAMES = {"r": "Red", "g": "Green", "b": "Blue", "rgb": "All channels"}
@@ -58,7 +62,7 @@ class Corruption:
     params: dict[str, Any] = field(default_factory=dict)
     file_level: bool = False
 
-    def apply(self, images: np.ndarray, decoder: str = "pil") -> np.ndarray:
+    def apply(self, images: NDArray[np.uint8], decoder: str = "pil") -> NDArray[np.uint8]:
         """Perturb a uint8 N x H x W x 3 batch (already at the model's input size)."""
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
             raise ValueError(
@@ -70,7 +74,7 @@ class Corruption:
 
     def decoder_for(self, model_decoder: str) -> str:
         """For ``decoder:...`` specs: the decoder to re-decode files with, given the model's."""
-        name = self.params["decoder"]
+        name = str(self.params["decoder"])
         if name == "other":
             others = [d for d in DECODERS if d != model_decoder]
             return others[0]
@@ -78,18 +82,18 @@ class Corruption:
 
 
 # ----- batch transforms -------------------------------------------------------------------------
-def identity(images: np.ndarray, **_: Any) -> np.ndarray:
+def identity(images: NDArray[np.uint8], **_: Any) -> NDArray[np.uint8]:
     return images.copy()
 
 
-def rotate_batch(images: np.ndarray, angle: float, **_: Any) -> np.ndarray:
+def rotate_batch(images: NDArray[np.uint8], angle: float, **_: Any) -> NDArray[np.uint8]:
     """Rotate every image by ``angle`` degrees about its centre: the attack's own rotation."""
     from dermadv.perturb.affine import rotate
 
     return np.asarray(rotate(images, float(angle), 0.0, 0.0), dtype=np.uint8)
 
 
-def channel_shift(images: np.ndarray, channel: str, value: int, **_: Any) -> np.ndarray:
+def channel_shift(images: NDArray[np.uint8], channel: str, value: int, **_: Any) -> NDArray[np.uint8]:
     """Add ``value`` to the given channel(s), clipped to 0..255; other channels untouched."""
     out = images.copy()
     idx = list(CHANNELS[channel])
@@ -97,24 +101,25 @@ def channel_shift(images: np.ndarray, channel: str, value: int, **_: Any) -> np.
     return out
 
 
-def _to_tensor(images: np.ndarray) -> Any:
+def _to_tensor(images: NDArray[np.uint8]) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 3, 1, 2)
 
 
-def _to_numpy(t: Any) -> np.ndarray:
-    return np.ascontiguousarray(t.permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+def _to_numpy(t: torch.Tensor) -> NDArray[np.uint8]:
+    out: NDArray[np.uint8] = np.ascontiguousarray(t.permute(0, 2, 3, 1).numpy()).astype(np.uint8)
+    return out
 
 
-def hue_shift(images: np.ndarray, factor: float, **_: Any) -> np.ndarray:
+def hue_shift(images: NDArray[np.uint8], factor: float, **_: Any) -> NDArray[np.uint8]:
     """Rotate hue in HSV space by ``factor`` of the colour circle (torchvision adjust_hue)."""
     from torchvision.transforms import functional as F
 
     return _to_numpy(F.adjust_hue(_to_tensor(images), float(factor)))
 
 
-def gaussian_blur(images: np.ndarray, sigma: float, **_: Any) -> np.ndarray:
+def gaussian_blur(images: NDArray[np.uint8], sigma: float, **_: Any) -> NDArray[np.uint8]:
     """Gaussian blur with standard deviation ``sigma`` pixels (kernel 2*ceil(3 sigma)+1)."""
     from torchvision.transforms import functional as F
 
@@ -122,19 +127,23 @@ def gaussian_blur(images: np.ndarray, sigma: float, **_: Any) -> np.ndarray:
     return _to_numpy(F.gaussian_blur(_to_tensor(images), [k, k], [float(sigma), float(sigma)]))
 
 
-def brightness(images: np.ndarray, factor: float, **_: Any) -> np.ndarray:
+def brightness(images: NDArray[np.uint8], factor: float, **_: Any) -> NDArray[np.uint8]:
     """Multiply intensities by ``factor``, rounded and clipped to 0..255."""
-    return np.clip(np.rint(images.astype(np.float32) * float(factor)), 0, 255).astype(np.uint8)
+    scaled = np.rint(images.astype(np.float32) * float(factor))
+    out: NDArray[np.uint8] = np.clip(scaled, 0, 255).astype(np.uint8)
+    return out
 
 
-def contrast(images: np.ndarray, factor: float, **_: Any) -> np.ndarray:
+def contrast(images: NDArray[np.uint8], factor: float, **_: Any) -> NDArray[np.uint8]:
     """Blend each image with its mean grey level (torchvision adjust_contrast)."""
     from torchvision.transforms import functional as F
 
     return _to_numpy(F.adjust_contrast(_to_tensor(images), float(factor)))
 
 
-def jpeg_recompress(images: np.ndarray, quality: int, decoder: str = "pil", **_: Any) -> np.ndarray:
+def jpeg_recompress(
+    images: NDArray[np.uint8], quality: int, decoder: str = "pil", **_: Any
+) -> NDArray[np.uint8]:
     """Encode each image as JPEG at ``quality`` (Pillow, 4:2:0) and decode it with ``decoder``."""
     from PIL import Image
 
@@ -148,7 +157,7 @@ def jpeg_recompress(images: np.ndarray, quality: int, decoder: str = "pil", **_:
     return out
 
 
-_APPLY: dict[str, Callable[..., np.ndarray]] = {
+_APPLY: dict[str, Callable[..., NDArray[np.uint8]]] = {
     "none": identity,
     "rotation": rotate_batch,
     "shift": channel_shift,
@@ -167,7 +176,10 @@ GRAMMAR = (
 )
 
 
-def _number(spec: str, text: str, kind: type = float) -> Any:
+_N = TypeVar("_N", int, float)
+
+
+def _number(spec: str, text: str, kind: type[_N]) -> _N:
     try:
         return kind(text)
     except ValueError:
@@ -180,6 +192,73 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+# One parser per spec head: (the spec as given, its head, the text after "head:") -> Corruption.
+def _rotation(spec: str, head: str, rest: str) -> Corruption:
+    angle = _number(spec, rest, float)
+    return Corruption(f"rot:{_fmt(angle)}", "rotation", f"Rotation {_fmt(angle)}°", {"angle": angle})
+
+
+def _shift(spec: str, head: str, rest: str) -> Corruption:
+    ch, _, val = rest.partition(":")
+    if ch not in CHANNELS:
+        raise SpecError(f"perturbation {spec!r}: channel must be one of r, g, b, rgb; grammar: {GRAMMAR}")
+    v = _number(spec, val, int)
+    if not -255 <= v <= 255:
+        raise SpecError(f"perturbation {spec!r}: shift must be between -255 and 255")
+    return Corruption(
+        f"shift:{ch}:{v:+d}", "shift", f"{CHANNEL_NAMES[ch]} {v:+d}", {"channel": ch, "value": v}
+    )
+
+
+def _hue(spec: str, head: str, rest: str) -> Corruption:
+    f = _number(spec, rest, float)
+    if not -0.5 <= f <= 0.5:
+        raise SpecError(f"perturbation {spec!r}: hue shift must be in [-0.5, 0.5] (fraction of the circle)")
+    return Corruption(f"hue:{_fmt(f)}", "hue", f"Hue {f:+g}", {"factor": f})
+
+
+def _blur(spec: str, head: str, rest: str) -> Corruption:
+    sigma = _number(spec, rest, float)
+    if not 0 < sigma <= 50:
+        raise SpecError(f"perturbation {spec!r}: blur sigma must be in (0, 50] pixels")
+    return Corruption(f"blur:{_fmt(sigma)}", "blur", f"Gaussian blur σ={_fmt(sigma)}", {"sigma": sigma})
+
+
+def _jpeg(spec: str, head: str, rest: str) -> Corruption:
+    q = _number(spec, rest, int)
+    if not 1 <= q <= 100:
+        raise SpecError(f"perturbation {spec!r}: JPEG quality must be 1..100")
+    return Corruption(f"jpeg:{q}", "jpeg", f"JPEG quality {q}", {"quality": q})
+
+
+def _factor(spec: str, head: str, rest: str) -> Corruption:
+    """``brightness:F`` and ``contrast:F``."""
+    f = _number(spec, rest, float)
+    if not 0 <= f <= 10:
+        raise SpecError(f"perturbation {spec!r}: {head} factor must be in [0, 10]")
+    return Corruption(f"{head}:{_fmt(f)}", head, f"{head.capitalize()} ×{_fmt(f)}", {"factor": f})
+
+
+def _decoder(spec: str, head: str, rest: str) -> Corruption:
+    if rest not in (*DECODERS, "other"):
+        raise SpecError(f"perturbation {spec!r}: decoder must be one of {', '.join(DECODERS)}, other")
+    return Corruption(
+        f"decoder:{rest}", "decoder", f"JPEG decoder: {rest}", {"decoder": rest}, file_level=True
+    )
+
+
+_PARSERS: dict[str, Callable[[str, str, str], Corruption]] = {
+    "rot": _rotation,
+    "shift": _shift,
+    "hue": _hue,
+    "blur": _blur,
+    "jpeg": _jpeg,
+    "brightness": _factor,
+    "contrast": _factor,
+    "decoder": _decoder,
+}
+
+
 def parse_one(spec: str) -> Corruption:
     """Parse one spec (see the module docstring) into a :class:`Corruption`."""
     s = spec.strip().lower().replace(" ", "")
@@ -188,50 +267,12 @@ def parse_one(spec: str) -> Corruption:
     if s in ("none", "original", "unmodified"):
         return Corruption("none", "none", "Unmodified")
     head, _, rest = s.partition(":")
-    if head.startswith("rot") and head != "rot":
+    if head.startswith("rot") and head != "rot":  # rot180, rot45
         head, rest = "rot", head[3:]
-    if head in ("rot", "rotate", "rotation"):
-        angle = _number(spec, rest)
-        return Corruption(f"rot:{_fmt(angle)}", "rotation", f"Rotation {_fmt(angle)}°", {"angle": angle})
-    if head == "shift":
-        ch, _, val = rest.partition(":")
-        if ch not in CHANNELS:
-            raise SpecError(f"perturbation {spec!r}: channel must be one of r, g, b, rgb; grammar: {GRAMMAR}")
-        v = _number(spec, val, int)
-        if not -255 <= v <= 255:
-            raise SpecError(f"perturbation {spec!r}: shift must be between -255 and 255")
-        return Corruption(
-            f"shift:{ch}:{v:+d}", "shift", f"{CHANNEL_NAMES[ch]} {v:+d}", {"channel": ch, "value": v}
-        )
-    if head == "hue":
-        f = _number(spec, rest)
-        if not -0.5 <= f <= 0.5:
-            raise SpecError(
-                f"perturbation {spec!r}: hue shift must be in [-0.5, 0.5] (fraction of the circle)"
-            )
-        return Corruption(f"hue:{_fmt(f)}", "hue", f"Hue {f:+g}", {"factor": f})
-    if head == "blur":
-        sigma = _number(spec, rest)
-        if not 0 < sigma <= 50:
-            raise SpecError(f"perturbation {spec!r}: blur sigma must be in (0, 50] pixels")
-        return Corruption(f"blur:{_fmt(sigma)}", "blur", f"Gaussian blur σ={_fmt(sigma)}", {"sigma": sigma})
-    if head == "jpeg":
-        q = _number(spec, rest, int)
-        if not 1 <= q <= 100:
-            raise SpecError(f"perturbation {spec!r}: JPEG quality must be 1..100")
-        return Corruption(f"jpeg:{q}", "jpeg", f"JPEG quality {q}", {"quality": q})
-    if head in ("brightness", "contrast"):
-        f = _number(spec, rest)
-        if not 0 <= f <= 10:
-            raise SpecError(f"perturbation {spec!r}: {head} factor must be in [0, 10]")
-        return Corruption(f"{head}:{_fmt(f)}", head, f"{head.capitalize()} ×{_fmt(f)}", {"factor": f})
-    if head == "decoder":
-        if rest not in (*DECODERS, "other"):
-            raise SpecError(f"perturbation {spec!r}: decoder must be one of {', '.join(DECODERS)}, other")
-        return Corruption(
-            f"decoder:{rest}", "decoder", f"JPEG decoder: {rest}", {"decoder": rest}, file_level=True
-        )
-    raise SpecError(f"unknown perturbation {spec!r}; grammar: {GRAMMAR}")
+    parser = _PARSERS.get(head)
+    if parser is None:
+        raise SpecError(f"unknown perturbation {spec!r}; grammar: {GRAMMAR}")
+    return parser(spec, head, rest)
 
 
 def study_specs() -> list[str]:
@@ -240,7 +281,7 @@ def study_specs() -> list[str]:
     return ["rot:180", "rot:45", *shifts]
 
 
-def parse_specs(text: str | list[str] | None) -> list[Corruption]:
+def parse_specs(text: str | Sequence[str] | None) -> list[Corruption]:
     """Parse a comma-separated list (or list of specs); ``None`` means ``study``. The unmodified
     baseline comes first exactly once; duplicates are dropped, order kept."""
     items: list[str]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.perturb.base import (
     PERTURBATIONS,
@@ -20,14 +21,15 @@ from dermadv.perturb.base import (
 )
 
 
-def shift_tables(offsets: np.ndarray) -> np.ndarray:
+def shift_tables(offsets: NDArray[np.float64]) -> NDArray[np.uint8]:
     """P x 3 x 256 uint8: ``clip(round_half_even(v + s_k), 0, 255)`` for every pixel value v."""
     v = np.arange(256, dtype=np.float64)
     s = np.asarray(offsets, dtype=np.float64)[:, :, None]
-    return np.clip(np.round(v[None, None, :] + s), 0, 255).astype(np.uint8)
+    tables: NDArray[np.uint8] = np.clip(np.round(v[None, None, :] + s), 0, 255).astype(np.uint8)
+    return tables
 
 
-def shift_channels(images: np.ndarray, offsets: Any) -> np.ndarray:
+def shift_channels(images: NDArray[np.uint8], offsets: Any) -> NDArray[np.uint8]:
     """Add ``offsets`` (3 values, or N x 3) to the RGB channels of uint8 images; clip to 0..255."""
     batch = check_images(images)
     return apply_tables(batch, shift_tables(per_image_channels(offsets, len(batch), "offsets")))
@@ -48,7 +50,9 @@ class ChannelShift(Perturbation):
     def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
         return [(-self.max_shift, self.max_shift)] * 3
 
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
         image = check_image(image)
         p = self.check_params(params)
         return apply_tables(image[None], shift_tables(p))

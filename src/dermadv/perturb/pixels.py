@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image
 
@@ -31,14 +32,16 @@ class FewPixels(Perturbation):
         h, w = image_shape[0], image_shape[1]
         return [(0.0, float(w)), (0.0, float(h)), (0.0, 256.0), (0.0, 256.0), (0.0, 256.0)] * self.d
 
-    def integer_params(self, params: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+    def integer_params(self, params: NDArray[np.float64], image_shape: tuple[int, ...]) -> NDArray[np.int64]:
         """P x d x 5 int64 (x, y, r, g, b) actually written, after flooring and clipping."""
         h, w = image_shape[0], image_shape[1]
         p = np.floor(self.check_params(params)).astype(np.int64).reshape(-1, self.d, 5)
         hi = np.array([w - 1, h - 1, 255, 255, 255])
         return np.clip(p, 0, hi)
 
-    def apply(self, image: np.ndarray, params: np.ndarray, device: Any = None) -> np.ndarray:
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
         import torch
 
         image = check_image(image)
@@ -51,7 +54,7 @@ class FewPixels(Perturbation):
         return out.numpy()
 
     def describe_params(
-        self, params: np.ndarray, image_shape: tuple[int, ...] | None = None
+        self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
         """The pixels actually written (integers); pass ``image_shape`` to clip positions to it."""
         q = self.integer_params(params, image_shape or (1 << 30, 1 << 30))[0]

@@ -29,9 +29,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
@@ -42,6 +43,10 @@ from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import run_provenance, selection_hash
 from dermadv.runs.record import RunDir, settings_hash
 from dermadv.runs.specs import PerturbationSpec
+
+if TYPE_CHECKING:
+    from dermadv.data.dataset import Sample
+    from dermadv.models.base import Classifier, Metadata
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "perturbation",
@@ -66,7 +71,7 @@ CI_METHOD = "Bonett-Price adjusted Wald interval for the difference of paired pr
 
 # ----- statistics -------------------------------------------------------------------------------
 def paired_difference_ci(
-    base_ok: np.ndarray, new_ok: np.ndarray, z: float = 1.959963984540054
+    base_ok: NDArray[Any], new_ok: NDArray[Any], z: float = 1.959963984540054
 ) -> tuple[float, float, float]:
     """Difference of paired proportions mean(new_ok) - mean(base_ok) with a 95% CI.
 
@@ -114,9 +119,9 @@ def round_fraction(numerator: int, denominator: int, digits: int = 3) -> float:
 def summarize(
     spec: str,
     label: str,
-    y_true: np.ndarray,
-    scores: np.ndarray,
-    base_scores: np.ndarray,
+    y_true: NDArray[Any],
+    scores: NDArray[np.float64],
+    base_scores: NDArray[np.float64],
     threshold: float = 0.5,
 ) -> dict[str, Any]:
     """One row of the sweep table from melanoma scores (perturbed and unmodified) on the same images."""
@@ -184,18 +189,21 @@ class SweepResult:
         }
 
 
-def _load_prepared(model: Any, samples: Sequence[Any], decoder: str | None = None) -> np.ndarray:
+def _load_prepared(
+    model: Classifier, samples: Sequence[Sample], decoder: str | None = None
+) -> NDArray[np.uint8]:
     from dermadv.data.images import load_image
 
     imgs = [
-        load_image(s.path, decoder=decoder) if decoder else model.load_image(str(s.path)) for s in samples
+        load_image(str(s.path), decoder=decoder) if decoder else model.load_image(str(s.path))
+        for s in samples
     ]
     return model.prepare(imgs)
 
 
 def load_prepared_images(
-    model: Any, samples: Sequence[Any], batch_size: int, progress: bool = False
-) -> np.ndarray:
+    model: Classifier, samples: Sequence[Sample], batch_size: int, progress: bool = False
+) -> NDArray[np.uint8]:
     """Every sample decoded with the model's decoder and resized to its input size: uint8 N x H x W x 3."""
     from tqdm.auto import tqdm
 
@@ -209,14 +217,14 @@ def load_prepared_images(
 
 
 def score_corruption(
-    model: Any,
+    model: Classifier,
     c: Corruption,
-    samples: Sequence[Any],
-    prepared: np.ndarray | None,
-    metadata: Sequence[Any] | None,
+    samples: Sequence[Sample],
+    prepared: NDArray[np.uint8] | None,
+    metadata: Sequence[Metadata] | None,
     batch_size: int,
     bar: Any = None,
-) -> np.ndarray:
+) -> NDArray[np.float64]:
     """Melanoma scores of ``samples`` after ``c`` (what a :class:`SweepUnit` computes).
 
     ``prepared``: the images from :func:`load_prepared_images`, or None to load each batch."""
@@ -248,11 +256,11 @@ class SweepUnit(WorkUnit):
 
     kind: ClassVar[str] = "sweep"
     perturbation: PerturbationSpec
-    samples: tuple[Any, ...]
+    samples: tuple[Sample, ...]
     batch_size: int
     memory_limit_mb: float = 2048
 
-    def run(self, state: WorkerState) -> np.ndarray:
+    def run(self, state: WorkerState) -> NDArray[np.float64]:
         model = state.model
         corruption = self.perturbation.build()
         prepared = None
@@ -281,8 +289,8 @@ class SweepUnit(WorkUnit):
 
 @holding_run("out")  # one writer per run folder, from the settings check to the last file
 def run_sweep(
-    model: Any,
-    samples: Sequence[Any],
+    model: Classifier,
+    samples: Sequence[Sample],
     out: str | Path,
     perturbations: str | Sequence[str] | None = None,
     batch_size: int | None = None,
@@ -380,7 +388,7 @@ def run_sweep(
             rec = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             return None
-        if rec.get("fingerprint") != fingerprint or rec.get("image_ids") != ids:
+        if not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint or rec.get("image_ids") != ids:
             return None
         return rec
 
@@ -461,7 +469,7 @@ def _write_outputs(
     corruptions: list[Corruption],
     records: dict[str, dict[str, Any]],
     ids: list[str],
-    y_true: np.ndarray,
+    y_true: NDArray[Any],
     description: dict[str, Any],
 ) -> None:
     buf = io.StringIO()
@@ -492,4 +500,5 @@ def read_sweep(run: str | Path) -> list[dict[str, Any]]:
     p = Path(run) / "perturbation.json"
     if not p.exists():
         raise DataError(f"{run}: no perturbation.json (not a finished perturbation run)")
-    return json.loads(p.read_text(encoding="utf-8"))["rows"]
+    rows: list[dict[str, Any]] = json.loads(p.read_text(encoding="utf-8"))["rows"]
+    return rows

@@ -466,7 +466,8 @@ def _run_group(row: dict[str, Any]) -> str | None:
     if diagnosis:
         return study_group(diagnosis)
     group = str(row.get("true_group") or "")
-    return {Group.MELANOMA: MELANOMA, Group.BENIGN: NAEVUS}.get(group)
+    by_group: dict[str, str] = {Group.MELANOMA: MELANOMA, Group.BENIGN: NAEVUS}
+    return by_group.get(group)
 
 
 def _run_item(row: dict[str, Any], condition: str, relpath: str) -> dict[str, Any]:

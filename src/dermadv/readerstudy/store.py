@@ -305,7 +305,7 @@ class AnswerStore:
         token = secrets.token_urlsafe(24)
         order = reader_order(self._keys, seed)
         with self._tx() as conn:
-            rid = conn.execute(
+            key = conn.execute(
                 readers.insert().values(
                     token_hash=hash_token(token),
                     name=name,
@@ -315,8 +315,9 @@ class AnswerStore:
                     order_json=json.dumps(order),
                     created_at=time.time(),
                 )
-            ).inserted_primary_key[0]
-        return self.get_reader(int(rid)), token
+            ).inserted_primary_key
+        assert key is not None  # set for every single-row INSERT
+        return self.get_reader(int(key[0])), token
 
     def get_reader(self, reader_id: int) -> Reader:
         """A reader by id (UnknownReader if none)."""
@@ -553,10 +554,10 @@ class AnswerStore:
     def progress(self) -> list[dict[str, Any]]:
         """Per reader: answered / total, changes, last activity, status."""
         with self._tx() as conn:
-            counts = dict(
+            counts: dict[int, int] = dict(
                 conn.execute(select(answers.c.reader_id, func.count()).group_by(answers.c.reader_id)).all()
             )
-            changes = dict(
+            changes: dict[int, int] = dict(
                 conn.execute(
                     select(answer_changes.c.reader_id, func.count()).group_by(answer_changes.c.reader_id)
                 ).all()

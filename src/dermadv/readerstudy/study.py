@@ -79,6 +79,7 @@ class Study:
     root: Path
     settings: dict[str, Any]
     images: list[StudyImage]
+    _by_key: dict[str, StudyImage] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def study_id(self) -> str:
@@ -107,7 +108,7 @@ class Study:
 
     def by_key(self) -> dict[str, StudyImage]:
         """Images indexed by their opaque key."""
-        if getattr(self, "_by_key", None) is None or len(self._by_key) != len(self.images):
+        if self._by_key is None or len(self._by_key) != len(self.images):
             self._by_key = {im.key: im for im in self.images}
         return self._by_key
 

@@ -194,7 +194,7 @@ def read_predictions(run: Run) -> tuple[np.ndarray, np.ndarray] | None:
             if true_col is not None:
                 truth = _truthy(r[true_col])
             else:
-                d = r[diag_col].strip().lower()  # type: ignore[index]
+                d = r[diag_col].strip().lower()
                 if d not in ("mel", "nv"):
                     continue
                 truth = int(d == "mel")

@@ -27,13 +27,21 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
+from numpy.typing import NDArray
 
 from dermadv.errors import DataError, DermadvError, ModelError
 from dermadv.runs.ray_cluster import ActorPool, WorkerLost, connect, default_workers, import_ray, node_info
 from dermadv.runs.specs import AttackSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from dermadv.attacks.base import Attack
+    from dermadv.data.dataset import Sample
+    from dermadv.models.base import Classifier
+
+S = TypeVar("S")
 
 EXECUTORS: tuple[str, ...] = ("local", "ray")
 #: Prepared images a worker keeps beyond those of the unit it runs (an image's attacks may come later).
@@ -79,24 +87,29 @@ class WorkUnit(ABC):
         return 1
 
 
-def absolute_sample(sample: Any) -> Any:
+def absolute_sample(sample: S) -> S:
     """A sample record (a dataclass with ``path``) whose relative image path is made absolute."""
     import dataclasses
 
     path = getattr(sample, "path", None)
     if path is None or Path(path).is_absolute() or not dataclasses.is_dataclass(sample):
         return sample
+    if isinstance(sample, type):  # a dataclass itself, not a record
+        return sample
     return dataclasses.replace(sample, path=Path(path).resolve())
 
 
-def load_prepared(model: Any, sample: Any) -> np.ndarray:
+def load_prepared(model: Classifier, sample: Sample) -> NDArray[np.uint8]:
     """Decode a sample's image with the model's decoder and resize it to the model's input size."""
     if sample.path is None:
         raise DataError(f"{sample.image_id}: no image file for this sample")
-    return model.prepare(model.load_image(str(sample.path)))[0]
+    image: NDArray[np.uint8] = model.prepare(model.load_image(str(sample.path)))[0]
+    return image
 
 
-def cached_image(model: Any, cache: MutableMapping[str, np.ndarray | str], sample: Any) -> np.ndarray | str:
+def cached_image(
+    model: Classifier, cache: MutableMapping[str, NDArray[np.uint8] | str], sample: Sample
+) -> NDArray[np.uint8] | str:
     """A sample's prepared image from ``cache`` (image_id -> image, or the message why it cannot be
     read), decoding it on first use; an unreadable image is cached as its error message."""
     key = sample.image_id
@@ -113,14 +126,14 @@ def cached_image(model: Any, cache: MutableMapping[str, np.ndarray | str], sampl
 class WorkerState:
     """What a worker keeps between units: the model, attacks built from specs, prepared images."""
 
-    def __init__(self, model: Any, image_cache_size: int = IMAGE_CACHE_SIZE) -> None:
+    def __init__(self, model: Classifier, image_cache_size: int = IMAGE_CACHE_SIZE) -> None:
         self.model = model
         self.image_cache_size = image_cache_size
-        self.images: OrderedDict[str, np.ndarray | str] = OrderedDict()
-        self._attacks: dict[str, tuple[AttackSpec, Any]] = {}
+        self.images: OrderedDict[str, NDArray[np.uint8] | str] = OrderedDict()
+        self._attacks: dict[str, tuple[AttackSpec, Attack]] = {}
         self._kept: dict[str, tuple[Any, Any]] = {}
 
-    def attack(self, spec: AttackSpec) -> Any:
+    def attack(self, spec: AttackSpec) -> Attack:
         """The attack of ``spec``, built on first use (again if the spec's options change)."""
         cached = self._attacks.get(spec.name)
         if cached is None or cached[0] != spec:
@@ -128,11 +141,11 @@ class WorkerState:
             self._attacks[spec.name] = cached
         return cached[1]
 
-    def image(self, sample: Any) -> np.ndarray | str:
+    def image(self, sample: Sample) -> NDArray[np.uint8] | str:
         """The prepared image of ``sample`` (cached), or the message saying why it cannot be read."""
         return cached_image(self.model, self.images, sample)
 
-    def prepared(self, sample: Any) -> np.ndarray:
+    def prepared(self, sample: Sample) -> NDArray[np.uint8]:
         """The prepared image of ``sample`` (cached); DataError when it cannot be read."""
         image = self.image(sample)
         if isinstance(image, str):
@@ -201,7 +214,7 @@ class LocalExecutor:
 
     kind = "local"
 
-    def __init__(self, model: Any, *, image_cache_size: int = IMAGE_CACHE_SIZE) -> None:
+    def __init__(self, model: Classifier | ModelSpec, *, image_cache_size: int = IMAGE_CACHE_SIZE) -> None:
         self._model = model
         self._image_cache_size = image_cache_size
         self._state: WorkerState | None = None
@@ -250,7 +263,7 @@ class LocalExecutor:
 
 
 # ----- on a Ray cluster ---------------------------------------------------------------------------
-def result_description(model: Any) -> dict[str, Any]:
+def result_description(model: Classifier) -> dict[str, Any]:
     """The parts of ``model.describe()`` that change results (what every worker must agree on)."""
     from dermadv.campaign.runner import _NON_RESULT_MODEL_KEYS
 
@@ -351,7 +364,7 @@ class RayExecutor:
         workers: int | None = None,
         cpus_per_worker: float = 1,
         gpus_per_worker: float | None = None,
-        reference_model: Any = None,
+        reference_model: Classifier | None = None,
         max_restarts: int = 3,
         max_attempts: int = 3,
         verbose: bool = True,
@@ -505,7 +518,7 @@ def make_executor(
     kind: str = "local",
     model_spec: ModelSpec | str | None = None,
     *,
-    model: Any = None,
+    model: Classifier | None = None,
     address: str | None = None,
     workers: int | None = None,
     verbose: bool = True,
@@ -522,9 +535,11 @@ def make_executor(
     if name == "local":
         if address is not None or workers is not None or ray_options:
             raise DermadvError("--address and --workers need --executor ray")
-        if model is None and model_spec is None:
+        if model is not None:
+            return LocalExecutor(model)
+        if model_spec is None:
             raise DermadvError("the local executor needs a model or a model spec")
-        return LocalExecutor(model if model is not None else model_spec)
+        return LocalExecutor(ModelSpec(model_spec) if isinstance(model_spec, str) else model_spec)
     if model_spec is None:
         raise DermadvError("--executor ray needs a model spec (a file or name every worker can load)")
     return RayExecutor(

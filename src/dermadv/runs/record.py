@@ -245,7 +245,7 @@ class RunDir:
             if previous and isinstance(previous.get("settings", {}).get(section), Mapping):
                 merged[section] = {**previous["settings"][section], **dict(settings.get(section) or {})}
         now = _now()
-        invocation = {"at": now, "argv": list(sys.argv[1:] if argv is None else argv)}
+        invocation: dict[str, Any] = {"at": now, "argv": list(sys.argv[1:] if argv is None else argv)}
         options = non_result_settings(settings)
         if options:
             invocation["options"] = options
@@ -296,7 +296,8 @@ class RunDir:
             )
         if "schema" not in old and old_kind == "sweep":
             return old  # pre-schema sweep records had another layout; its results carry fingerprints
-        old_settings = old.get("settings") if isinstance(old.get("settings"), Mapping) else {}
+        found = old.get("settings")
+        old_settings: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
         extendable = tuple(extendable)
         old_flat = result_settings(old_settings)
         new_flat = result_settings(settings)

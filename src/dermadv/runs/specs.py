@@ -12,9 +12,14 @@ that turns it into the object the work uses.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dermadv.attacks.base import Attack
+    from dermadv.models.base import Classifier
+    from dermadv.perturb.corruptions import Corruption
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +27,8 @@ class ModelSpec:
     """Arguments of :func:`dermadv.models.registry.load_model`, sent to workers instead of the model."""
 
     spec: str
-    melanoma_classes: tuple[str, ...] | None = None
-    benign_classes: tuple[str, ...] | None = None
+    melanoma_classes: Sequence[str] | None = None  # stored as a tuple
+    benign_classes: Sequence[str] | None = None  # stored as a tuple
     device: str | None = None
     options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
@@ -46,7 +51,7 @@ class ModelSpec:
                 spec = f"{Path(module).expanduser().resolve()}:{func}"
         return dataclasses.replace(self, spec=spec)
 
-    def load(self) -> Any:
+    def load(self) -> Classifier:
         """Load the Classifier (in a worker)."""
         from dermadv.models.registry import load_model
 
@@ -74,7 +79,7 @@ class AttackSpec:
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", dict(self.options))
 
-    def build(self) -> Any:
+    def build(self) -> Attack:
         """The :class:`dermadv.attacks.Attack` (an unknown option is an error naming the valid ones)."""
         from dermadv.attacks import make_attack
 
@@ -87,7 +92,7 @@ class PerturbationSpec:
 
     spec: str
 
-    def build(self) -> Any:
+    def build(self) -> Corruption:
         """The :class:`dermadv.perturb.corruptions.Corruption` (SpecError for a bad spec)."""
         from dermadv.perturb.corruptions import parse_one
 

@@ -3,84 +3,19 @@ CI checked against independent computations (sklearn, a direct DeLong); MRMC; th
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from readerstudy_support import cli
+from readerstudy_support import simulate
 
 pytest.importorskip("statsmodels")
 
 from dermadv.errors import DataError  # noqa: E402
 from dermadv.readerstudy.analysis import analyze, analyze_file, load_answers, parse_band  # noqa: E402
 from dermadv.readerstudy.mrmc import auc_covariance, obuchowski_rockette  # noqa: E402
-
-
-def simulate(
-    path: Path,
-    *,
-    effect: bool,
-    seed: int,
-    n_readers: int = 8,
-    n_per: int = 30,
-    confidence: bool = True,
-    short_reader: bool = False,
-) -> Path:
-    """Readers with a latent melanoma evidence ~ N(+-skill, 1); with ``effect`` adversarial melanomas
-    look benign (evidence mean -0.5). Unmodified: n_per melanomas + n_per naevi; adversarial: n_per
-    melanomas from two attacks."""
-    rng = np.random.default_rng(seed)
-    cases = [(f"um{i:03d}", "melanoma", "unmodified", "") for i in range(n_per)]
-    cases += [(f"un{i:03d}", "naevus", "unmodified", "") for i in range(n_per)]
-    cases += [
-        (f"a{a}{i:03d}", "melanoma", "adversarial", a)
-        for a in ("color", "rotation")
-        for i in range(n_per // 2)
-    ]
-    rows = []
-    for r in range(n_readers):
-        skill = rng.normal(1.5, 0.3)
-        for img, gt, cond, att in cases:
-            mu = skill if gt == "melanoma" else -skill
-            if effect and cond == "adversarial":
-                mu = -0.5
-            z = mu + rng.normal()
-            rows.append(
-                {
-                    "reader_id": r + 1,
-                    "reader": f"Dr {r + 1}",
-                    "image": img,
-                    "ground_truth": gt,
-                    "condition": cond,
-                    "attack": att,
-                    "answer": "melanoma" if z > 0 else "naevus",
-                    "confidence": int(np.clip(np.ceil(abs(z) * 1.5), 1, 5)) if confidence else "",
-                }
-            )
-    if short_reader:
-        for img, gt, cond, att in cases[:5] + cases[n_per : n_per + 3]:
-            rows.append(
-                {
-                    "reader_id": 99,
-                    "reader": "Dr Late",
-                    "image": img,
-                    "ground_truth": gt,
-                    "condition": cond,
-                    "attack": att,
-                    "answer": gt,
-                    "confidence": 5 if confidence else "",
-                }
-            )
-    with path.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
 
 
 def direct_delong(y: np.ndarray, s: np.ndarray) -> tuple[float, float]:
@@ -220,23 +155,6 @@ def test_mrmc_paired_design_and_input_checks():
     assert obuchowski_rockette(same, ["A", "B"])["p_value"] > 0.05
     with pytest.raises(ValueError, match="at least 2 readers"):
         obuchowski_rockette([r for r in recs if r["reader"] == 0], ["A", "B"])
-
-
-def test_cli_analyze_writes_report_and_figure(tmp_path):
-    answers = simulate(tmp_path / "a.csv", effect=True, seed=6, short_reader=True)
-    out = tmp_path / "report"
-    proc = cli(["reader-study", "analyze", str(answers), "--out", str(out), "--reference-band", "0.6,0.8"])
-    assert "adversarial vs unmodified" in proc.stdout and "left out: reader 99" in proc.stdout
-    png = out / "reader_study.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
-    data = json.loads((out / "analysis.json").read_text())
-    assert data["provenance"]["reference_band"] == [0.6, 0.8] and len(data["provenance"]["sha256"]) == 64
-    table = list(csv.DictReader((out / "per_reader.csv").open()))
-    assert len(table) == 8 * 3 + 2 and {r["condition"] for r in table} == {"all", "unmodified", "adversarial"}
-    js = json.loads(cli(["reader-study", "analyze", str(answers), "--json"]).stdout)
-    assert js["regression"]["adversarial"]["p_value"] < 0.001
-    bad = cli(["reader-study", "analyze", str(answers), "--reference-band", "0.9,0.2"], check=False)
-    assert bad.returncode == 2 and "reference-band" in bad.stderr
 
 
 def test_bad_answer_files_name_the_line(tmp_path):

@@ -14,15 +14,13 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
-import os
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
+from deps_support import ROOT, SRC, assert_names_extra, run_without
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 
 #: Modules (relative to src/dermadv) that may import an optional package, and the extra(s) they serve.
@@ -102,7 +100,8 @@ def test_every_import_belongs_to_the_extra_of_its_module() -> None:
                 owners = sorted(e for e, mods in extras.items() if top in mods and e not in dev)
                 problems.append(
                     f"src/dermadv/{rel}:{line}: '{top}' (extra {', '.join(owners)}) imported by a module not "
-                    f"of that extra (tests/test_deps.py EXTRA_MODULES: {sorted(EXTRA_MODULES.get(rel, []))})"
+                    f"of that extra (tests/unit/test_deps.py EXTRA_MODULES: "
+                    f"{sorted(EXTRA_MODULES.get(rel, []))})"
                 )
     assert not problems, "\n".join(problems)
 
@@ -136,36 +135,6 @@ def test_require_names_the_extra_that_declares_the_module() -> None:
     assert not wrong, "\n".join(wrong)
 
 
-# ----- run time: a missing extra is one line naming it -------------------------------------------------
-POISON = """
-import sys
-for name in sys.argv[1].split(","):
-    sys.modules[name] = None  # `import name` now raises ImportError, as if it were not installed
-sys.argv = ["dermadv", *sys.argv[2:]]
-from dermadv.cli import main
-main()
-"""
-
-
-def run_without(modules: list[str], args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run(
-        [sys.executable, "-c", POISON, ",".join(modules), *args],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=cwd,
-        env=env,
-    )
-
-
-def assert_names_extra(proc: subprocess.CompletedProcess[str], package: str, extra: str) -> None:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stderr
-    assert len(lines) == 1, proc.stderr  # one line, no traceback
-    assert f"'{package}'" in lines[0] and f"pip install 'dermadv[{extra}]'" in lines[0], lines[0]
-
-
 #: Import names of every non-core extra's packages except pydantic, which typer itself needs.
 def _all_optional() -> list[str]:
     core, extras = _declared()
@@ -181,25 +150,6 @@ def test_cli_starts_without_any_extra(tmp_path: Path) -> None:
         assert proc.returncode == 0, (args, proc.stderr)
 
 
-def test_onnx_model_without_onnxruntime(tmp_path: Path, isic2019_dir: Path) -> None:
-    (tmp_path / "x.onnx").write_bytes(b"\x08\x07")  # never read: the missing runtime is reported first
-    args = ["evaluate", "--model", "x.onnx", "--data", str(isic2019_dir)]
-    assert_names_extra(run_without(["onnxruntime"], args, tmp_path), "onnxruntime", "onnx")
-
-
-def test_keras_model_without_keras(tmp_path: Path, isic2019_dir: Path) -> None:
-    (tmp_path / "x.keras").write_bytes(b"PK\x05\x06" + b"\x00" * 18)  # an empty zip archive
-    args = ["evaluate", "--model", "x.keras", "--model-option", "classes=mel,nv", "--data", str(isic2019_dir)]
-    assert_names_extra(run_without(["keras"], args, tmp_path), "keras", "keras")
-
-
 def test_reader_study_serve_without_fastapi(tmp_path: Path) -> None:
     proc = run_without(["fastapi"], ["reader-study", "serve", str(tmp_path / "study")], tmp_path)
     assert_names_extra(proc, "fastapi", "readerstudy")
-
-
-def test_ray_executor_without_ray(tmp_path: Path, isic2019_dir: Path) -> None:
-    model = ROOT / "tests" / "golden" / "tiny_cnn.pt"
-    args = ["attack", "--model", str(model), "--data", str(isic2019_dir), "--out", str(tmp_path / "run"),
-            "--limit", "1", "--attacks", "color", "--executor", "ray", "--no-progress"]  # fmt: skip
-    assert_names_extra(run_without(["ray"], args, tmp_path), "ray", "ray")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from data_support import write_csv
 from dermadv.cli import app
 from dermadv.data import (
     Dataset,
@@ -27,15 +26,6 @@ from dermadv.data import (
     stratified_prefix,
 )
 from dermadv.errors import DataError
-
-
-def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
 
 
 def _real_images(ham10000_dir: Path, n: int) -> list[tuple[str, str, Path]]:
@@ -103,10 +93,10 @@ def test_isic2019_download_layout_merges_metadata_csv(tmp_path: Path, ham10000_d
             [iid] + [1.0 if c == dx.upper() else 0.0 for c in "MEL NV BCC AK BKL DF VASC SCC UNK".split()]
         )
         meta.append([iid, 40 + i, "anterior torso", f"BCN_{i // 2:07d}", "female"])
-    _write_csv(
+    write_csv(
         root / "ISIC_2019_Training_GroundTruth.csv", "image MEL NV BCC AK BKL DF VASC SCC UNK".split(), gt
     )
-    _write_csv(
+    write_csv(
         root / "ISIC_2019_Training_Metadata.csv",
         ["image", "age_approx", "anatom_site_general", "lesion_id", "sex"],
         meta,
@@ -131,7 +121,7 @@ def test_isic2018_layout(tmp_path: Path, ham10000_dir: Path) -> None:
     (tmp_path / "ISIC2018_Task3_Training_Input").mkdir()
     for iid, _, p in imgs:
         (tmp_path / "ISIC2018_Task3_Training_Input" / f"{iid}.jpg").symlink_to(p)
-    _write_csv(tmp_path / "ISIC2018_Task3_Training_GroundTruth.csv", ["image", *cols], rows)
+    write_csv(tmp_path / "ISIC2018_Task3_Training_GroundTruth.csv", ["image", *cols], rows)
     ds = load_dataset(tmp_path)
     assert ds.layout == "isic2018"
     assert ds.counts() == {"mel": 2, "nv": 2} and ds.problems == []
@@ -144,7 +134,7 @@ def test_ham10000_download_layout_and_isic2017(tmp_path: Path, ham10000_dir: Pat
         part = tmp_path / "ham" / f"HAM10000_images_part_{i % 2 + 1}"
         part.mkdir(parents=True, exist_ok=True)
         (part / f"{iid}.jpg").symlink_to(p)
-    _write_csv(
+    write_csv(
         tmp_path / "ham" / "HAM10000_metadata.csv",
         ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
         [[f"HAM_{i}", iid, dx, "histo", "", "unknown", "unknown"] for i, (iid, dx, _) in enumerate(imgs)],
@@ -161,7 +151,7 @@ def test_ham10000_download_layout_and_isic2017(tmp_path: Path, ham10000_dir: Pat
     (d17 / "ISIC-2017_Training_Data").mkdir(parents=True)
     for iid, _, p in imgs:
         (d17 / "ISIC-2017_Training_Data" / f"{iid}.jpg").symlink_to(p)
-    _write_csv(
+    write_csv(
         d17 / "ISIC-2017_Training_Part3_GroundTruth.csv",
         ["image_id", "melanoma", "seborrheic_keratosis"],
         [[imgs[0][0], 1.0, 0.0], [imgs[1][0], 0.0, 0.0], [imgs[2][0], 0.0, 1.0], [imgs[3][0], 1.0, 1.0]],
@@ -218,7 +208,7 @@ def test_isic_archive_layout_uses_most_specific_diagnosis(tmp_path: Path, ham100
         [iid, "Anonymous", 55, "head/neck", bm, d1, d2, d3, f"IL_{i}", "male"]
         for i, ((iid, _, _), (d1, d2, d3, bm)) in enumerate(zip(imgs, d, strict=True))
     ]
-    _write_csv(tmp_path / "metadata.csv", header, rows)
+    write_csv(tmp_path / "metadata.csv", header, rows)
     ds = load_dataset(tmp_path)
     assert ds.layout == "isic_archive"
     assert [s.diagnosis for s in ds.samples] == ["mel", "nv", "mel", "nv"]
@@ -227,7 +217,7 @@ def test_isic_archive_layout_uses_most_specific_diagnosis(tmp_path: Path, ham100
     assert problem.kind == "unknown_label" and problem.image_id == imgs[4][0]
     assert problem.path == tmp_path / "metadata.csv" and "Acrochordon" in problem.message
     # Older exports have a single `diagnosis` column.
-    _write_csv(
+    write_csv(
         tmp_path / "metadata.csv",
         ["isic_id", "diagnosis", "benign_malignant"],
         [[imgs[0][0], "melanoma", "malignant"], [imgs[1][0], "nevus", "benign"]],
@@ -257,7 +247,7 @@ def test_every_problem_is_reported_with_its_file(tmp_path: Path, ham10000_dir: P
     rows = [[f"HAM_{i}", iid, dx, "histo", 50, "male", "back"] for i, (iid, dx, _) in enumerate(imgs)]
     rows[3][2] = "not-a-diagnosis"
     rows.append(["HAM_0", ids[0], "mel", "histo", 50, "male", "back"])  # duplicate id
-    csv_path = _write_csv(
+    csv_path = write_csv(
         root / "HAM10000_metadata.csv",
         ["lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization"],
         rows,
@@ -295,7 +285,7 @@ def test_ambiguous_one_hot_rows(tmp_path: Path, ham10000_dir: Path) -> None:
     for iid, p in ((iid1, p1), (iid2, p2), (iid3, p3)):
         shutil.copy(p, tmp_path / f"{iid}.jpg")
     header = "image MEL NV BCC AK BKL DF VASC SCC UNK".split()
-    _write_csv(
+    write_csv(
         tmp_path / "gt.csv",
         header,
         [[iid1, 1, 1, 0, 0, 0, 0, 0, 0, 0], [iid2, *[0] * 9], [iid3, 1, 0, 0, 0, 0, 0, 0, 0, 0]],
@@ -304,18 +294,6 @@ def test_ambiguous_one_hot_rows(tmp_path: Path, ham10000_dir: Path) -> None:
     assert [s.image_id for s in ds.samples] == [iid3]
     assert _kinds(ds) == {"ambiguous_label": 2}
     assert all(p.path == tmp_path / "gt.csv" for p in ds.problems)
-
-
-def test_missing_column_names_csv_and_columns(tmp_path: Path) -> None:
-    _write_csv(
-        tmp_path / "HAM10000_metadata.csv",
-        ["lesion_id", "image_id", "dx_type", "age", "sex", "localization"],
-        [["HAM_1", "ISIC_1", "histo", 50, "male", "back"]],
-    )
-    with pytest.raises(DataError) as err:
-        load_dataset(tmp_path)
-    msg = str(err.value)
-    assert "HAM10000_metadata.csv" in msg and "lacks column(s) dx" in msg and "it has: lesion_id" in msg
 
 
 def test_empty_csv_and_unknown_layout_are_clear_errors(tmp_path: Path, isic_dev: Path) -> None:
@@ -365,7 +343,7 @@ def test_split_never_splits_a_lesion(tmp_path: Path, ham10000_dir: Path) -> None
     for r in rows:
         r["lesion_id"] = f"L_{r['dx']}_{lesion_of[seen[r['dx']]]}"
         seen[r["dx"]] += 1
-    csv_path = _write_csv(tmp_path / "HAM10000_metadata.csv", list(rows[0]), [list(r.values()) for r in rows])
+    csv_path = write_csv(tmp_path / "HAM10000_metadata.csv", list(rows[0]), [list(r.values()) for r in rows])
     (tmp_path / "images").symlink_to(ham10000_dir / "images")
     ds = load_dataset(csv_path)
     assert ds.n_lesions() < 90
@@ -402,14 +380,14 @@ def test_split_files_round_trip_and_validation(tmp_path: Path, ham10000_dir: Pat
     assert not list(out.parent.glob(".*tmp"))  # atomic write leaves no temporary file
 
     bad = tmp_path / "bad.csv"
-    _write_csv(
+    write_csv(
         bad,
         ["image_id", "diagnosis", "lesion_id", "subset"],
         [[rows[0]["image_id"], rows[0]["diagnosis"], "", "validation"]],
     )
     with pytest.raises(DataError, match=r"bad\.csv: invalid split: line 2: unknown subset 'validation'"):
         read_split(bad)
-    _write_csv(bad, ["image_id", "diagnosis", "lesion_id", "subset"], [["ISIC_0000000", "mel", "", "val"]])
+    write_csv(bad, ["image_id", "diagnosis", "lesion_id", "subset"], [["ISIC_0000000", "mel", "", "val"]])
     with pytest.raises(DataError, match=r"bad\.csv: 1 image id\(s\) are not usable samples.*ISIC_0000000"):
         read_split(bad, ds)
 
@@ -496,21 +474,3 @@ def test_cli_split(isic2019_dir: Path, tmp_path: Path) -> None:
     # --out naming a directory is a clear error (it used to be reported as "a different split").
     res = runner.invoke(app, ["data", "split", str(isic2019_dir), "--out", str(tmp_path)])
     assert isinstance(res.exception, DataError) and "is a directory" in str(res.exception)
-
-
-def test_console_exit_codes(tmp_path: Path) -> None:
-    """Through the real entry point: problems -> exit 1; unusable input -> exit 2 with a one-line error."""
-    (tmp_path / "mel").mkdir()
-    (tmp_path / "mel" / "ISIC_1.jpg").write_bytes(b"")
-    cmd = [sys.executable, "-m", "dermadv.cli", "data"]
-    res = subprocess.run([*cmd, "check", str(tmp_path)], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 1, res.stderr
-    assert f"[unreadable_image] {tmp_path / 'mel' / 'ISIC_1.jpg'}: file is empty" in res.stdout
-    res = subprocess.run(
-        [*cmd, "split", str(tmp_path / "absent"), "--out", str(tmp_path / "s.csv")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert res.returncode == 2
-    assert res.stderr.strip() == f"error: {tmp_path / 'absent'}: no such file or directory"

@@ -1,16 +1,13 @@
 """Perturbations are exact: checked against numpy, np.rot90 and an independent bilinear rotation (PIL)
-on real ISIC images from ../shared/data/isic-dev."""
+on synthetic lesion images (``dermadv.synthetic``; no data needed)."""
 
 from __future__ import annotations
-
-import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from dermadv.data.images import load_image, resize_uint8
+from dermadv.data.images import resize_uint8
 from dermadv.perturb import (
     ChannelShift,
     ColorBalance,
@@ -20,22 +17,23 @@ from dermadv.perturb import (
     rotate,
     shift_channels,
 )
+from dermadv.synthetic import make_lesion_image
 
 
-def _real_images(isic2019_dir: Path, n: int, size: tuple[int, int]) -> list[np.ndarray]:
-    with open(isic2019_dir / "ISIC_2019_Training_GroundTruth.csv", newline="") as f:
-        ids = [row["image"] for row in csv.DictReader(f)][:n]
-    return [resize_uint8(load_image(isic2019_dir / "images" / f"{i}.jpg"), size) for i in ids]
-
-
-@pytest.fixture(scope="module")
-def square(isic2019_dir: Path) -> np.ndarray:
-    return _real_images(isic2019_dir, 1, (96, 96))[0]
+def _lesion(seed: int, size: tuple[int, int], melanoma: bool) -> np.ndarray:
+    """A synthetic lesion (``dermadv.synthetic``): textured, shaded skin, a pigmented blob, hairs
+    -- detail everywhere, so no perturbation is checked on a flat image."""
+    return resize_uint8(make_lesion_image(np.random.default_rng(seed), max(size), melanoma), size)
 
 
 @pytest.fixture(scope="module")
-def oblong(isic2019_dir: Path) -> np.ndarray:
-    return _real_images(isic2019_dir, 2, (72, 100))[1]  # H != W: catches axis mix-ups
+def square() -> np.ndarray:
+    return _lesion(0, (96, 96), melanoma=True)
+
+
+@pytest.fixture(scope="module")
+def oblong() -> np.ndarray:
+    return _lesion(1, (72, 100), melanoma=False)  # H != W: catches axis mix-ups
 
 
 # ----- colour ----------------------------------------------------------------------------------

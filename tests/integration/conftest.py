@@ -1,0 +1,39 @@
+"""Data fixtures of the integration layer. Real images come from ../shared/data beside the repository
+(override with DERMADV_DATA); tests/unit never uses these."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DATA_ROOT = Path(os.environ.get("DERMADV_DATA", REPO.parent / "shared" / "data")).resolve()
+ISIC_DEV = DATA_ROOT / "isic-dev"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(
+            f"real test images not found at {path}. The integration tests read the ISIC development "
+            f"images from ../shared/data/isic-dev beside the repository; set DERMADV_DATA=/path/to/data to "
+            f"point elsewhere (tests/unit needs no data: make unit).",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def isic_dev() -> Path:
+    return _require(ISIC_DEV)
+
+
+@pytest.fixture(scope="session")
+def isic2019_dir(isic_dev: Path) -> Path:
+    return _require(isic_dev / "isic2019")
+
+
+@pytest.fixture(scope="session")
+def ham10000_dir(isic_dev: Path) -> Path:
+    return _require(isic_dev / "ham10000")

@@ -1,0 +1,30 @@
+"""The reader-study analysis CLI end to end on a simulated answer set (subprocesses; its report, figure
+and JSON). The analysis itself is checked in tests/unit/test_readerstudy_analysis.py."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from readerstudy_support import cli, simulate
+
+pytest.importorskip("statsmodels")
+
+
+def test_cli_analyze_writes_report_and_figure(tmp_path):
+    answers = simulate(tmp_path / "a.csv", effect=True, seed=6, short_reader=True)
+    out = tmp_path / "report"
+    proc = cli(["reader-study", "analyze", str(answers), "--out", str(out), "--reference-band", "0.6,0.8"])
+    assert "adversarial vs unmodified" in proc.stdout and "left out: reader 99" in proc.stdout
+    png = out / "reader_study.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    data = json.loads((out / "analysis.json").read_text())
+    assert data["provenance"]["reference_band"] == [0.6, 0.8] and len(data["provenance"]["sha256"]) == 64
+    table = list(csv.DictReader((out / "per_reader.csv").open()))
+    assert len(table) == 8 * 3 + 2 and {r["condition"] for r in table} == {"all", "unmodified", "adversarial"}
+    js = json.loads(cli(["reader-study", "analyze", str(answers), "--json"]).stdout)
+    assert js["regression"]["adversarial"]["p_value"] < 0.001
+    bad = cli(["reader-study", "analyze", str(answers), "--reference-band", "0.9,0.2"], check=False)
+    assert bad.returncode == 2 and "reference-band" in bad.stderr
