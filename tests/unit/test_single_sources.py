@@ -235,6 +235,7 @@ SHA256_ALLOWED = {
     ("campaign/seeds.py", "job_seed"),  # a job's seed from (campaign seed, image, attack)
     ("readerstudy/store.py", "hash_token"),  # readers' tokens are stored hashed
     ("data/splits.py", "dataset_hash"),  # the hash of a selection of (image id, diagnosis)
+    ("campaign/store.py", "content_relpath"),  # names a PNG by the SHA-256 of its bytes (in memory)
     ("runs/record.py", "settings_hash"),  # the hash of a run's result settings
     ("evaluate.py", "PartialPredictions.__init__"),  # the resume key of a partial predictions file
 }
