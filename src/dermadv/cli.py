@@ -99,7 +99,8 @@ def output_error_message(exc: BaseException, argv: list[str]) -> str | None:
         name = exc.filename if isinstance(exc.filename, (str, Path)) else None
         path = Path(os.path.abspath(name)) if name else None
         if exc.errno in _PERMISSION_ERRNOS:
-            if path is None or not any(path == o or o in path.parents for o in outs):
+            # the --out path itself, a file under it, or a folder it would be created in
+            if path is None or not any(path == o or o in path.parents or path in o.parents for o in outs):
                 return None
         elif exc.errno not in _WRITE_ERRNOS:
             return None

@@ -224,6 +224,8 @@ def test_only_output_io_errors_are_turned_into_one_line(tmp_path: Path) -> None:
     denied = PermissionError(errno.EACCES, "Permission denied", str(out / "results.sqlite"))
     assert output_error_message(denied, argv).startswith(f"cannot write {out / 'results.sqlite'}: Permission")
     assert output_error_message(denied, ["attack", f"--out={out}"]) is not None
+    parent = PermissionError(errno.EPERM, "Operation not permitted", str(tmp_path))  # creating --out's folder
+    assert output_error_message(parent, ["data", "split", "x", "--out", str(out / "s.csv")]) is not None
     # reading an input the user may not read keeps its traceback (not an output problem)
     assert output_error_message(PermissionError(errno.EACCES, "denied", "/etc/model.pt"), argv) is None
     assert output_error_message(FileNotFoundError(errno.ENOENT, "gone", str(out)), argv) is None

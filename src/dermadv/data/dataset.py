@@ -199,6 +199,8 @@ def verify_dataset_images(
     for s in tqdm(ds.samples, desc="verifying images", unit="img", disable=not progress, leave=False):
         prefix = f"{s.path}: "
         try:
+            if s.path is None:
+                raise DataError(f"{s.image_id}: no image file for this sample")
             warnings = check_image_bytes(
                 read_image_file(s.path), tuple(decoders or DECODERS), str(s.path), min_side
             )

@@ -151,16 +151,23 @@ def check_image_bytes(
     """Decode ``data`` with each of ``decoders`` as a model would; DataError naming the decoder that
     fails. A JPEG is also decoded strictly once: corrupt scan data that PIL decodes silently (into
     damaged pixels) is an error too. Returns the warnings of :func:`image_warnings`."""
+    if not decoders:
+        raise ValueError("check_image_bytes needs at least one decoder")
     image: np.ndarray | None = None
+    failures: dict[str, DataError] = {}
     for decoder in decoders:
         try:
-            image = decode_bytes(data, decoder=decoder, name=name)
+            decoded = decode_bytes(data, decoder=decoder, name=name)
         except DataError as exc:
-            if len(decoders) > 1 or decoder != "pil":
-                raise DataError(f"{exc} [decoder {decoder}: {DECODER_USERS[decoder]}]") from exc
-            raise
-    if image is None:
-        raise ValueError("check_image_bytes needs at least one decoder")
+            failures[decoder] = exc
+            continue
+        image = decoded if image is None else image
+    if failures:
+        decoder, exc = next(iter(failures.items()))
+        if image is None and (len(decoders) > 1 or decoder == "pil"):
+            raise exc  # no decoder reads it: the message says what it is
+        raise DataError(f"{exc} [decoder {decoder}: {DECODER_USERS[decoder]}]") from exc
+    assert image is not None
     if _is_jpeg(data) and "tf" not in decoders:
         try:
             _decode_tf(data, name)

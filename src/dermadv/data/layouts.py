@@ -408,7 +408,8 @@ def _parse_word(
     path: Path,
 ) -> str | None:
     if value is None or value.strip().lower() in _UNKNOWN:
-        return None
+        # an explicit "unknown" stays as given (models read it as unknown); "NA", "none"... are missing
+        return value if value.strip().lower() == "unknown" else None
     key = " ".join(value.strip().lower().replace("_", " ").split())
     if key not in vocabulary:
         _bad_metadata(
