@@ -407,7 +407,9 @@ def _parse_word(
     image_id: str,
     path: Path,
 ) -> str | None:
-    if value is None or value.strip().lower() in _UNKNOWN:
+    if value is None:
+        return None
+    if value.strip().lower() in _UNKNOWN:
         # an explicit "unknown" stays as given (models read it as unknown); "NA", "none"... are missing
         return value if value.strip().lower() == "unknown" else None
     key = " ".join(value.strip().lower().replace("_", " ").split())
