@@ -163,10 +163,10 @@ def check_image_bytes(
             continue
         image = decoded if image is None else image
     if failures:
-        decoder, exc = next(iter(failures.items()))
-        if image is None and (len(decoders) > 1 or decoder == "pil"):
-            raise exc  # no decoder reads it: the message says what it is
-        raise DataError(f"{exc} [decoder {decoder}: {DECODER_USERS[decoder]}]") from exc
+        failed, error = next(iter(failures.items()))
+        if image is None and (len(decoders) > 1 or failed == "pil"):
+            raise error  # no decoder reads it: the message says what it is
+        raise DataError(f"{error} [decoder {failed}: {DECODER_USERS[failed]}]") from error
     assert image is not None
     if _is_jpeg(data) and "tf" not in decoders:
         try:

@@ -320,7 +320,8 @@ def load_sklesion_onnx(
     def notes(description: dict[str, Any]) -> dict[str, Any]:
         # OnnxClassifier.describe adds "metadata" after the notes: give the encoder's counts here, so that
         # sklesion-onnx states the metadata defaults it used, as sklesion does
-        metadata = encoder.describe() if hasattr(encoder, "describe") else {}
+        describe = getattr(encoder, "describe", None)
+        metadata = describe() if callable(describe) else {}
         return sklesion_notes({**description, "metadata": metadata})
 
     clf.notes = notes
