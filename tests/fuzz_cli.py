@@ -83,9 +83,9 @@ def folders(root: Path, files: dict[str, bytes]) -> Path:
 def with_good(root: Path, files: dict[str, bytes]) -> Path:
     """``files`` plus one good melanoma and two good naevi."""
     good = {
-        "mel/ISIC_9000001.jpg": jpeg(64, 1),
-        "nv/ISIC_9000002.jpg": jpeg(64, 2),
-        "nv/ISIC_9000003.jpg": jpeg(64, 3),
+        "mel/ISIC_9000001.jpg": jpeg(160, 1),
+        "nv/ISIC_9000002.jpg": jpeg(160, 2),
+        "nv/ISIC_9000003.jpg": jpeg(160, 3),
     }
     return folders(root, {**good, **files})
 
@@ -119,6 +119,18 @@ class Case:
     pick: str = ""  # regex: the output line to show (default: the first line of stderr, else stdout)
     full_disk: bool = False
     sklesion: bool = False
+    after: Callable[[Path], str] | None = None  # what to show instead, read from the files it wrote
+
+
+def _error_row(folder: Path) -> str:
+    import sqlite3
+
+    with sqlite3.connect(folder / "run" / "results.sqlite") as conn:
+        rows = conn.execute("SELECT image_id, outcome, error FROM results ORDER BY image_id").fetchall()
+    return "; ".join(
+        f"{i} {o}" + (f" ({(e or '').split(': ', 1)[-1][:60]}...)" if o == "error" else "")
+        for i, o, e in rows
+    )
 
 
 def _check(files: dict[str, bytes], *extra: str) -> Callable[[Path], list[str]]:
@@ -167,7 +179,7 @@ CASES: list[Case] = [
     Case("clean dataset", _check({}), pick=r"no problems"),
     Case("bomb JPEG: data check", _check({"mel/ISIC_1.jpg": bomb()}), pick=r"\[unreadable_image\]"),
     Case("bomb JPEG: evaluate", _evaluate({"mel/ISIC_1.jpg": bomb()})),
-    Case("bomb JPEG: attack (error row)", _attack({"mel/ISIC_1.jpg": bomb()}), pick=r"error|job\(s\) run"),
+    Case("bomb JPEG: attack (rows stored)", _attack({"mel/ISIC_1.jpg": bomb()}), after=_error_row),
     Case("16-bit PNG: data check", _check({"nv/ISIC_2.png": png16()}), pick=r"problem|images:"),
     Case("flipped scan bytes: check", _check({"mel/ISIC_3.jpg": flipped()}), pick=r"\[unreadable_image\]"),
     Case(
@@ -192,13 +204,14 @@ CASES: list[Case] = [
         ],
         full_disk=True,
     ),  # fmt: skip
+    Case("full disk: attack --out", _attack({}), full_disk=True),
     Case("unwritable --out: data split", _unwritable_out),
     Case(
         "metadata 999/banana/moon: check",
         lambda d: ["data", "check", str(isic2019_bad_metadata(d / "data"))],
         pick=r"\[bad_metadata\]",
     ),  # fmt: skip
-    Case("non-UTF-8 label CSV", _non_utf8),
+    Case("non-UTF-8 label CSV", _non_utf8, pick=r"\[invalid_dataset\]"),
     Case("symlink loop beside class folders", _symlink_loop, pick=r"^layout"),
     Case(
         "metadata 999/banana/moon: evaluate sklesion-onnx",
@@ -230,15 +243,17 @@ def run_case(case: Case, tmp: Path) -> tuple[int, str]:
         else [sys.executable, "-m", "dermadv.cli", *args]
     )
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=folder)
+    progress = re.compile(r"\d+%\|")  # tqdm bars
     lines = [ln.strip() for ln in (res.stderr + "\n" + res.stdout).splitlines() if ln.strip()]
-    err_lines = [
-        ln.strip() for ln in res.stderr.splitlines() if ln.strip() and "warning" not in ln.lower()[:12]
-    ]
+    lines = [ln for ln in lines if not progress.search(ln)]
+    err_lines = [ln for ln in lines if ln in res.stderr and "warning" not in ln.lower()[:12]]
     if case.pick:
         hit = next((ln for ln in lines if re.search(case.pick, ln)), None)
         line = hit or (lines[0] if lines else "")
     else:
         line = (err_lines or lines or [""])[0]
+    if case.after is not None and res.returncode == 0:
+        line = case.after(folder)
     if "Traceback" in res.stderr:
         line = "TRACEBACK: " + res.stderr.strip().splitlines()[-1]
     return res.returncode, line.replace(str(folder), "<tmp>")
