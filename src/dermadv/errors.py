@@ -19,6 +19,11 @@ class ModelOutputError(ModelError):
     """A model returned outputs that are not valid probabilities over its declared classes."""
 
 
+class MetadataError(ModelError, DataError):
+    """One image's clinical metadata (age, sex, site) is outside what a model accepts: a data problem of
+    that image (a campaign stores an error row for it), raised by the model's metadata encoder."""
+
+
 class NotWhiteBoxError(ModelError):
     """A gradient attack was asked of a model with no differentiable torch forward."""
 

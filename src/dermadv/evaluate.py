@@ -104,6 +104,7 @@ def predict_samples(
         raise ValueError(f"batch_size must be positive, got {bs}")
     known = dict(done or {})
     todo = [s for s in samples if s.image_id not in known]
+    check_metadata(model, todo)
     batches = [todo[i : i + bs] for i in range(0, len(todo), bs)]
     bar = tqdm(
         total=len(samples),
@@ -138,6 +139,20 @@ def predict_samples(
     if not samples:
         return np.zeros((0, len(model.classes)))
     return np.stack([np.asarray(known[s.image_id], dtype=np.float64) for s in samples])
+
+
+def check_metadata(model: Any, samples: Sequence[Any]) -> None:
+    """DataError naming the first sample whose metadata the model's encoder refuses (its ``validate``),
+    before any image is predicted. Datasets read by :func:`dermadv.data.load_dataset` never hold such
+    values (they are reported and ignored); this catches samples built elsewhere."""
+    validate = getattr(getattr(model, "metadata_encoder", None), "validate", None)
+    if validate is None or not getattr(model, "needs_metadata", False):
+        return
+    for s in samples:
+        try:
+            validate(s.metadata())
+        except DataError as exc:
+            raise DataError(f"image {s.image_id} ({s.path}): {exc}") from exc
 
 
 class PartialPredictions:

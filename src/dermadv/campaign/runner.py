@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 
 from dermadv.campaign.seeds import job_seed
 from dermadv.campaign.store import ResultsStore
-from dermadv.errors import DataError, ModelError, ModelOutputError
+from dermadv.errors import DataError, MetadataError, ModelError, ModelOutputError
 from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: importable from here too
     Executor,
     LocalExecutor,
@@ -152,6 +152,18 @@ def _metadata(model: Classifier, sample: Sample) -> Metadata:
     return sample.metadata() if getattr(model, "needs_metadata", False) else None
 
 
+def _metadata_error(model: Classifier, job: CampaignJob) -> str | None:
+    """Why the model's metadata encoder refuses this job's metadata (its ``validate``), or None."""
+    validate = getattr(getattr(model, "metadata_encoder", None), "validate", None)
+    if validate is None or not getattr(model, "needs_metadata", False):
+        return None
+    try:
+        validate(job.sample.metadata())
+    except DataError as exc:
+        return f"{job.image_id}: {exc}"
+    return None
+
+
 def run_unit(
     model: Classifier,
     attacks: Mapping[str, Attack],
@@ -171,10 +183,11 @@ def run_unit(
     out: list[tuple[CampaignJob, AttackResult]] = []
     ready: list[tuple[CampaignJob, NDArray[np.uint8]]] = []
     for job in unit:
-        image = cached_image(model, cache, job.sample)
-        if isinstance(image, str):
-            out.append((job, error_result(job, image)))
-        else:
+        image = cached_image(model, cache, job.sample)  # an unreadable image (or bomb): its DataError text
+        problem = image if isinstance(image, str) else _metadata_error(model, job)
+        if problem is not None:
+            out.append((job, error_result(job, problem)))
+        elif not isinstance(image, str):
             ready.append((job, image))
     if len(ready) == 1:
         job, image = ready[0]
@@ -188,7 +201,7 @@ def run_unit(
                 direction=job.direction,
                 seed=job.seed,
             )
-        except ModelOutputError as exc:
+        except (ModelOutputError, MetadataError) as exc:
             result = error_result(job, str(exc), time.perf_counter() - t0)
         out.append((job, result))
     elif ready:
@@ -203,7 +216,7 @@ def run_unit(
                 direction=jobs[0].direction,
                 seeds=[j.seed for j in jobs],
             )
-        except ModelOutputError as exc:
+        except (ModelOutputError, MetadataError) as exc:
             results = [error_result(j, str(exc), time.perf_counter() - t0) for j in jobs]
         out.extend(zip(jobs, results, strict=True))
     return out

@@ -32,19 +32,29 @@ def check(
     path: Path = typer.Argument(..., help="Dataset directory or its label CSV."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable JSON report."),
     no_verify: bool = typer.Option(False, "--no-verify", help="Do not decode the images (faster)."),
+    model: str = typer.Option(
+        None, "--model", help="Check as this model reads images: its decoder and input size (default: all)."
+    ),
+    decoder: str = typer.Option(None, "--decoder", help="Check with this JPEG decoder only: pil or tf."),
 ) -> None:
     """Detect a dataset's layout, count images per diagnosis, list every problem.
 
     Problems (each with its file): missing or unreadable images (every image
-    is decoded fully unless --no-verify), unknown or ambiguous labels,
-    duplicate ids, images with no label row.
+    is decoded fully unless --no-verify, with every decoder a model may use:
+    pil and tf, or the one of --model / --decoder), unknown or ambiguous
+    labels, duplicate ids, images with no label row, age/sex/site values
+    outside ISIC's vocabulary (ignored), and warnings for images far below
+    the model's input size or with an EXIF orientation (never applied).
     Exit status 1 when a problem is found or the dataset cannot be read,
     0 when it is clean.
     """
     from dermadv.data import check_dataset, summarize_problems
 
+    decoders, min_side = _check_decoding(model, decoder)
     try:
-        ds = check_dataset(path, verify_images=not no_verify, progress=True)
+        ds = check_dataset(
+            path, verify_images=not no_verify, progress=True, decoders=decoders, min_side=min_side
+        )
     except DataError as exc:
         if as_json:
             problem = {"kind": "invalid_dataset", "image_id": None, "path": str(path), "message": str(exc)}
@@ -90,6 +100,26 @@ def check(
         typer.echo("\n".join(lines))
     if ds.problems:
         raise typer.Exit(1)
+
+
+#: Without --model, images whose shorter side is under this many pixels get a small_image warning (half
+#: of 224, the smallest input size of the study's models).
+DEFAULT_MIN_SIDE = 112
+
+
+def _check_decoding(model: str | None, decoder: str | None) -> tuple[tuple[str, ...], int]:
+    """The decoders and the smallest acceptable shorter side ``data check`` uses."""
+    from dermadv.data.images import DECODERS
+
+    if decoder is not None and decoder not in DECODERS:
+        raise DataError(f"--decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+    if model is None:
+        return (decoder,) if decoder else DECODERS, DEFAULT_MIN_SIDE
+    from dermadv.commands import common
+
+    clf = common.load_cli_model(model)
+    min_side = max(1, min(int(v) for v in clf.input_size) // 2)
+    return (decoder or clf.decoder,), min_side
 
 
 @data_app.command("split")

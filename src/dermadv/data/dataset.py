@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,12 +26,18 @@ PROBLEM_KINDS: dict[str, str] = {
     "unreadable_image": "image file that does not decode (corrupt, truncated, wrong format, empty)",
     "unknown_label": "diagnosis that does not map to a known diagnosis code",
     "ambiguous_label": "one-hot row with zero or several 1s",
-    "bad_value": "value that cannot be parsed (non-numeric one-hot cell or age)",
+    "bad_value": "label value that cannot be parsed (non-numeric or non-0/1 one-hot cell): row left out",
+    "bad_metadata": "age, sex or site outside ISIC's vocabulary: the value is ignored (unknown), row kept",
+    "small_image": "image far below the model's input size (row kept)",
+    "exif_orientation": "image with an EXIF orientation, which is not applied (row kept)",
     "duplicate_id": "image id listed more than once",
     "missing_id": "label row with an empty image id",
     "unlabelled_image": "image file on disk with no label row",
     "invalid_dataset": "dataset that cannot be read at all (reported by `dermadv data check`)",
 }
+#: Problem kinds whose row stays among the samples (a value ignored, or a warning); the others' rows
+#: are left out.
+KEPT_KINDS: frozenset[str] = frozenset({"bad_metadata", "small_image", "exif_orientation"})
 
 
 @dataclass(frozen=True)
@@ -162,25 +168,44 @@ def load_dataset(path: str | Path, verify_images: bool = False, progress: bool =
     return ds
 
 
-def check_dataset(path: str | Path, verify_images: bool = True, progress: bool = True) -> Dataset:
-    """Load a dataset and decode every image: ``problems`` then lists everything that is wrong."""
-    return load_dataset(path, verify_images=verify_images, progress=progress)
+def check_dataset(
+    path: str | Path,
+    verify_images: bool = True,
+    progress: bool = True,
+    decoders: Sequence[str] | None = None,
+    min_side: int | None = None,
+) -> Dataset:
+    """Load a dataset and decode every image with each of ``decoders`` (default: all a model may use):
+    ``problems`` then lists everything that is wrong (see :func:`verify_dataset_images`)."""
+    ds = load_dataset(path, verify_images=False, progress=progress)
+    if verify_images:
+        verify_dataset_images(ds, progress=progress, decoders=decoders, min_side=min_side)
+    return ds
 
 
-def verify_dataset_images(ds: Dataset, progress: bool = True) -> Dataset:
-    """Decode every sample's image fully (one at a time); move failures from samples to problems."""
+def verify_dataset_images(
+    ds: Dataset, progress: bool = True, decoders: Sequence[str] | None = None, min_side: int | None = None
+) -> Dataset:
+    """Decode every sample's image fully (one at a time) with each of ``decoders`` (default: every
+    decoder a model may use, :data:`dermadv.data.images.DECODERS`); move failures from samples to
+    problems. Images that decode but whose EXIF orientation is not 1, or whose shorter side is below
+    ``min_side``, stay samples and get a warning problem (:data:`KEPT_KINDS`)."""
     from tqdm import tqdm
 
-    from dermadv.data.images import load_image
+    from dermadv.data.images import DECODERS, check_image_bytes, read_image_file
 
     good: list[Sample] = []
     bad: list[Problem] = []
     for s in tqdm(ds.samples, desc="verifying images", unit="img", disable=not progress, leave=False):
+        prefix = f"{s.path}: "
         try:
-            load_image(s.path)
+            if s.path is None:
+                raise DataError(f"{s.image_id}: no image file for this sample")
+            warnings = check_image_bytes(
+                read_image_file(s.path), tuple(decoders or DECODERS), str(s.path), min_side
+            )
         except DataError as exc:
             msg = str(exc)
-            prefix = f"{s.path}: "
             bad.append(
                 Problem(
                     "unreadable_image",
@@ -191,10 +216,13 @@ def verify_dataset_images(ds: Dataset, progress: bool = True) -> Dataset:
             )
         except MemoryError:  # pragma: no cover - absurdly large image
             bad.append(Problem("unreadable_image", s.image_id, s.path, "image too large to decode"))
-        except Exception as exc:  # e.g. Pillow's DecompressionBombError: report it, keep checking
+        except Exception as exc:  # an unforeseen decoder error: report it, keep checking
             bad.append(Problem("unreadable_image", s.image_id, s.path, f"cannot decode image ({exc})"))
         else:
             good.append(s)
+            for w in warnings:
+                kind = "exif_orientation" if w.startswith("EXIF") else "small_image"
+                bad.append(Problem(kind, s.image_id, s.path, w))
     ds.samples = good
     ds.problems.extend(bad)
     ds.verified = True
@@ -211,11 +239,17 @@ def summarize_problems(problems: Iterable[Problem]) -> str:
 
 
 def warn_problems(ds: Dataset) -> None:
-    """Log a one-line warning when a dataset has problems (rows left out)."""
-    if ds.problems:
-        log.warning(
-            "%s: %s; those rows are left out (run `dermadv data check %s` for the list)",
-            ds.csv_path or ds.root,
-            summarize_problems(ds.problems),
-            ds.root,
-        )
+    """Log a one-line warning when a dataset has problems, saying which rows were left out and which
+    were kept with a value ignored (:data:`KEPT_KINDS`)."""
+    if not ds.problems:
+        return
+    dropped = [p for p in ds.problems if p.kind not in KEPT_KINDS]
+    kept = [p for p in ds.problems if p.kind in KEPT_KINDS]
+    parts = []
+    if dropped:
+        parts.append(f"{summarize_problems(dropped)}; those rows are left out")
+    if kept:
+        parts.append(f"{summarize_problems(kept)}; those rows are kept (bad values treated as unknown)")
+    log.warning(
+        "%s: %s (run `dermadv data check %s` for the list)", ds.csv_path or ds.root, "; ".join(parts), ds.root
+    )

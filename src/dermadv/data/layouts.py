@@ -220,13 +220,20 @@ def _list_images(d: Path) -> list[Path]:
     return [d / n for n in names]
 
 
+def _is(entry: os.DirEntry[str], kind: str) -> bool:
+    """``entry.is_dir()`` / ``is_file()``, False for an entry that cannot be stat'ed (a symlink loop)."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError:
+        return False
+
+
 def _subdirs(d: Path) -> list[Path]:
     try:
-        return sorted(
-            Path(e.path) for e in os.scandir(d) if e.is_dir() and not e.name.startswith((".", "__"))
-        )
+        entries = list(os.scandir(d))
     except OSError:
         return []
+    return sorted(Path(e.path) for e in entries if not e.name.startswith((".", "__")) and _is(e, "dir"))
 
 
 def strip_image_suffix(image_id: str) -> str:
@@ -323,27 +330,107 @@ def _opt(row: dict[str, str], names: tuple[str, ...]) -> str | None:
     return None
 
 
+#: ISIC's metadata vocabulary, hard-coded from the ISIC archive's documented values (the ``isic-metadata``
+#: package, https://github.com/ImageMarkup/isic-metadata, fields ``sex`` and ``anatom_site_general``; the
+#: ISIC 2019/2020 challenge metadata CSVs use the same strings), plus HAM10000's ``localization`` values
+#: (Tschandl et al. 2018, HAM10000_metadata.csv). Compared lower case, ``_`` read as a space.
+ISIC_SEXES: frozenset[str] = frozenset({"male", "female"})
+ISIC_SITES: frozenset[str] = frozenset(
+    {
+        # ISIC archive / ISIC 2019-2020 anatom_site_general(_challenge)
+        "head/neck",
+        "upper extremity",
+        "lower extremity",
+        "anterior torso",
+        "posterior torso",
+        "lateral torso",
+        "torso",
+        "palms/soles",
+        "oral/genital",
+        # HAM10000 localization
+        "abdomen",
+        "acral",
+        "back",
+        "chest",
+        "ear",
+        "face",
+        "foot",
+        "genital",
+        "hand",
+        "neck",
+        "scalp",
+        "trunk",
+    }
+)
+#: ISIC's age_approx runs 0..85 in steps of 5 (85 meaning 85 or older); exact ages of other datasets are
+#: accepted too, anything outside this human range is not an age.
+AGE_RANGE: tuple[float, float] = (0.0, 120.0)
+_UNKNOWN = ("", "unknown", "nan", "na", "none", "null")
+
+
+def _bad_metadata(problems: list[Problem], image_id: str, path: Path, where: str, what: str) -> None:
+    problems.append(
+        Problem("bad_metadata", image_id or None, path, f"{where}: {what}; ignored (treated as unknown)")
+    )
+
+
 def _parse_age(
     value: str | None, where: str, problems: list[Problem], image_id: str, path: Path
 ) -> float | None:
-    if value is None or value.lower() in ("", "unknown", "nan", "na", "none"):
+    if value is None or value.lower() in _UNKNOWN:
         return None
     try:
         age = float(value)
     except ValueError:
-        problems.append(
-            Problem("bad_value", image_id, path, f"{where}: age {value!r} is not a number; ignored")
+        _bad_metadata(problems, image_id, path, where, f"age {value!r} is not a number")
+        return None
+    if age != age:  # NaN
+        return None
+    if not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
+        _bad_metadata(
+            problems,
+            image_id,
+            path,
+            where,
+            f"age {value!r} is outside {AGE_RANGE[0]:g}..{AGE_RANGE[1]:g} years",
         )
         return None
-    return None if age != age else age  # NaN
+    return age
+
+
+def _parse_word(
+    value: str | None,
+    field: str,
+    vocabulary: frozenset[str],
+    where: str,
+    problems: list[Problem],
+    image_id: str,
+    path: Path,
+) -> str | None:
+    if value is None:
+        return None
+    if value.strip().lower() in _UNKNOWN:
+        # an explicit "unknown" stays as given (models read it as unknown); "NA", "none"... are missing
+        return value if value.strip().lower() == "unknown" else None
+    key = " ".join(value.strip().lower().replace("_", " ").split())
+    if key not in vocabulary:
+        _bad_metadata(
+            problems,
+            image_id,
+            path,
+            where,
+            f"{field} {value!r} is not in ISIC's vocabulary ({', '.join(sorted(vocabulary))})",
+        )
+        return None
+    return value
 
 
 def _meta_fields(row: dict[str, str], where: str, problems: list[Problem], image_id: str, path: Path) -> dict:
     return {
         "lesion_id": _opt(row, ("lesion_id",)),
         "age": _parse_age(_opt(row, _AGE_COLUMNS), where, problems, image_id, path),
-        "sex": _opt(row, ("sex",)),
-        "site": _opt(row, _SITE_COLUMNS),
+        "sex": _parse_word(_opt(row, ("sex",)), "sex", ISIC_SEXES, where, problems, image_id, path),
+        "site": _parse_word(_opt(row, _SITE_COLUMNS), "site", ISIC_SITES, where, problems, image_id, path),
     }
 
 
@@ -478,9 +565,11 @@ def _id_column(header: list[str]) -> str:
     return next(c for c in _ID_COLUMNS if c in header)
 
 
-def _aux_metadata(csv_path: Path, wanted: set[str]) -> tuple[dict[str, dict[str, str]], list[Path]]:
-    """Metadata rows by image id from other CSVs beside ``csv_path`` (ISIC_2019_Training_Metadata.csv)."""
-    found: dict[str, dict[str, str]] = {}
+def _aux_metadata(
+    csv_path: Path, wanted: set[str]
+) -> tuple[dict[str, tuple[Path, int, dict[str, str]]], list[Path]]:
+    """(file, line, row) by image id from other CSVs beside ``csv_path`` (ISIC_2019_Training_Metadata.csv)."""
+    found: dict[str, tuple[Path, int, dict[str, str]]] = {}
     used: list[Path] = []
     meta_cols = {"lesion_id", "sex", *_AGE_COLUMNS, *_SITE_COLUMNS}
     for other in _csv_files(csv_path.parent):
@@ -495,10 +584,10 @@ def _aux_metadata(csv_path: Path, wanted: set[str]) -> tuple[dict[str, dict[str,
             continue
         id_col = _id_column(header)
         hit = False
-        for _, row in table.rows:
+        for line, row in table.rows:
             iid = strip_image_suffix(row.get(id_col, ""))
             if iid in wanted and iid not in found:
-                found[iid] = row
+                found[iid] = (other, line, row)
                 hit = True
         if hit:
             used.append(other)
@@ -507,13 +596,14 @@ def _aux_metadata(csv_path: Path, wanted: set[str]) -> tuple[dict[str, dict[str,
 
 def _csv_files(d: Path) -> list[Path]:
     try:
-        return sorted(
-            Path(e.path)
-            for e in os.scandir(d)
-            if e.is_file() and e.name.lower().endswith(".csv") and not e.name.startswith(".")
-        )
+        entries = list(os.scandir(d))
     except OSError:
         return []
+    return sorted(
+        Path(e.path)
+        for e in entries
+        if e.name.lower().endswith(".csv") and not e.name.startswith(".") and _is(e, "file")
+    )
 
 
 def read_csv_dataset(csv_path: Path, layout: CsvLayout) -> Dataset:
@@ -527,7 +617,7 @@ def read_csv_dataset(csv_path: Path, layout: CsvLayout) -> Dataset:
     rows = list(_PARSERS[layout.name](table, id_col, problems))
 
     ids = {r.image_id for r in rows if r.image_id}
-    aux: dict[str, dict[str, str]] = {}
+    aux: dict[str, tuple[Path, int, dict[str, str]]] = {}
     aux_paths: list[Path] = []
     if layout.name in ("isic2019", "isic2018", "isic2017"):
         aux, aux_paths = _aux_metadata(csv_path, ids)
@@ -555,9 +645,8 @@ def read_csv_dataset(csv_path: Path, layout: CsvLayout) -> Dataset:
             continue  # problem already recorded by the parser
         meta = {"lesion_id": r.lesion_id, "age": r.age, "sex": r.sex, "site": r.site}
         if r.image_id in aux:
-            extra = _meta_fields(
-                aux[r.image_id], f"metadata for {r.image_id}", problems, r.image_id, csv_path
-            )
+            aux_path, aux_line, aux_row = aux[r.image_id]
+            extra = _meta_fields(aux_row, f"line {aux_line} ({r.image_id})", problems, r.image_id, aux_path)
             meta = {k: (v if v is not None else extra[k]) for k, v in meta.items()}
         path = index.find(r.image_id)
         if path is None:
@@ -673,9 +762,8 @@ def read_layout(path: Path) -> Dataset:
         if label_csvs:
             ds = read_csv_dataset(*label_csvs[0])
         elif empty_csvs:
-            raise DataError(
-                f"{empty_csvs[0]}: file is empty (or not a readable CSV); no other label CSV in {path}"
-            )
+            read_csv(empty_csvs[0])  # raises what is wrong: not UTF-8, unreadable, empty
+            raise DataError(f"{empty_csvs[0]}: has no header line; no other label CSV in {path}")
         else:
             folders = read_folders_dataset(path)
             if folders is None:

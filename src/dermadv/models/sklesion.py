@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.errors import MissingExtraError, ModelError
+from dermadv.errors import MetadataError, MissingExtraError, ModelError
 from dermadv.models.base import Metadata
 from dermadv.models.keras_adapter import KerasClassifier, load_keras_file
 from dermadv.models.registry import NAMED_MODELS
@@ -135,47 +135,60 @@ class SklesionMetadata:
     def width(self) -> int:
         return len(self.sex_codes["unknown"]) + len(self.site_codes["unknown"]) + 2
 
-    def encode_one(self, meta: Metadata) -> np.ndarray:
-        """One image's 10-vector. Unknown strings raise ModelError naming the accepted values."""
+    def validate(self, meta: Metadata) -> None:
+        """MetadataError naming the value and what is accepted when ``meta`` cannot be encoded
+        (nothing is counted: campaigns call this before running an image)."""
+        self._parse(meta)
+
+    def _parse(self, meta: Metadata) -> tuple[str | None, str | None, float | None]:
+        """(sex group, site group, age), None where missing; MetadataError on a value it cannot take."""
         meta = meta or {}
         if not isinstance(meta, Mapping):
-            raise ModelError(
+            raise MetadataError(
                 f"sklesion metadata must be a mapping with age, sex, site; got {type(meta).__name__}"
             )
         # values as given (any type; checked below)
         sex_raw: Any = meta.get("sex")
         site_raw: Any = meta.get("site")
         age_raw: Any = meta.get("age")
-        if _missing(sex_raw):
-            sex = "unknown"
-            self.counts["sex_default"] += 1
-        else:
+        sex = site = None
+        age: float | None = None
+        if not _missing(sex_raw):
             key = str(sex_raw).strip().lower()
             if key not in SEX_GROUPS:
-                raise ModelError(f"sklesion: unknown sex {sex_raw!r}; expected female, male or unknown")
+                raise MetadataError(f"sklesion: unknown sex {sex_raw!r}; expected female, male or unknown")
             sex = SEX_GROUPS[key]
-        if _missing(site_raw):
-            site = "unknown"
-            self.counts["site_default"] += 1
-        else:
+        if not _missing(site_raw):
             key = " ".join(str(site_raw).strip().lower().replace("_", " ").split())
             if key not in SITE_GROUPS:
-                raise ModelError(
+                raise MetadataError(
                     f"sklesion: unknown anatomical site {site_raw!r}; expected a HAM10000 localization or "
                     f"ISIC anatom_site_general value: {', '.join(sorted(SITE_GROUPS))}"
                 )
             site = SITE_GROUPS[key]
-        if _missing(age_raw):
-            age, flag = self.age_mean, 1.0
-            self.counts["age_default"] += 1
-        else:
+        if not _missing(age_raw):
             try:
                 age = float(age_raw)
             except (TypeError, ValueError) as exc:
-                raise ModelError(f"sklesion: age {age_raw!r} is not a number") from exc
+                raise MetadataError(f"sklesion: age {age_raw!r} is not a number") from exc
             if not 0 <= age <= 120:
-                raise ModelError(f"sklesion: age {age} is outside 0..120 years")
-            flag = 0.0
+                raise MetadataError(f"sklesion: age {age} is outside 0..120 years")
+        return sex, site, age
+
+    def encode_one(self, meta: Metadata) -> np.ndarray:
+        """One image's 10-vector. Unknown strings raise MetadataError (a ModelError and a DataError)
+        naming the accepted values; missing values take the documented defaults, which are counted."""
+        sex, site, age = self._parse(meta)
+        if sex is None:
+            sex = "unknown"
+            self.counts["sex_default"] += 1
+        if site is None:
+            site = "unknown"
+            self.counts["site_default"] += 1
+        flag = 0.0
+        if age is None:
+            age, flag = self.age_mean, 1.0
+            self.counts["age_default"] += 1
         return np.asarray(
             self.sex_codes[sex] + self.site_codes[site] + [age / self.age_max, flag], np.float32
         )
@@ -302,5 +315,14 @@ def load_sklesion_onnx(
         threads=threads,
         name="sklesion-onnx",
     )
-    clf.notes = sklesion_notes
+    encoder = clf.metadata_encoder
+
+    def notes(description: dict[str, Any]) -> dict[str, Any]:
+        # OnnxClassifier.describe adds "metadata" after the notes: give the encoder's counts here, so that
+        # sklesion-onnx states the metadata defaults it used, as sklesion does
+        describe = getattr(encoder, "describe", None)
+        metadata = describe() if callable(describe) else {}
+        return sklesion_notes({**description, "metadata": metadata})
+
+    clf.notes = notes
     return clf
