@@ -136,7 +136,9 @@ def test_attack_reruns_the_rows_of_a_replaced_image(
 
     before = rows()
     x, y = small_set["mel"][0], small_set["mel"][1]
-    assert before[x]["image_sha256"] == hashlib.sha256((root / "images" / f"{x}.jpg").read_bytes()).hexdigest()
+    assert (
+        before[x]["image_sha256"] == hashlib.sha256((root / "images" / f"{x}.jpg").read_bytes()).hexdigest()
+    )
     new_sha = _replace(root, x, y)
     res = _invoke(args)
     summary = json.loads(res.stdout)
@@ -161,7 +163,17 @@ def test_train_refuses_to_resume_over_replaced_images(
     split = tmp_path / "split.csv"
     _invoke(["data", "split", str(root), "--out", str(split), "--val-fraction", "0.34", "--json"])
     args = ["train", "--data", str(root), "--split", str(split), "--out", str(out), "--arch", "resnet18"]
-    args += ["--weights", "none", "--image-size", "32", "--batch-size", "2", "--device", "cpu", "--no-progress"]
+    args += [
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+        "--no-progress",
+    ]
     _invoke([*args, "--epochs", "1"])
     from dermadv.data import read_split
 

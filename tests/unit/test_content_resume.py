@@ -25,14 +25,16 @@ def _old_file(path: Path, data: bytes, age: float = 60.0) -> Path:
     return path
 
 
-def test_hashes_are_sha256_read_once_and_cached_by_stat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hashes_are_sha256_read_once_and_cached_by_stat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a = _old_file(tmp_path / "a.jpg", b"image a")
     b = _old_file(tmp_path / "b.jpg", b"image b")
     fresh = tmp_path / "fresh.jpg"
     fresh.write_bytes(b"just written")
     run = tmp_path / "run"
     reads: list[str] = []
-    real = content.file_sha256
+    from dermadv.runs.provenance import file_sha256 as real
 
     def counting(path: str | Path) -> str:
         reads.append(Path(path).name)

@@ -110,9 +110,9 @@ def test_a_lesion_leak_is_refused_unless_allowed(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     rows[2]["lesion_id"] = rows[-1]["lesion_id"] = "L_CSV"
     with open(split_csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+        dw = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        dw.writeheader()
+        dw.writerows(rows)
     with pytest.raises(DataError, match=r"lesion leak: 1 lesion\(s\) .*\(L_CSV in train\+val\)"):
         read_split(split_csv)
 
@@ -144,7 +144,9 @@ def test_commands_refuse_an_edited_split(command: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["evaluate", "perturb"])
-def test_allow_edited_split_is_recorded(command: str, tmp_path: Path, one_thread: None) -> None:
+def test_allow_edited_split_is_recorded(
+    command: str, tmp_path: Path, one_thread: None, caplog: pytest.LogCaptureFixture
+) -> None:
     data = ham_set(tmp_path / "data")
     split_csv = tmp_path / "split.csv"
     make_split(load_dataset(data), val_fraction=0.5, seed=0).write(split_csv)
@@ -154,16 +156,19 @@ def test_allow_edited_split_is_recorded(command: str, tmp_path: Path, one_thread
     args += ["--no-progress", "--allow-edited-split"]
     if command == "perturb":
         args += ["--perturbations", "none"]
-    res = invoke(args)
+    with caplog.at_level(logging.WARNING, logger="dermadv.data"):
+        res = invoke(args)
     assert res.exit_code == 0, res.output
-    assert "used as it is (--allow-edited-split)" in res.stderr
+    assert f"{split_csv}: used as it is (--allow-edited-split): edited after it was written" in caplog.text
     assert json.loads((out / "run.json").read_text())["settings"]["allow_edited_split"] is True
     res = invoke(args[:-3] if command == "perturb" else args[:-1])  # the flag is needed each time
     assert isinstance(res.exception, DataError) and "edited after it was written" in str(res.exception)
 
 
 def test_data_split_warns_about_what_it_leaves_out(tmp_path: Path) -> None:
-    data = ham_set(tmp_path / "data", extra=[["L999", "SYN_9999999", "not-a-diagnosis", "histo", "50", "male", "back"]])
+    data = ham_set(
+        tmp_path / "data", extra=[["L999", "SYN_9999999", "not-a-diagnosis", "histo", "50", "male", "back"]]
+    )
     ds = load_dataset(data)
     broken = next(s for s in ds.samples if s.diagnosis == "nv")
     Path(broken.path).write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")  # type: ignore[arg-type]

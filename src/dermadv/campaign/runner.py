@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from dermadv.campaign.seeds import job_seed
 from dermadv.campaign.store import ResultsStore
 from dermadv.errors import DataError, ModelError, ModelOutputError
+from dermadv.runs.content import sample_hashes
 from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: importable from here too
     Executor,
     LocalExecutor,
@@ -41,7 +42,6 @@ from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: imp
     cached_image,
     load_prepared,
 )
-from dermadv.runs.content import sample_hashes
 from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import file_sha256, run_provenance, versions  # noqa: F401 - re-exported
 from dermadv.runs.record import NON_RESULT_KEYS, RunDir, read_run, settings_hash  # noqa: F401 - re-exported

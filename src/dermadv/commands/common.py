@@ -53,7 +53,7 @@ def benign_classes_option() -> Any:
 
 
 def allow_edited_split_option() -> Any:
-    """``--allow-edited-split``, for the commands that take ``--split`` (see :func:`dermadv.data.read_split`)."""
+    """``--allow-edited-split`` for every command that takes ``--split`` (see ``read_split``)."""
     return typer.Option(
         False,
         "--allow-edited-split",

@@ -107,7 +107,9 @@ def split(
     all_classes: bool = typer.Option(False, "--all-classes", help="Keep every diagnosis (multi-class)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing, different split file."),
     no_verify: bool = typer.Option(
-        False, "--no-verify", help="Do not decode the images (faster; an undecodable image may enter the split)."
+        False,
+        "--no-verify",
+        help="Do not decode the images (faster; an undecodable image may enter the split).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the split summary as JSON."),
 ) -> None:
@@ -172,7 +174,9 @@ def _without_undecodable(ds: Dataset, wanted: tuple[str, ...] | None, progress: 
     ``unreadable_image`` problem); images of other classes are not decoded (they are not split)."""
     from dermadv.data.dataset import verify_dataset_images
 
-    check = replace(ds, samples=[s for s in ds.samples if wanted is None or s.diagnosis in wanted], problems=[])
+    check = replace(
+        ds, samples=[s for s in ds.samples if wanted is None or s.diagnosis in wanted], problems=[]
+    )
     verify_dataset_images(check, progress=progress)
     bad = {p.image_id for p in check.problems}
     return replace(

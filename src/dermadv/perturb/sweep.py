@@ -292,11 +292,34 @@ class SweepUnit(WorkUnit):
         return [(self.perturbation.spec, s.image_id) for s in self.samples]
 
 
+def _stored_record(path: Path, fingerprint: str, ids: Sequence[str]) -> dict[str, Any] | None:
+    """A perturbation's stored file if it holds scores of these images with these result settings,
+    and each image's hash (files written before rows carried them are computed again)."""
+    if not path.exists():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if (
+        not isinstance(rec, dict)
+        or rec.get("fingerprint") != fingerprint
+        or rec.get("image_ids") != list(ids)
+    ):
+        return None
+    stored = rec.get("image_sha256")
+    if not isinstance(stored, list) or len(stored) != len(ids):
+        return None
+    return rec
+
+
 def _stale_images(records: Mapping[str, Mapping[str, Any]], content: Sequence[str]) -> dict[str, set[int]]:
     """For each stored perturbation whose images changed: the indices of those images."""
     stale = {}
     for spec, rec in records.items():
-        changed = {k for k, (old, new) in enumerate(zip(rec["image_sha256"], content, strict=True)) if old != new}
+        changed = {
+            k for k, (old, new) in enumerate(zip(rec["image_sha256"], content, strict=True)) if old != new
+        }
         if changed:
             stale[spec] = changed
     return stale
@@ -395,26 +418,15 @@ def run_sweep(
     def done_file(c: Corruption) -> Path:
         return out / "perturb" / f"{_slug(c.spec)}.json"
 
-    def load_done(c: Corruption) -> dict[str, Any] | None:
-        p = done_file(c)
-        if not p.exists():
-            return None
-        try:
-            rec = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint or rec.get("image_ids") != ids:
-            return None
-        stored = rec.get("image_sha256")
-        if not isinstance(stored, list) or len(stored) != len(ids):
-            return None  # written before rows carried their images' hashes: recompute it all
-        return rec
-
     # Every per-perturbation file records the SHA-256 of each image it scored: images whose file
     # changed since are scored again (for every perturbation), the others are reused.
     hashes = sample_hashes(samples, out)
     content = [hashes[i] for i in ids]
-    records = {c.spec: rec for c in corruptions if (rec := load_done(c)) is not None}
+    records = {
+        c.spec: rec
+        for c in corruptions
+        if (rec := _stored_record(done_file(c), fingerprint, ids)) is not None
+    }
     stale = _stale_images(records, content)  # spec -> indices of the images that changed since
     skipped = [spec for spec in records if spec not in stale]
     changed = [i for k, i in enumerate(ids) if any(k in ks for ks in stale.values())]
