@@ -357,17 +357,16 @@ class Trainer:
         }
 
     def _hash_content(self) -> None:
-        """``train_content`` / ``val_content`` in the data record: a hash of every image file's SHA-256
+        """``train_content`` / ``val_content`` in the data record: the order-free hash
+        (:func:`dermadv.data.dataset_hash`) of every (image id, SHA-256 of its file) pair
         (:mod:`dermadv.runs.content`, cached in the run folder), so a resume notices replaced files."""
-        import hashlib
-
+        from dermadv.data import dataset_hash
         from dermadv.runs.content import ContentHashes
 
         hashes = ContentHashes(self.out)
         for name, samples in (("train", self.train_samples), ("val", self.val_samples)):
-            by_id = hashes.of_samples(samples)
-            blob = "\n".join(f"{i}\t{by_id[i]}" for i in sorted(by_id))
-            self.data_record[f"{name}_content"] = hashlib.sha256(blob.encode()).hexdigest()[:16]
+            pairs = hashes.of_samples(samples).items()
+            self.data_record[f"{name}_content"] = dataset_hash([(i, sha) for i, sha in pairs])
         hashes.save()
 
     # -- resume --
