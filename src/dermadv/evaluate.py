@@ -77,6 +77,8 @@ class Evaluation:
         out["n"] = self.metrics["n"]
         out["threshold"] = self.threshold
         out["n_predicted"] = len(self.samples)
+        if self.extra.get("changed_images"):  # resumed, but these images' files changed: predicted again
+            out["changed_images"] = list(self.extra["changed_images"])
         return out
 
 
@@ -157,26 +159,55 @@ def check_metadata(model: Any, samples: Sequence[Any]) -> None:
 
 class PartialPredictions:
     """Predictions appended per batch to ``OUT/.predictions.partial.jsonl``, so that an interrupted
-    evaluation resumes where it stopped. The first line holds a key (model description + image ids);
-    a file with another key is ignored and replaced."""
+    evaluation resumes where it stopped.
 
-    def __init__(self, out: str | Path, model: Any, samples: Sequence[Any]) -> None:
+    The first line holds a key: the model's result description (:func:`dermadv.runs.record.
+    result_settings`: device and file location left out), the model file's SHA-256, the classes and
+    the image ids; a file with another key is ignored and replaced. Every row records the SHA-256 of
+    the image file it was predicted from (``hashes``, computed when not given; see
+    :mod:`dermadv.runs.content`): a row whose image changed since, or that records no hash, is
+    predicted again (:attr:`changed` names those images).
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        model: Any,
+        samples: Sequence[Any],
+        model_file_hash: str | None = None,
+        hashes: Mapping[str, str] | None = None,
+    ) -> None:
         import hashlib
+
+        from dermadv.runs.record import result_settings
 
         self.path = Path(out).expanduser() / ".predictions.partial.jsonl"
         ident = json.dumps(
-            {"model": model.describe(), "classes": list(model.classes), "ids": [s.image_id for s in samples]},
+            {
+                "model": result_settings({"model": model.describe()}),
+                "model_file_sha256": model_file_hash,
+                "classes": list(model.classes),
+                "ids": [s.image_id for s in samples],
+            },
             sort_keys=True,
             default=str,
         )
         self.key = hashlib.sha256(ident.encode()).hexdigest()
         self.k = len(model.classes)
+        if hashes is None:
+            from dermadv.runs.content import sample_hashes
+
+            hashes = sample_hashes(samples, out)
+        self.hashes: dict[str, str] = dict(hashes)
+        self.changed: list[str] = []
 
     def load(self) -> dict[str, np.ndarray]:
-        """Saved probabilities by image id (empty when absent, stale or unreadable)."""
+        """Saved probabilities by image id of the images that did not change (empty when the file is
+        absent, stale or unreadable); images whose file changed are listed in :attr:`changed`."""
+        self.changed = []
         if not self.path.is_file():
             return {}
-        out: dict[str, np.ndarray] = {}
+        last: dict[str, tuple[Any, np.ndarray]] = {}  # the last row of an image wins
         with self.path.open(encoding="utf-8") as fh:
             try:
                 if json.loads(fh.readline()).get("key") != self.key:
@@ -187,10 +218,17 @@ class PartialPredictions:
                 try:
                     row = json.loads(line)
                     probs = np.asarray(row["p"], dtype=np.float64)
+                    image_id = str(row["id"])
                 except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                     break  # a torn last line from a kill: everything before it is good
                 if probs.shape == (self.k,):
-                    out[row["id"]] = probs
+                    last[image_id] = (row.get("sha"), probs)
+        out: dict[str, np.ndarray] = {}
+        for image_id, (sha, probs) in last.items():
+            if sha != self.hashes.get(image_id):
+                self.changed.append(image_id)
+            else:
+                out[image_id] = probs
         return out
 
     def start(self, keep: bool) -> None:
@@ -203,7 +241,8 @@ class PartialPredictions:
     def append(self, samples: Sequence[Any], probs: np.ndarray) -> None:
         with self.path.open("a", encoding="utf-8") as fh:
             for s, p in zip(samples, probs, strict=True):
-                fh.write(json.dumps({"id": s.image_id, "p": [float(v) for v in p]}) + "\n")
+                row = {"id": s.image_id, "sha": self.hashes.get(s.image_id), "p": [float(v) for v in p]}
+                fh.write(json.dumps(row) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -219,11 +258,14 @@ def evaluate_model(
     batch_size: int | None = None,
     progress: bool = True,
     resume_dir: str | Path | None = None,
+    model_file_hash: str | None = None,
 ) -> Evaluation:
     """Predict every sample and compute the binary metrics on its melanoma and naevus samples.
 
     With ``resume_dir``, predictions are saved there batch by batch and an interrupted evaluation of
-    the same model on the same images continues where it stopped.
+    the same model (``model_file_hash``: the SHA-256 of its file, when it has one) on the same images
+    continues where it stopped; an image whose file changed since is predicted again, and the run
+    says so on stderr (``extra["changed_images"]``).
     """
     samples = list(samples)
     if not samples:
@@ -236,10 +278,16 @@ def evaluate_model(
             f"{'melanoma' if y.any() else 'naevus'}; AUC, sensitivity and specificity need both"
         )
     t0 = time.time()
-    partial = PartialPredictions(resume_dir, model, samples) if resume_dir is not None else None
+    partial = None
+    if resume_dir is not None:
+        from dermadv.runs.content import report_changed, sample_hashes
+
+        hashes = sample_hashes(samples, resume_dir)
+        partial = PartialPredictions(resume_dir, model, samples, model_file_hash, hashes)
     done = partial.load() if partial is not None else {}
     if partial is not None:
-        partial.start(keep=bool(done))
+        report_changed(partial.changed)
+        partial.start(keep=bool(done) or bool(partial.changed))
     probs = predict_samples(
         model,
         samples,
@@ -252,6 +300,9 @@ def evaluate_model(
     scores = melanoma_score(model, probs)
     metrics = binary_metrics(y, scores[included], threshold=threshold)
     metrics = two_aucs(metrics, y, model.classes, probs, included)
+    extra: dict[str, Any] = {"resumed_predictions": len(done)} if done else {}
+    if partial is not None and partial.changed:
+        extra["changed_images"] = list(partial.changed)
     return Evaluation(
         samples=samples,
         classes=tuple(model.classes),
@@ -261,7 +312,7 @@ def evaluate_model(
         threshold=float(threshold),
         metrics=metrics,
         seconds=seconds,
-        extra={"resumed_predictions": len(done)} if done else {},
+        extra=extra,
     )
 
 
@@ -461,6 +512,10 @@ def format_report(ev: Evaluation, model_name: str = "") -> str:
         "",
         format_metrics_table(ev.metrics),
     ]
+    if ev.extra.get("changed_images"):
+        from dermadv.runs.content import changed_message
+
+        lines.insert(1, changed_message(ev.extra["changed_images"]))
     raw = ev.metrics.get("auc_raw_p_mel")
     if raw is not None:
         lines.append(

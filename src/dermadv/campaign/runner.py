@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 from dermadv.campaign.seeds import job_seed
 from dermadv.campaign.store import ResultsStore
 from dermadv.errors import DataError, MetadataError, ModelError, ModelOutputError
+from dermadv.runs.content import sample_hashes
 from dermadv.runs.executor import (  # noqa: F401 - Executor, LocalExecutor: importable from here too
     Executor,
     LocalExecutor,
@@ -413,6 +414,8 @@ class CampaignOutcome:
     ran: int
     notes: list[str]
     seconds: float
+    #: images whose file changed since their stored rows: those rows were computed again
+    changed_images: list[str] = field(default_factory=list)
 
 
 @holding_run("run_dir")  # one writer per run folder, from the settings check to the last row
@@ -432,10 +435,14 @@ def run_campaign(
     executor: Executor | None = None,
     progress: bool = True,
     retry_errors: bool = False,
+    extra_settings: Mapping[str, Any] | None = None,
 ) -> CampaignOutcome:
     """Run every attack on every sample into ``run_dir``, resuming whatever is already stored.
 
-    ``retry_errors`` deletes stored error rows first so those jobs run again.
+    Each row records the SHA-256 of its image file; the rows of an image whose file changed since are
+    deleted and computed again (said in ``notes``; ``changed_images``).
+    ``retry_errors`` deletes stored error rows first so those jobs run again. ``extra_settings`` are
+    added to run.json's settings (e.g. ``allow_edited_split``).
     ``data_info`` identifies the data (path, split, subset...) and is part of the settings a rerun
     must match; ``provenance`` is extra JSON recorded in run.json (e.g. the data hash).
     """
@@ -449,7 +456,10 @@ def run_campaign(
     specs = attack_specs(names, attack_options or {})
     built = {name: spec.build() for name, spec in specs.items()}
     run_dir = Path(run_dir)
-    settings = result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images)
+    settings = {
+        **result_settings(model, built, direction, seed, data_info or {}, model_file_hash, batch_images),
+        **dict(extra_settings or {}),
+    }
     record = {
         **run_provenance(model, model_file_hash=model_file_hash, data=data_info or {}, samples=samples),
         **dict(provenance or {}),
@@ -469,6 +479,8 @@ def run_campaign(
         )
         if retry_errors:
             notes.append(f"retrying {store.delete('error')} job(s) stored as errors")
+        hashes = sample_hashes(samples, run_dir)
+        changed = _forget_changed_images(store, hashes, notes)
         done = store.done_keys()
         jobs = plan_jobs(samples, names, seed, direction, done)
         total = len(samples) * len(names)
@@ -486,10 +498,34 @@ def run_campaign(
         try:
             for unit, results in executor.run(attack_units(jobs, specs, batch_images)):
                 for job, result in zip(unit.jobs, results, strict=True):  # type: ignore[attr-defined]
-                    store.add(result, seed=job.seed, diagnosis=getattr(job.sample, "diagnosis", None))
+                    store.add(
+                        result,
+                        seed=job.seed,
+                        diagnosis=getattr(job.sample, "diagnosis", None),
+                        image_sha256=hashes.get(job.image_id),
+                    )
                     ran += 1
                     bar.set_postfix_str(f"{job.image_id} {job.attack}: {result.outcome}", refresh=False)
                     bar.update(1)
         finally:
             bar.close()
-    return CampaignOutcome(run_dir, names, total, total - len(jobs), ran, notes, time.perf_counter() - t0)
+    return CampaignOutcome(
+        run_dir, names, total, total - len(jobs), ran, notes, time.perf_counter() - t0, changed
+    )
+
+
+def _forget_changed_images(store: ResultsStore, hashes: Mapping[str, str], notes: list[str]) -> list[str]:
+    """Delete the rows of images whose file changed since they were computed (they run again);
+    returns those images, with a note saying how many (`dermadv attack` prints notes on stderr)."""
+    from dermadv.runs.content import changed_message
+
+    changed, unknown = store.changed_images(hashes)
+    if changed:
+        rows = store.delete_images(changed)
+        notes.append(f"{changed_message(changed)}: {rows} row(s) deleted and run again")
+    if unknown:
+        notes.append(
+            f"{unknown} stored row(s) of selected images record no image hash (written by an older "
+            "dermadv): kept as they are; a changed image file is not detected for them"
+        )
+    return changed

@@ -11,6 +11,11 @@ Layout of a RUN directory::
                          once a row names it. (Runs written before had no ``-<hash>``.)
     RUN/run.json         what produced the results (model, data, settings, versions).
 
+Each row records ``image_sha256``, the SHA-256 of the image file it was computed from
+(:mod:`dermadv.runs.content`); a resumed campaign recomputes the rows of images whose file changed
+since (:meth:`ResultsStore.changed_images`, :meth:`ResultsStore.delete_images`). Rows written before
+rows carried the hash (schema 1) have NULL there and are kept as they are.
+
 The store is the single source of truth for everything downstream (summaries, reports, the
 reader study): read an image's path from its row (``original_path``, ``adversarial_path``),
 relative to RUN so a run directory can be moved. Only one process writes a run (the run lock,
@@ -25,7 +30,7 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +42,8 @@ from dermadv.vocab import check_outcome
 
 DB_NAME = "results.sqlite"
 IMAGES_DIR = "images"
-SCHEMA_VERSION = 1
+#: 2: rows record ``image_sha256`` (schema 1 stores gain the column, NULL in their old rows).
+SCHEMA_VERSION = 2
 
 #: (column, SQL type); JSON columns hold lists/dicts.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -60,6 +66,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("original_path", "TEXT"),
     ("adversarial_path", "TEXT"),
     ("finished_at", "TEXT"),
+    ("image_sha256", "TEXT"),
 )
 JSON_COLUMNS = frozenset({"initial_probs", "final_probs", "params"})
 COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _ in COLUMNS)
@@ -151,12 +158,20 @@ class ResultsStore:
             f"CREATE TABLE IF NOT EXISTS results (\n  {cols},\n  PRIMARY KEY (image_id, attack))"
         )
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version > SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise DataError(
                 f"{self.db_path}: written by a newer dermadv (schema {version} > {SCHEMA_VERSION}); upgrade"
             )
+        have = {row[1] for row in self._conn.execute("PRAGMA table_info(results)")}
+        for name, typ in COLUMNS:  # an older store gains the newer columns (NULL in its rows)
+            if name not in have:
+                try:
+                    self._conn.execute(f"ALTER TABLE results ADD COLUMN {name} {typ}")
+                except sqlite3.OperationalError:  # another connection added it just now
+                    if not any(r[1] == name for r in self._conn.execute("PRAGMA table_info(results)")):
+                        raise
+        if version < SCHEMA_VERSION:
+            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         """Close the database connection."""
@@ -187,8 +202,17 @@ class ResultsStore:
         cur = self._conn.execute("SELECT 1 FROM results WHERE image_id=? AND attack=?", (image_id, attack))
         return cur.fetchone() is not None
 
-    def add(self, result: Any, *, seed: int | None = None, diagnosis: str | None = None) -> bool:
+    def add(
+        self,
+        result: Any,
+        *,
+        seed: int | None = None,
+        diagnosis: str | None = None,
+        image_sha256: str | None = None,
+    ) -> bool:
         """Store one finished job (an AttackResult, or a mapping with its fields).
+
+        ``image_sha256`` is the SHA-256 of the image file the job read (see :meth:`changed_images`).
 
         Images are written (atomically, under content-unique names) first, then the row naming them
         is committed in one transaction. Returns False, changing nothing, when the (image_id, attack)
@@ -232,6 +256,7 @@ class ResultsStore:
             "original_path": original_path,
             "adversarial_path": adversarial_path,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "image_sha256": image_sha256 if image_sha256 is not None else _get(result, "image_sha256"),
         }
         placeholders = ", ".join("?" for _ in COLUMN_NAMES)
         cur = self._conn.execute(
@@ -258,6 +283,42 @@ class ResultsStore:
             "SELECT 1 FROM results WHERE original_path=? OR adversarial_path=? LIMIT 1", (relpath, relpath)
         )
         return cur.fetchone() is not None
+
+    def changed_images(self, current: Mapping[str, str]) -> tuple[list[str], int]:
+        """Images of ``current`` (image_id -> SHA-256 of its file now) with a row computed from other
+        content, sorted; and how many rows of those images record no hash (kept: written before rows
+        carried one)."""
+        changed: set[str] = set()
+        unknown = 0
+        for image_id, sha in self._conn.execute("SELECT image_id, image_sha256 FROM results"):
+            if image_id not in current:
+                continue
+            if sha is None:
+                unknown += 1
+            elif sha != current[image_id]:
+                changed.add(image_id)
+        return sorted(changed), unknown
+
+    def delete_images(self, image_ids: Iterable[str]) -> int:
+        """Delete every row of these images (to compute them again) and the PNGs no row names any
+        more; returns how many rows."""
+        ids = list(dict.fromkeys(image_ids))
+        if not ids:
+            return 0
+        paths: set[str] = set()
+        deleted = 0
+        for start in range(0, len(ids), 500):  # SQLite limits the number of parameters
+            chunk = ids[start : start + 500]
+            marks = ", ".join("?" for _ in chunk)
+            for original, adversarial in self._conn.execute(
+                f"SELECT original_path, adversarial_path FROM results WHERE image_id IN ({marks})", chunk
+            ):
+                paths.update(p for p in (original, adversarial) if p)
+            deleted += self._conn.execute(f"DELETE FROM results WHERE image_id IN ({marks})", chunk).rowcount
+        for relpath in sorted(paths):
+            if not self._referenced(relpath):
+                (self.run_dir / relpath).unlink(missing_ok=True)
+        return deleted
 
     def delete(self, outcome: str) -> int:
         """Delete every row with ``outcome`` (e.g. "error" to retry them); returns how many."""

@@ -103,6 +103,7 @@ def register(app: typer.Typer) -> None:
         model_option: list[str] = common.model_options_option(),
         data: Path = typer.Option(None, "--data", help="Dataset directory or metadata CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
+        allow_edited_split: bool = common.allow_edited_split_option(),
         subset: str = typer.Option(None, "--subset", help="Subset of the split to attack, e.g. val."),
         attacks: str = typer.Option(
             None,
@@ -224,6 +225,7 @@ def register(app: typer.Typer) -> None:
             classes=(source_diagnosis,),
             ids=_split_list(ids, "--ids"),
             limit=limit,
+            allow_edited_split=allow_edited_split,
         )
         from dermadv.runs.executor import executor_json, format_executor_summary, make_executor
         from dermadv.runs.specs import ModelSpec
@@ -274,6 +276,7 @@ def register(app: typer.Typer) -> None:
             progress=progress,
             executor=campaign_executor,
             retry_errors=retry_errors,
+            extra_settings={"allow_edited_split": allow_edited_split},
         )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
@@ -287,6 +290,7 @@ def register(app: typer.Typer) -> None:
                         "jobs": result.planned,
                         "already_done": result.already_done,
                         "ran": result.ran,
+                        "changed_images": result.changed_images,
                         "seconds": round(result.seconds, 3),
                         "notes": result.notes,
                         **executor_json(campaign_executor),

@@ -52,6 +52,16 @@ def benign_classes_option() -> Any:
     )
 
 
+def allow_edited_split_option() -> Any:
+    """``--allow-edited-split`` for every command that takes ``--split`` (see ``read_split``)."""
+    return typer.Option(
+        False,
+        "--allow-edited-split",
+        help="Use a --split that fails verification (rows edited since `dermadv data split` wrote it, "
+        "or a lesion in two subsets); recorded in run.json.",
+    )
+
+
 def aligned_table(lines: list[list[str]]) -> str:
     """Rows of cells (the first row the header) as left-aligned text columns two spaces apart."""
     widths = [max(len(row[i]) for row in lines) for i in range(len(lines[0]))]

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from dermadv.errors import DataError
+
+if TYPE_CHECKING:
+    from dermadv.data.dataset import Dataset
 
 data_app = typer.Typer(
     name="data",
@@ -131,6 +136,11 @@ def split(
     classes: str = typer.Option("mel,nv", "--classes", help="Comma-separated diagnoses to keep."),
     all_classes: bool = typer.Option(False, "--all-classes", help="Keep every diagnosis (multi-class)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing, different split file."),
+    no_verify: bool = typer.Option(
+        False,
+        "--no-verify",
+        help="Do not decode the images (faster; an undecodable image may enter the split).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the split summary as JSON."),
 ) -> None:
     """Write a train/validation split, stratified by diagnosis, grouped by lesion.
@@ -138,20 +148,28 @@ def split(
     OUT gets the columns image_id,diagnosis,lesion_id,subset; a JSON sidecar
     beside it records seed, fraction, classes, counts, dataset path and hash.
     Images of one lesion never straddle subsets; the same seed gives the
-    same split.
+    same split. Rows that cannot be used (unknown labels, missing images...)
+    and images that do not decode (each image of the kept classes is decoded
+    unless --no-verify) are left out, with a warning on stderr naming them.
     """
-    from dermadv.data import load_dataset, make_split, read_split, sidecar_path
+    from dermadv.data import load_dataset, make_split, normalize_classes, read_split, sidecar_path
 
     if all_classes and classes != "mel,nv":
         raise DataError("give either --classes or --all-classes, not both")
     if out.is_dir():
         raise DataError(f"--out {out}: is a directory; --out takes the split CSV file to write")
+    wanted = None if all_classes else normalize_classes(classes)
     ds = load_dataset(path)
-    sp = make_split(ds, val_fraction=val_fraction, seed=seed, classes=None if all_classes else classes)
+    if not no_verify:
+        ds = _without_undecodable(ds, wanted, progress=not as_json)
+    left_out = _left_out(ds)
+    for line in _left_out_lines(ds, left_out):
+        typer.echo(f"warning: {line}", err=True)
+    sp = make_split(ds, val_fraction=val_fraction, seed=seed, classes=wanted)
     status = "written"
     if out.exists():
         try:
-            same = read_split(out).hash() == sp.hash()
+            same = read_split(out, allow_edited=True).hash() == sp.hash()
         except DataError:
             same = False
         if same:
@@ -159,7 +177,13 @@ def split(
         elif not force:
             raise DataError(f"{out}: exists and holds a different split; pass --force to overwrite it")
     sidecar = sp.write(out) if status == "written" or not sidecar_path(out).exists() else sidecar_path(out)
-    summary = {"csv": str(out), "sidecar": str(sidecar), "status": status.split(" ")[0], **sp.describe()}
+    summary = {
+        "csv": str(out),
+        "sidecar": str(sidecar),
+        "status": status.split(" ")[0],
+        **sp.describe(),
+        "left_out": left_out,
+    }
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -173,3 +197,45 @@ def split(
         lines += _counts_lines(counts)
     lines.append(f"split hash: {sp.hash()}")
     typer.echo("\n".join(lines))
+
+
+def _without_undecodable(ds: Dataset, wanted: tuple[str, ...] | None, progress: bool) -> Dataset:
+    """``ds`` without the images of the ``wanted`` classes that do not decode (each becomes an
+    ``unreadable_image`` problem); images of other classes are not decoded (they are not split)."""
+    from dermadv.data.dataset import verify_dataset_images
+
+    check = replace(
+        ds, samples=[s for s in ds.samples if wanted is None or s.diagnosis in wanted], problems=[]
+    )
+    verify_dataset_images(check, progress=progress)
+    bad = {p.image_id for p in check.problems}
+    return replace(
+        ds, samples=[s for s in ds.samples if s.image_id not in bad], problems=[*ds.problems, *check.problems]
+    )
+
+
+def _left_out(ds: Dataset) -> dict[str, list[str]]:
+    """``{problem kind: [image id (or file) of each row left out]}``, kinds in the order first seen."""
+    out: dict[str, list[str]] = {}
+    for p in ds.problems:
+        out.setdefault(p.kind, []).append(p.image_id or str(p.path or ds.csv_path or ds.root))
+    return out
+
+
+def _left_out_lines(ds: Dataset, left_out: dict[str, list[str]], shown: int = 5) -> list[str]:
+    """One warning line per kind of problem: how many rows were left out of the split, and the first ids."""
+    from dermadv.data.dataset import PROBLEM_KINDS
+
+    where = ds.csv_path or ds.root
+    what = {
+        "unknown_label": "row(s) with an unknown label",
+        "ambiguous_label": "row(s) with an ambiguous label",
+        "unreadable_image": "undecodable image(s)",
+        "missing_image": "row(s) whose image file is missing",
+    }
+    lines = []
+    for kind, ids in left_out.items():
+        label = what.get(kind, f"row(s) with problem {kind} ({PROBLEM_KINDS.get(kind, kind)})")
+        head = ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "")
+        lines.append(f"{where}: {len(ids)} {label} left out of the split: {head}")
+    return lines

@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
         model_option: list[str] = common.model_options_option(),
         data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV; with it only --subset images are used."),
+        allow_edited_split: bool = common.allow_edited_split_option(),
         subset: str = typer.Option(
             None, help="Split subset: train or val (default: val when --split is given)."
         ),
@@ -67,11 +68,25 @@ def register(app: typer.Typer) -> None:
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         dataset = load_dataset(data, progress=not no_progress)
         samples = select_samples(
-            dataset, split=split, subset=use_subset, classes=None, ids=common.split_list(ids), limit=limit
+            dataset,
+            split=split,
+            subset=use_subset,
+            classes=None,
+            ids=common.split_list(ids),
+            limit=limit,
+            allow_edited_split=allow_edited_split,
         )
         common.hold_out(ctx, out)  # one writer from the first saved prediction to the last file
+        from dermadv.runs.provenance import model_file_sha256
+
         ev = evaluate_model(
-            clf, samples, threshold=threshold, batch_size=batch_size, progress=not no_progress, resume_dir=out
+            clf,
+            samples,
+            threshold=threshold,
+            batch_size=batch_size,
+            progress=not no_progress,
+            resume_dir=out,
+            model_file_hash=model_file_sha256(model) if out is not None else None,
         )
         summary = ev.summary()
         # Models fed clinical metadata (sklesion) state how often their documented defaults stood in.
@@ -96,6 +111,7 @@ def register(app: typer.Typer) -> None:
                 "device": device,
                 "melanoma_classes": sorted(clf.melanoma),
                 "benign_classes": sorted(clf.benign),
+                "allow_edited_split": allow_edited_split,
             }
             files = write_evaluation(
                 ev, clf, out, data=data_record, settings=settings, isic_submission=isic_submission

@@ -44,6 +44,7 @@ def register(app: typer.Typer) -> None:
         model: str = common.model_option(),
         data: Path = typer.Option(..., "--data", help="Dataset directory or metadata CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
+        allow_edited_split: bool = common.allow_edited_split_option(),
         subset: str = typer.Option(
             None, "--subset", help="Subset of the split: train or val (default: val when --split is given)."
         ),
@@ -91,7 +92,14 @@ def register(app: typer.Typer) -> None:
         if split is not None and subset is None:
             subset = "val"  # the study sweeps the validation set, as `dermadv evaluate` does
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
-        samples = select_samples(data, split=split, subset=subset, classes=("mel", "nv"), limit=limit)
+        samples = select_samples(
+            data,
+            split=split,
+            subset=subset,
+            classes=("mel", "nv"),
+            limit=limit,
+            allow_edited_split=allow_edited_split,
+        )
         from dermadv.runs.executor import executor_json, format_executor_summary, make_executor
         from dermadv.runs.specs import ModelSpec
 
@@ -124,6 +132,7 @@ def register(app: typer.Typer) -> None:
                 "subset": subset,
                 "limit": limit,
             },
+            extra_settings={"allow_edited_split": allow_edited_split},
             provenance={"model_spec": model},
             model_file_hash=model_file_sha256(model),
         )
@@ -136,6 +145,7 @@ def register(app: typer.Typer) -> None:
                         "files": result.files,
                         "resumed": result.skipped,
                         "computed": result.computed,
+                        "changed_images": result.changed_images,
                         "seconds": round(result.seconds, 2),
                         **executor_json(sweep_executor),
                     },

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from dermadv.commands import common
+
 
 def _parse_classes(text: str) -> tuple[str, ...]:
     from dermadv.errors import DermadvError
@@ -32,6 +34,7 @@ def register(app: typer.Typer) -> None:
     def train_command(
         data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
         split: Path = typer.Option(..., "--split", help="Split CSV (from `dermadv data split`)."),
+        allow_edited_split: bool = common.allow_edited_split_option(),
         out: Path = typer.Option(..., "--out", help="Run directory; an existing run there is resumed."),
         arch: str = typer.Option(
             "inception_v3", help="torchvision architecture (resnet18, efficientnet_b0, ...)."
@@ -78,6 +81,7 @@ def register(app: typer.Typer) -> None:
         settings = TrainSettings(
             data=data,
             split=str(split),
+            allow_edited_split=allow_edited_split,
             out=str(out),
             arch=arch,
             weights=weights,

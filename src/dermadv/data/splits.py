@@ -4,6 +4,11 @@ split CSV + JSON sidecar files, sample selection for every command, and the prov
 Split CSV columns: ``image_id,diagnosis,lesion_id,subset`` with subset in {train, val, test}; the JSON
 sidecar beside it (``split.csv`` -> ``split.json``) records seed, fraction, classes, counts per
 subset x diagnosis, the dataset's path and hash, and the split's own hash.
+
+Reading a split verifies it (:func:`read_split`): a split whose rows no longer hash to the sidecar's
+``split_hash`` (edited after ``dermadv data split`` wrote it), or that puts images of one lesion in two
+subsets (a lesion leak), is refused with one line naming the file and what is wrong, unless the
+caller allows it (``--allow-edited-split``; then a warning is logged and :attr:`Split.edits` says why).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +32,8 @@ from dermadv.labels import DIAGNOSES, canonical_diagnosis
 SUBSETS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_COLUMNS: tuple[str, ...] = ("image_id", "diagnosis", "lesion_id", "subset")
 DEFAULT_CLASSES: tuple[str, ...] = ("mel", "nv")
+
+log = logging.getLogger("dermadv.data")
 
 
 def dataset_hash(samples: Iterable[Sample | tuple], subsets: Mapping[str, str] | None = None) -> str:
@@ -87,6 +95,8 @@ class Split:
     classes: tuple[str, ...] | None = None
     dataset: dict = field(default_factory=dict)  # Dataset.describe() of the source
     path: Path | None = None
+    #: what verification found wrong in a split read with ``allow_edited=True`` (empty: verified)
+    edits: list[str] = field(default_factory=list)
 
     def subset(self, name: str) -> list[Sample]:
         """Samples of one subset ("train", "val" or "test")."""
@@ -234,12 +244,19 @@ def make_split(
 _SplitRow = tuple[str, str, str | None, str]
 
 
-def read_split(path: str | Path, dataset: Dataset | str | Path | None = None) -> Split:
+def read_split(
+    path: str | Path, dataset: Dataset | str | Path | None = None, *, allow_edited: bool = False
+) -> Split:
     """Read and validate a split CSV (and its JSON sidecar when present).
 
     With ``dataset``, every id must be one of its usable samples with the same diagnosis, and the
     returned samples are the dataset's (with image paths and metadata); without it, samples carry no
     path. Errors name the split file and the offending lines.
+
+    The split is verified (:func:`split_problems`): rows that no longer hash to the sidecar's
+    ``split_hash``, or a lesion with images in two subsets (by the dataset's lesion ids when given,
+    and by the CSV's lesion_id column), raise one DataError naming the file and what is wrong -- unless
+    ``allow_edited``: then a warning is logged and the problems are in :attr:`Split.edits`.
     """
     from dermadv.data.layouts import read_csv
 
@@ -272,7 +289,7 @@ def read_split(path: str | Path, dataset: Dataset | str | Path | None = None) ->
     else:
         samples, ds_meta = _dataset_samples(path, rows, dataset)
     classes = meta.get("classes")
-    return Split(
+    split = Split(
         samples=samples,
         subsets=subsets,
         seed=meta.get("seed"),
@@ -281,6 +298,64 @@ def read_split(path: str | Path, dataset: Dataset | str | Path | None = None) ->
         dataset=ds_meta,
         path=path,
     )
+    problems = split_problems(split, meta, side.name, {iid: les for iid, _, les, _ in rows})
+    if problems and not allow_edited:
+        raise DataError(
+            f"{path}: {'; '.join(problems)}. Make the split again with `dermadv data split`, or pass "
+            "--allow-edited-split to use it as it is"
+        )
+    if problems:
+        log.warning("%s: used as it is (--allow-edited-split): %s", path, "; ".join(problems))
+        split.edits = problems
+    return split
+
+
+def split_problems(
+    split: Split,
+    meta: Mapping[str, Any],
+    sidecar_name: str = "the sidecar",
+    csv_lesions: Mapping[str, str | None] | None = None,
+) -> list[str]:
+    """What is wrong with a split read from disk: rows edited since its sidecar was written (their
+    hash differs from ``meta["split_hash"]``, with the counts that changed) and lesions whose images
+    lie in more than one subset, by the samples' lesion ids or by the split CSV's own lesion_id column
+    (``csv_lesions``: image id -> lesion id). Empty when the split is as ``dermadv data split`` wrote it."""
+    problems = []
+    recorded = meta.get("split_hash")
+    if recorded is not None and recorded != split.hash():
+        what = _count_changes(meta.get("counts"), split.counts())
+        problems.append(
+            f"edited after it was written: its rows hash to {split.hash()}, but {sidecar_name} records "
+            f"split_hash {recorded}" + (f" ({what})" if what else "")
+        )
+    where: dict[str, set[str]] = defaultdict(set)
+    for lesions in ({s.image_id: s.lesion_id for s in split.samples}, dict(csv_lesions or {})):
+        for image_id, lesion in lesions.items():
+            if lesion and image_id in split.subsets:
+                where[lesion].add(split.subsets[image_id])
+    leaks = sorted(k for k, subs in where.items() if len(subs) > 1)
+    if leaks:
+        shown = ", ".join(f"{k} in {'+'.join(x for x in SUBSETS if x in where[k])}" for k in leaks[:3])
+        more = f" and {len(leaks) - 3} more" if len(leaks) > 3 else ""
+        problems.append(
+            f"lesion leak: {len(leaks)} lesion(s) have images in more than one subset ({shown}{more})"
+        )
+    return problems
+
+
+def _count_changes(recorded: Any, now: Mapping[str, Mapping[str, int]]) -> str:
+    """``"train mel 40 -> 34, val mel 10 -> 16"`` between the sidecar's counts and the rows'."""
+    if not isinstance(recorded, Mapping):
+        return ""
+    changes = []
+    for sub in SUBSETS:
+        old, new = recorded.get(sub) or {}, now.get(sub) or {}
+        if not isinstance(old, Mapping):
+            continue
+        for dx in DIAGNOSES:
+            if old.get(dx, 0) != new.get(dx, 0):
+                changes.append(f"{sub} {dx} {old.get(dx, 0)} -> {new.get(dx, 0)}")
+    return ", ".join(changes[:6]) + (" ..." if len(changes) > 6 else "")
 
 
 def _split_rows(path: Path, table_rows: Sequence[tuple[int, dict[str, str]]]) -> list[_SplitRow]:
@@ -371,12 +446,14 @@ def select_samples(
     classes: Sequence[str] | str | None = DEFAULT_CLASSES,
     ids: Sequence[str] | str | None = None,
     limit: int | None = None,
+    allow_edited_split: bool = False,
 ) -> list[Sample]:
     """The samples a command works on: what ``--data D [--split CSV --subset val] [--ids a,b]
     [--limit N]`` mean everywhere.
 
     1. load ``data`` (a dataset path or Dataset); rows with problems are left out (logged);
-    2. with ``split``, keep the split's samples, and with ``subset`` only that subset's;
+    2. with ``split``, keep the split's samples, and with ``subset`` only that subset's (a split file
+       is verified: an edited one or a lesion leak is refused unless ``allow_edited_split``);
     3. keep ``classes`` (default melanoma and naevus; None keeps every diagnosis);
     4. with ``ids`` (a list or "a,b,c"), keep exactly those, in that order; an id that the previous
        steps excluded is an error saying why;
@@ -392,7 +469,7 @@ def select_samples(
     samples = list(ds.samples)
     where = f"dataset {ds.csv_path or ds.root}"
     if split is not None:
-        sp = split if isinstance(split, Split) else read_split(split, ds)
+        sp = split if isinstance(split, Split) else read_split(split, ds, allow_edited=allow_edited_split)
         if subset is not None:
             samples = sp.subset(subset)
             where += f", subset {subset!r} of split {sp.path}"

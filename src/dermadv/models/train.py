@@ -100,6 +100,7 @@ class TrainSettings:
     amp: bool = True  # mixed precision on CUDA
     threads: int = 0  # torch CPU threads (0: torch's default)
     cache_dir: str | None = None
+    allow_edited_split: bool = False  # use a split that fails verification (edited, lesion leak)
 
     def __post_init__(self) -> None:
         self.classes = tuple(self.classes)
@@ -321,7 +322,7 @@ class Trainer:
         if not split_path.is_file():
             raise DataError(f"{split_path}: split file not found (make one with `dermadv data split`)")
         dataset = load_dataset(s.data, progress=self.progress)
-        split = read_split(split_path, dataset)
+        split = read_split(split_path, dataset, allow_edited=s.allow_edited_split)
         self.train_samples = select_samples(dataset, split, subset="train", classes=s.classes)
         self.val_samples = select_samples(dataset, split, subset="val", classes=s.classes)
         for name, samples in (("train", self.train_samples), ("val", self.val_samples)):
@@ -355,6 +356,19 @@ class Trainer:
             "val_counts": {c: sum(x.diagnosis == c for x in self.val_samples) for c in s.classes},
         }
 
+    def _hash_content(self) -> None:
+        """``train_content`` / ``val_content`` in the data record: the order-free hash
+        (:func:`dermadv.data.dataset_hash`) of every (image id, SHA-256 of its file) pair
+        (:mod:`dermadv.runs.content`, cached in the run folder), so a resume notices replaced files."""
+        from dermadv.data import dataset_hash
+        from dermadv.runs.content import ContentHashes
+
+        hashes = ContentHashes(self.out)
+        for name, samples in (("train", self.train_samples), ("val", self.val_samples)):
+            pairs = hashes.of_samples(samples).items()
+            self.data_record[f"{name}_content"] = dataset_hash([(i, sha) for i, sha in pairs])
+        hashes.save()
+
     # -- resume --
     def _check_resume(self, ckpt: dict[str, Any]) -> None:
         old = ckpt.get("training", {})
@@ -366,6 +380,13 @@ class Trainer:
                 diffs.append(
                     f"{k.replace('_hash', '')} images differ from the run's split "
                     f"({ckpt.get('data', {}).get('split')})"
+                )
+        for k in ("train_content", "val_content"):  # absent from checkpoints of older runs
+            old_content = ckpt.get("data", {}).get(k)
+            if old_content is not None and old_content != self.data_record.get(k):
+                diffs.append(
+                    f"{k.replace('_content', '')} image files changed since the run started (their content "
+                    "hash differs; an epoch cannot be recomputed)"
                 )
         if diffs:
             raise DermadvError(
@@ -388,6 +409,7 @@ class Trainer:
             )
         self._load_samples()
         self.out.mkdir(parents=True, exist_ok=True)
+        self._hash_content()
         device = resolve_device(s.device)
         self.device = torch.device(device)
         resume = read_checkpoint(self.last_path) if self.last_path.is_file() else None

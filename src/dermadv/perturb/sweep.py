@@ -12,7 +12,9 @@ only on the discordant pairs (images right before and wrong after, and the rever
 The exact McNemar test (binomial on the discordant pairs) gives a p-value beside it.
 
 Run layout (``RUN`` = ``--out``): ``perturb/<spec>.json`` per perturbation (atomic; a rerun skips
-those done with the same result settings), ``perturbation.csv`` / ``perturbation.json``
+those done with the same result settings; each records the SHA-256 of every image file it scored, and
+a rerun scores again the images whose file changed since, saying so on stderr;
+:mod:`dermadv.runs.content`), ``perturbation.csv`` / ``perturbation.json``
 (summary), ``perturbation_scores.csv`` (per-image melanoma scores), ``perturbation.png`` (bar plot)
 and ``run.json`` (a :mod:`dermadv.runs.record` record of kind ``sweep``: settings, provenance,
 invocations).
@@ -38,6 +40,7 @@ from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
 from dermadv.metrics import melanoma_score
 from dermadv.perturb.corruptions import Corruption, parse_specs
+from dermadv.runs.content import report_changed, sample_hashes
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
 from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import run_provenance, selection_hash
@@ -173,6 +176,8 @@ class SweepResult:
     rows: list[dict[str, Any]]
     skipped: list[str] = field(default_factory=list)  # specs resumed from disk
     computed: list[str] = field(default_factory=list)
+    #: images whose file changed since the stored scores: scored again for every stored perturbation
+    changed_images: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -287,6 +292,39 @@ class SweepUnit(WorkUnit):
         return [(self.perturbation.spec, s.image_id) for s in self.samples]
 
 
+def _stored_record(path: Path, fingerprint: str, ids: Sequence[str]) -> dict[str, Any] | None:
+    """A perturbation's stored file if it holds scores of these images with these result settings,
+    and each image's hash (files written before rows carried them are computed again)."""
+    if not path.exists():
+        return None
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None
+    if (
+        not isinstance(rec, dict)
+        or rec.get("fingerprint") != fingerprint
+        or rec.get("image_ids") != list(ids)
+    ):
+        return None
+    stored = rec.get("image_sha256")
+    if not isinstance(stored, list) or len(stored) != len(ids):
+        return None
+    return rec
+
+
+def _stale_images(records: Mapping[str, Mapping[str, Any]], content: Sequence[str]) -> dict[str, set[int]]:
+    """For each stored perturbation whose images changed: the indices of those images."""
+    stale = {}
+    for spec, rec in records.items():
+        changed = {
+            k for k, (old, new) in enumerate(zip(rec["image_sha256"], content, strict=True)) if old != new
+        }
+        if changed:
+            stale[spec] = changed
+    return stale
+
+
 @holding_run("out")  # one writer per run folder, from the settings check to the last file
 def run_sweep(
     model: Classifier,
@@ -380,42 +418,45 @@ def run_sweep(
     def done_file(c: Corruption) -> Path:
         return out / "perturb" / f"{_slug(c.spec)}.json"
 
-    def load_done(c: Corruption) -> dict[str, Any] | None:
-        p = done_file(c)
-        if not p.exists():
-            return None
-        try:
-            rec = json.loads(p.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None
-        if not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint or rec.get("image_ids") != ids:
-            return None
-        return rec
-
-    records: dict[str, dict[str, Any]] = {}
-    skipped: list[str] = []
-    for c in corruptions:
-        rec = load_done(c)
-        if rec is not None:
-            records[c.spec] = rec
-            skipped.append(c.spec)
+    # Every per-perturbation file records the SHA-256 of each image it scored: images whose file
+    # changed since are scored again (for every perturbation), the others are reused.
+    hashes = sample_hashes(samples, out)
+    content = [hashes[i] for i in ids]
+    records = {
+        c.spec: rec
+        for c in corruptions
+        if (rec := _stored_record(done_file(c), fingerprint, ids)) is not None
+    }
+    stale = _stale_images(records, content)  # spec -> indices of the images that changed since
+    skipped = [spec for spec in records if spec not in stale]
+    changed = [i for k, i in enumerate(ids) if any(k in ks for ks in stale.values())]
+    report_changed(changed)
     pending = [c for c in corruptions if c.spec not in records]
 
     computed: list[str] = []
     bar = tqdm(
-        total=len(pending) * len(samples),
+        total=len(pending) * len(samples) + sum(len(ks) for ks in stale.values()),
         desc="perturbation sweep",
         unit="img",
         file=sys.stderr,
         disable=not progress,
     )
     executor = executor if executor is not None else LocalExecutor(model)
-    by_spec = {c.spec: c for c in pending}
+    by_spec = {c.spec: c for c in corruptions}
     units = [SweepUnit(PerturbationSpec(c.spec), tuple(samples), bs, memory_limit_mb) for c in pending]
+    units += [  # only the images that changed, merged into the stored scores below
+        SweepUnit(PerturbationSpec(spec), tuple(samples[k] for k in sorted(ks)), bs, memory_limit_mb)
+        for spec, ks in stale.items()
+    ]
     for unit, scores in executor.run(units):
         c = by_spec[unit.perturbation.spec]  # type: ignore[attr-defined]
         bar.set_postfix_str(c.spec, refresh=False)
-        bar.update(len(samples))
+        bar.update(len(unit.samples))  # type: ignore[attr-defined]
+        if c.spec in stale:
+            merged = [float(s) for s in records[c.spec]["scores"]]
+            for k, score in zip(sorted(stale[c.spec]), scores, strict=True):
+                merged[k] = float(score)
+            scores = merged
         rec = {
             "spec": c.spec,
             "label": c.label,
@@ -424,6 +465,7 @@ def run_sweep(
             "file_level": c.file_level,
             "fingerprint": fingerprint,
             "image_ids": ids,
+            "image_sha256": content,
             "scores": [float(s) for s in scores],
         }
         if c.file_level:
@@ -440,10 +482,19 @@ def run_sweep(
     ]
     _write_outputs(out, rows, corruptions, records, ids, y_true, description)
     result = SweepResult(
-        out=out, rows=rows, skipped=skipped, computed=computed, seconds=time.perf_counter() - t0
+        out=out,
+        rows=rows,
+        skipped=skipped,
+        computed=computed,
+        changed_images=changed,
+        seconds=time.perf_counter() - t0,
     )
     run.update(
-        status="complete", seconds_last_run=round(result.seconds, 2), resumed=skipped, computed=computed
+        status="complete",
+        seconds_last_run=round(result.seconds, 2),
+        resumed=skipped,
+        computed=computed,
+        changed_images=changed,
     )
     return result
 

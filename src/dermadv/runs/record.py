@@ -30,7 +30,9 @@ and everything below it). They are:
 - observations, not settings: ``model.metadata.defaults_used`` and ``model.metadata_defaults_note``
   (how often a metadata model had to use defaults) and ``model.exported_from`` (an ONNX file's notes);
 - ``epochs``: a training run may be extended (with a cosine schedule, its length is the result setting
-  ``lr_schedule_epochs``).
+  ``lr_schedule_epochs``);
+- ``allow_edited_split``: permission to use a split that fails verification; what the split holds is
+  recorded by its hashes (``data.hash``, ``data.split_hash``).
 
 Everything else is a result setting; in particular the training mini-batch ``batch_size`` (it changes
 what is learned), attack settings, thresholds, the data location (``data.path``, ``data.split``,
@@ -104,6 +106,8 @@ NON_RESULT_KEYS: frozenset[str] = frozenset(
         "model.exported_from",
         # a training run may be extended (a cosine schedule's length is lr_schedule_epochs)
         "epochs",
+        # a permission; the split's content is in the data hashes
+        "allow_edited_split",
     }
 )
 
