@@ -175,6 +175,71 @@ def _unwritable_out(d: Path) -> list[str]:
     return ["data", "split", str(with_good(d / "data", {})), "--out", "/sys/dermadv-fuzz/split.csv"]
 
 
+def _env() -> dict[str, str]:
+    path = [str(REPO / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+
+
+def _dermadv(*args: str) -> None:
+    """Run the CLI as set-up for a case (it must succeed)."""
+    subprocess.run([sys.executable, "-m", "dermadv.cli", *args], check=True, capture_output=True, env=_env())
+
+
+def _many(d: Path) -> Path:
+    """Eight good images per class: enough for a split with a validation subset."""
+    files = {
+        f"{c}/ISIC_9{k + 1}0010{i}.jpg": jpeg(96, 10 * k + i)
+        for k, c in enumerate(("mel", "nv"))
+        for i in range(8)
+    }
+    return folders(d / "data", files)
+
+
+def _edited_split(d: Path) -> list[str]:
+    data, split = _many(d), d / "split.csv"
+    _dermadv("data", "split", str(data), "--out", str(split), "--seed", "0")
+    lines = split.read_text().splitlines()
+    i = next(k for k, ln in enumerate(lines) if ",train" in ln)
+    lines[i] = lines[i].replace(",train", ",val")  # one train row moved to val by hand
+    split.write_text("\n".join(lines) + "\n")
+    return [
+        "evaluate",
+        "--model",
+        MODEL,
+        "--data",
+        str(data),
+        "--split",
+        str(split),
+        "--subset",
+        "val",
+        "--no-progress",
+    ]
+
+
+def _replaced_image(d: Path) -> list[str]:
+    data = _many(d)
+    args = ["evaluate", "--model", MODEL, "--data", str(data), "--out", str(d / "out"), "--no-progress"]
+    _dermadv(*args)
+    (data / "mel" / "ISIC_9100100.jpg").write_bytes((data / "nv" / "ISIC_9200101.jpg").read_bytes())
+    return args
+
+
+#: Processes holding a run folder for the "second writer" case (ended when the script ends).
+HOLDERS: list[subprocess.Popen[bytes]] = []
+
+
+def _held_out(d: Path) -> list[str]:
+    out = d / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom dermadv.runs.lock import hold_run\n"
+         f"with hold_run({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(120)\n"],
+        stdout=subprocess.PIPE, env=_env(),
+    )  # fmt: skip
+    HOLDERS.append(holder)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
+    return _attack({})(d)
+
+
 CASES: list[Case] = [
     Case("clean dataset", _check({}), pick=r"no problems"),
     Case("bomb JPEG: data check", _check({"mel/ISIC_1.jpg": bomb()}), pick=r"\[unreadable_image\]"),
@@ -213,6 +278,9 @@ CASES: list[Case] = [
     ),  # fmt: skip
     Case("non-UTF-8 label CSV", _non_utf8, pick=r"\[invalid_dataset\]"),
     Case("symlink loop beside class folders", _symlink_loop, pick=r"^layout"),
+    Case("edited split (a train row moved to val)", _edited_split),
+    Case("replaced image, rerun: evaluate --out", _replaced_image, pick=r"changed since|predicted in"),
+    Case("second writer on a held --out: attack", _held_out),
     Case(
         "metadata 999/banana/moon: evaluate sklesion-onnx",
         lambda d: [
@@ -266,11 +334,16 @@ def main() -> None:
     opts = parser.parse_args()
     print(f"{'case':<50} {'exit':>4}  first line of the message")
     with tempfile.TemporaryDirectory(prefix="dermadv-fuzz-") as tmp:
-        for case in CASES:
-            if case.sklesion and not opts.sklesion:
-                continue
-            code, line = run_case(case, Path(tmp))
-            print(f"{case.name:<50} {code:>4}  {line[: opts.width]}", flush=True)
+        try:
+            for case in CASES:
+                if case.sklesion and not opts.sklesion:
+                    continue
+                code, line = run_case(case, Path(tmp))
+                print(f"{case.name:<50} {code:>4}  {line[: opts.width]}", flush=True)
+        finally:
+            for holder in HOLDERS:
+                holder.kill()
+                holder.wait()
 
 
 if __name__ == "__main__":
