@@ -190,3 +190,28 @@ def test_data_split_warns_about_what_it_leaves_out(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "unknown label" in res.stderr and "undecodable" not in res.stderr
     assert broken.image_id in read_split(tmp_path / "fast.csv").subsets  # --no-verify: not decoded
+
+
+def test_data_split_keeps_rows_whose_problem_is_only_a_warning(tmp_path: Path) -> None:
+    """An EXIF-rotated image is a warning (its row is kept, KEPT_KINDS): it stays in the split and is
+    not reported as left out."""
+    import io
+
+    from PIL import Image
+
+    data = ham_set(tmp_path / "data")
+    ds = load_dataset(data)
+    rotated = next(s for s in ds.samples if s.diagnosis == "mel")
+    with Image.open(rotated.path) as im:  # type: ignore[arg-type]
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        buf = io.BytesIO()
+        im.convert("RGB").save(buf, "JPEG", quality=90, exif=exif)
+    Path(rotated.path).write_bytes(buf.getvalue())  # type: ignore[arg-type]
+    out = tmp_path / "split.csv"
+
+    res = invoke(["data", "split", str(data), "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["left_out"] == {}
+    assert rotated.image_id in read_split(out).subsets
+    assert len(read_split(out).subsets) == len(ds.samples)

@@ -208,7 +208,7 @@ def _without_undecodable(ds: Dataset, wanted: tuple[str, ...] | None, progress: 
         ds, samples=[s for s in ds.samples if wanted is None or s.diagnosis in wanted], problems=[]
     )
     verify_dataset_images(check, progress=progress)
-    bad = {p.image_id for p in check.problems}
+    bad = {p.image_id for p in check.problems if not p.keeps_row}
     return replace(
         ds, samples=[s for s in ds.samples if s.image_id not in bad], problems=[*ds.problems, *check.problems]
     )
@@ -218,6 +218,8 @@ def _left_out(ds: Dataset) -> dict[str, list[str]]:
     """``{problem kind: [image id (or file) of each row left out]}``, kinds in the order first seen."""
     out: dict[str, list[str]] = {}
     for p in ds.problems:
+        if p.keeps_row:  # in the split (a value ignored, or a warning)
+            continue
         out.setdefault(p.kind, []).append(p.image_id or str(p.path or ds.csv_path or ds.root))
     return out
 

@@ -66,6 +66,11 @@ class Problem:
     path: Path | None
     message: str
 
+    @property
+    def keeps_row(self) -> bool:
+        """Whether the row stays among the samples (:data:`KEPT_KINDS`: a value ignored, or a warning)."""
+        return self.kind in KEPT_KINDS
+
     def __str__(self) -> str:
         where = str(self.path) if self.path is not None else "<dataset>"
         return f"{where}: {self.message}"
@@ -220,9 +225,8 @@ def verify_dataset_images(
             bad.append(Problem("unreadable_image", s.image_id, s.path, f"cannot decode image ({exc})"))
         else:
             good.append(s)
-            for w in warnings:
-                kind = "exif_orientation" if w.startswith("EXIF") else "small_image"
-                bad.append(Problem(kind, s.image_id, s.path, w))
+            for kind, message in warnings:
+                bad.append(Problem(kind, s.image_id, s.path, message))
     ds.samples = good
     ds.problems.extend(bad)
     ds.verified = True
@@ -243,8 +247,8 @@ def warn_problems(ds: Dataset) -> None:
     were kept with a value ignored (:data:`KEPT_KINDS`)."""
     if not ds.problems:
         return
-    dropped = [p for p in ds.problems if p.kind not in KEPT_KINDS]
-    kept = [p for p in ds.problems if p.kind in KEPT_KINDS]
+    dropped = [p for p in ds.problems if not p.keeps_row]
+    kept = [p for p in ds.problems if p.keeps_row]
     parts = []
     if dropped:
         parts.append(f"{summarize_problems(dropped)}; those rows are left out")

@@ -116,10 +116,11 @@ def is_jpeg_file(data: bytes) -> bool:
     return _is_jpeg(data)
 
 
-def image_warnings(data: bytes, image: np.ndarray, min_side: int | None = None) -> list[str]:
-    """What a check should say about an image that decodes: EXIF orientation not applied, or a shorter
-    side below ``min_side`` pixels. Empty when there is nothing to say."""
-    out: list[str] = []
+def image_warnings(data: bytes, image: np.ndarray, min_side: int | None = None) -> list[tuple[str, str]]:
+    """What a check should say about an image that decodes, as ``(problem kind, message)``: EXIF
+    orientation not applied (``exif_orientation``), or a shorter side below ``min_side`` pixels
+    (``small_image``). Empty when there is nothing to say."""
+    out: list[tuple[str, str]] = []
     try:
         with Image.open(io.BytesIO(data)) as im:
             orientation = im.getexif().get(0x0112, 1)
@@ -127,13 +128,19 @@ def image_warnings(data: bytes, image: np.ndarray, min_side: int | None = None) 
         orientation = 1
     if orientation not in (1, None):
         out.append(
-            f"EXIF orientation {orientation} is not applied: models see the stored pixels (rotated or "
-            "mirrored from how viewers show it); save it upright if the orientation matters"
+            (
+                "exif_orientation",
+                f"EXIF orientation {orientation} is not applied: models see the stored pixels (rotated or "
+                "mirrored from how viewers show it); save it upright if the orientation matters",
+            )
         )
     if min_side is not None and min(image.shape[:2]) < min_side:
         out.append(
-            f"image is {image.shape[1]} x {image.shape[0]} pixels, far below the model's input size "
-            f"(shorter side under {min_side} px): upscaling leaves little for the model to see"
+            (
+                "small_image",
+                f"image is {image.shape[1]} x {image.shape[0]} pixels, far below the model's input size "
+                f"(shorter side under {min_side} px): upscaling leaves little for the model to see",
+            )
         )
     return out
 
@@ -147,7 +154,7 @@ DECODER_USERS: dict[str, str] = {
 
 def check_image_bytes(
     data: bytes, decoders: Sequence[str] = DECODERS, name: str = "<bytes>", min_side: int | None = None
-) -> list[str]:
+) -> list[tuple[str, str]]:
     """Decode ``data`` with each of ``decoders`` as a model would; DataError naming the decoder that
     fails. A JPEG is also decoded strictly once: corrupt scan data that PIL decodes silently (into
     damaged pixels) is an error too. Returns the warnings of :func:`image_warnings`."""
