@@ -53,13 +53,6 @@ if TYPE_CHECKING:
     from dermadv.data.dataset import Sample
     from dermadv.models.base import Classifier, Metadata
 
-RUN_INFO = "run.json"
-#: Top-level keys of a model description that do not change results (from the one list,
-#: ``dermadv.runs.record.NON_RESULT_KEYS``; the Ray executor compares workers' models without them).
-_NON_RESULT_MODEL_KEYS = frozenset(
-    k.split(".", 1)[1] for k in NON_RESULT_KEYS if k.startswith("model.") and k.count(".") == 1
-)
-
 
 @dataclass(frozen=True)
 class CampaignJob:

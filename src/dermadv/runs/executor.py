@@ -264,18 +264,18 @@ class LocalExecutor:
 
 # ----- on a Ray cluster ---------------------------------------------------------------------------
 def result_description(model: Classifier) -> dict[str, Any]:
-    """The parts of ``model.describe()`` that change results (what every worker must agree on)."""
-    from dermadv.campaign.runner import _NON_RESULT_MODEL_KEYS
+    """The parts of ``model.describe()`` that change results (what every worker must agree on): the
+    flat settings of :func:`dermadv.runs.record.result_settings`, so the one list
+    ``NON_RESULT_KEYS`` decides here too."""
+    from dermadv.runs.record import result_settings
 
-    return {k: v for k, v in model.describe().items() if k not in _NON_RESULT_MODEL_KEYS}
+    return result_settings({"model": model.describe()})
 
 
 def _file_sha256(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    from dermadv.runs.provenance import file_sha256
+    from dermadv.runs.provenance import model_file_sha256
 
-    return file_sha256(path)
+    return model_file_sha256(path)
 
 
 def _set_threads(n: float) -> None:
