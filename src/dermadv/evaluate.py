@@ -414,8 +414,12 @@ def write_evaluation(
     data: Mapping[str, Any] | None = None,
     settings: Mapping[str, Any] | None = None,
     isic_submission: bool = False,
+    model_file_hash: str | None = None,
 ) -> dict[str, Path]:
     """Write every output file into ``out``; returns their paths by name.
+
+    ``model_file_hash``: the SHA-256 of the model file when the caller has it (else it is computed
+    from ``settings["model"]`` when that names a file).
 
     ``out/run.json`` is a :class:`dermadv.runs.record.RunDir` record of kind ``evaluate``; a folder
     holding an evaluation with other result settings (model, model file, data, threshold) is refused
@@ -432,8 +436,11 @@ def write_evaluation(
     if "batch_size" in options:
         options["inference_batch_size"] = options.pop("batch_size")
     selection = {k: v for k, v in dict(data or {}).items() if k != "n_selected"}
-    selection.setdefault("hash", selection_hash(ev.samples))
-    file_hash = model_file_sha256(model_spec) if isinstance(model_spec, (str, Path)) else None
+    if "hash" not in selection:
+        selection["hash"] = selection_hash(ev.samples)
+    file_hash = model_file_hash
+    if file_hash is None and isinstance(model_spec, (str, Path)):
+        file_hash = model_file_sha256(model_spec)
     run_settings = {
         **options,
         "model": model.describe(),

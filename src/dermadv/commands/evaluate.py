@@ -79,6 +79,7 @@ def register(app: typer.Typer) -> None:
         common.hold_out(ctx, out)  # one writer from the first saved prediction to the last file
         from dermadv.runs.provenance import model_file_sha256
 
+        model_hash = model_file_sha256(model) if out is not None else None
         ev = evaluate_model(
             clf,
             samples,
@@ -86,7 +87,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             progress=not no_progress,
             resume_dir=out,
-            model_file_hash=model_file_sha256(model) if out is not None else None,
+            model_file_hash=model_hash,
         )
         summary = ev.summary()
         # Models fed clinical metadata (sklesion) state how often their documented defaults stood in.
@@ -114,7 +115,13 @@ def register(app: typer.Typer) -> None:
                 "allow_edited_split": allow_edited_split,
             }
             files = write_evaluation(
-                ev, clf, out, data=data_record, settings=settings, isic_submission=isic_submission
+                ev,
+                clf,
+                out,
+                data=data_record,
+                settings=settings,
+                isic_submission=isic_submission,
+                model_file_hash=model_hash,
             )
             summary["files"] = {k: str(v) for k, v in files.items()}
         if json_out:

@@ -121,7 +121,8 @@ def run_provenance(
     if data is not None or samples is not None:
         selection = dict(data or {})
         if samples is not None:
-            selection.setdefault("hash", selection_hash(samples))
+            if "hash" not in selection:  # not setdefault: the hash would be computed either way
+                selection["hash"] = selection_hash(samples)
             selection.setdefault("n_selected", len(samples))
         out["data"] = selection
     out["versions"] = versions()
