@@ -8,14 +8,13 @@ from typing import Any
 
 import typer
 
-from dermadv.commands.common import load_cli_model
+from dermadv.commands.common import MODEL_HELP, load_cli_model
 from dermadv.fileio import atomic_write_json
 
 models_app = typer.Typer(
     help="List, describe and export models (any framework, one interface).", no_args_is_help=True
 )
 
-MODEL_HELP = "Model: a registered name (see `dermadv models list`), a model file, or module:function."
 CLASSES_HELP = "Class names in the model's output order, comma-separated (for files without metadata)."
 OPTION_HELP = "Adapter option KEY=VALUE (repeatable): input_size, mean, std, normalize, output, decoder..."
 
