@@ -243,9 +243,7 @@ class Registry(Generic[T]):
         }
         try:
             return obj(**kwargs)  # type: ignore[operator]
-        except RegistryError:
-            raise
-        except DermadvError:
+        except DermadvError:  # RegistryError included: already says what was wrong
             raise
         except (TypeError, ValueError) as exc:
             raise RegistryError(f"{self.kind} {name!r}: {exc}") from None

@@ -110,11 +110,6 @@ def encode_png(image: np.ndarray, what: str = "image") -> bytes:
     return buf.getvalue()
 
 
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Atomically write a uint8 H x W x 3 RGB array as a lossless PNG."""
-    atomic_write_bytes(path, encode_png(image, path.name))
-
-
 def content_relpath(stem: str, data: bytes) -> str:
     """``images/<stem>-<first 12 hex of SHA-256(data)>.png``: a name that fixes the file's content."""
     return f"{IMAGES_DIR}/{stem}-{hashlib.sha256(data).hexdigest()[:12]}.png"

@@ -21,7 +21,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
@@ -132,8 +132,3 @@ def report_changed(image_ids: Sequence[str], stream: TextIO | None = None) -> No
     """Print :func:`changed_message` on stderr (nothing when no image changed)."""
     if image_ids:
         print(changed_message(image_ids), file=stream if stream is not None else sys.stderr, flush=True)
-
-
-def changed_ids(stored: Mapping[str, str | None], current: Mapping[str, str]) -> list[str]:
-    """Image ids (in ``stored``'s order) whose stored hash differs from the current one."""
-    return [i for i, sha in stored.items() if i in current and sha != current[i]]
