@@ -101,8 +101,8 @@ def test_registration_rules(registries: None) -> None:
 
 
 def test_help_imports_no_framework() -> None:
-    """`dermadv --help` builds every command (and the --model help from the format registry) without
-    importing torch, Keras or onnxruntime."""
+    """`dermadv --help` builds every command without importing torch, Keras or onnxruntime, nor the model
+    adapters and named models (the --model help is fixed text; `models list` reads the registries)."""
     script = (
         "import runpy, sys\n"
         "sys.argv = ['dermadv', '--help']\n"
@@ -118,6 +118,7 @@ def test_help_imports_no_framework() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "evaluate" in done.stdout and "models" in done.stdout
     modules = set(done.stdout.split("MODULES", 1)[1].split())
-    assert {"dermadv.commands.evaluate", "dermadv.models.onnx_adapter", "dermadv.models.sklesion"} <= modules
+    assert "dermadv.commands.evaluate" in modules
+    assert not {"dermadv.models.registry", "dermadv.models.onnx_adapter", "dermadv.models.sklesion"} & modules
     heavy = sorted(m for m in modules if m.split(".")[0] in ("torch", "torchvision", "keras", "onnxruntime"))
     assert heavy == []
