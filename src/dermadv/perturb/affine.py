@@ -147,6 +147,8 @@ class RotationTranslation(Perturbation):
 
     name = "rotation"
     param_names = ("angle_deg", "dx", "dy")
+    identity = (0.0, 0.0, 0.0)
+    source = "Du-Harpur et al. 2021 (rotation 0-360 degrees, shift up to 50 px at 299 px)"
 
     def __init__(self, max_shift: float = 50.0, reference_size: float = 299.0, chunk: int = 64) -> None:
         if not float(max_shift) > 0:  # a zero range would leave the search nothing to vary (empty bounds)
@@ -179,6 +181,15 @@ class RotationTranslation(Perturbation):
             q = p[s : s + self.chunk]
             _rotate_tensor(src, q[:, 0], q[:, 1], q[:, 2], out=out[s : s + len(q)])
         return out
+
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        batch = check_images(images)
+        p = self.check_params(params)
+        if len(p) == 1:
+            p = np.broadcast_to(p, (len(batch), 3))
+        return rotate(batch, p[:, 0], p[:, 1], p[:, 2], chunk=self.chunk, device=device)
 
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None

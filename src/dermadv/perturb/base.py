@@ -7,7 +7,8 @@ documented down to its rounding: the uint8 images returned are exactly what the 
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -40,25 +41,110 @@ def check_images(images: Any, what: str = "images") -> NDArray[np.uint8]:
     return batch
 
 
-class Perturbation(ABC):
+@dataclass(frozen=True)
+class Param:
+    """One named parameter of a perturbation's clinical parameter space.
+
+    ``low``/``high``: the clinically plausible range (what robustness runs sample, severity 5 reaches
+    its edge). ``identity``: the value that leaves the image unchanged, if there is one (severity s
+    scales the distance from it by s/5); ``None`` for parameters that are not a magnitude (a noise
+    seed, a pixel position). ``integer``: values are rounded to integers before use (JPEG quality,
+    seeds). ``unit``: shown in tables and docs.
+    """
+
+    name: str
+    low: float
+    high: float
+    identity: float | None = None
+    integer: bool = False
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low <= self.high):
+            raise ValueError(f"parameter {self.name}: need finite low <= high, got [{self.low}, {self.high}]")
+        if self.identity is not None and not self.low <= self.identity <= self.high:
+            raise ValueError(
+                f"parameter {self.name}: identity {self.identity} outside [{self.low}, {self.high}]"
+            )
+
+    def at_severity(self, level: int) -> Param:
+        """This parameter's range at severity ``level`` (1..5): the part of the clinical range within
+        ``level / 5`` of the identity value on each side (the whole range for non-magnitudes)."""
+        if self.identity is None:
+            return self
+        f = check_severity(level) / 5.0
+        lo = self.identity + (self.low - self.identity) * f
+        hi = self.identity + (self.high - self.identity) * f
+        return Param(self.name, lo, hi, self.identity, self.integer, self.unit)
+
+
+SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
+
+
+def check_severity(level: Any) -> int:
+    """A severity level as an int in 1..5 (ImageNet-C / SAM-C convention)."""
+    if isinstance(level, bool) or int(level) != level or not 1 <= int(level) <= 5:
+        raise ValueError(f"severity must be an integer 1..5, got {level!r}")
+    return int(level)
+
+
+class Perturbation:
     """A family of image transforms indexed by a real parameter vector of length ``len(param_names)``.
 
-    Subclasses set ``name`` and ``param_names`` and implement :meth:`bounds` and :meth:`apply`.
+    One transform model serves three uses: an attack *searches* :meth:`bounds`, a robustness run
+    *samples* :meth:`space` (the clinical range, optionally at a severity 1..5), and a sweep point or
+    a SAM-C style corruption is the transform at *fixed* parameters (:meth:`severity_params`, or any
+    vector). Subclasses set ``name`` and ``param_names`` and implement either :meth:`space` or
+    :meth:`bounds` (each defaults to the other), and either :meth:`transform` (each image with its own
+    parameter row) or :meth:`apply` (one image, many rows); each defaults to the other too.
+    ``source`` says where the definition comes from (paper, benchmark, code), shown by ``describe()``.
+
+    Stochastic transforms (noise, hair, elastic) take their random draw from an integer ``seed``
+    parameter, so that a parameter vector always means exactly one image.
     """
 
     name: str = "perturbation"
     param_names: tuple[str, ...] = ()
+    #: where this transform is defined (paper, benchmark, code); recorded by describe()
+    source: str = ""
 
     @property
     def dim(self) -> int:
         """Number of parameters D."""
         return len(self.param_names)
 
-    @abstractmethod
-    def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
-        """(low, high) for each parameter, for an image of shape (H, W, 3)."""
+    # ----- parameter space --------------------------------------------------------------------------
+    def space(self, image_shape: tuple[int, ...]) -> tuple[Param, ...]:
+        """The clinical parameter space for an image of shape (H, W, 3); by default :meth:`bounds`
+        with the class attribute ``identity`` (a tuple of identity values or None per parameter)."""
+        if type(self).bounds is Perturbation.bounds:
+            raise NotImplementedError(f"{type(self).__name__} must implement space() or bounds()")
+        ident: tuple[float | None, ...] = getattr(self, "identity", (None,) * self.dim)
+        return tuple(
+            Param(n, float(lo), float(hi), i)
+            for n, (lo, hi), i in zip(self.param_names, self.bounds(image_shape), ident, strict=True)
+        )
 
-    @abstractmethod
+    def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
+        """(low, high) for each parameter, for an image of shape (H, W, 3): the attack's search space."""
+        if type(self).space is Perturbation.space:
+            raise NotImplementedError(f"{type(self).__name__} must implement space() or bounds()")
+        return [(p.low, p.high) for p in self.space(image_shape)]
+
+    def severity_space(self, level: int, image_shape: tuple[int, ...]) -> tuple[Param, ...]:
+        """The space at severity ``level`` 1..5 (each magnitude within level/5 of its identity)."""
+        return tuple(p.at_severity(level) for p in self.space(image_shape))
+
+    def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
+        """The fixed 1 x D parameter vector of severity ``level`` (a SAM-C style corruption point).
+
+        Default: every magnitude at the upper edge of :meth:`severity_space`, other parameters at
+        their low end (seed 0). Transforms with published severity constants override this.
+        """
+        row = [p.high if p.identity is not None else p.low for p in self.severity_space(level, image_shape)]
+        return np.asarray([row], dtype=np.float64)
+
+    # ----- applying -----------------------------------------------------------------------------------
     def apply(
         self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
     ) -> NDArray[np.uint8]:
@@ -67,7 +153,35 @@ class Perturbation(ABC):
         ``device`` is a torch device for perturbations computed with torch (e.g. the model's GPU);
         table look-ups and pixel writes ignore it (they are cheapest in numpy on the CPU).
         """
+        if type(self).transform is Perturbation.transform:
+            raise NotImplementedError(f"{type(self).__name__} must implement apply() or transform()")
+        image = check_image(image)
+        p = self.check_params(params)
+        return self.transform(np.broadcast_to(image, (len(p), *image.shape)), p, device=device)
 
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        """Perturb each image of a uint8 N x H x W x 3 batch with its own row of ``params`` (N x D,
+        or 1 x D for all): uint8 N x H x W x 3. Never modifies ``images`` (it may be a read-only view)."""
+        batch = check_images(images)
+        p = self.check_params(params)
+        if len(p) == 1 and len(batch) > 1:
+            p = np.broadcast_to(p, (len(batch), self.dim))
+        if len(p) != len(batch):
+            raise ValueError(f"{self.name}: {len(batch)} images but {len(p)} parameter rows")
+        if type(self).apply is Perturbation.apply:
+            raise NotImplementedError(f"{type(self).__name__} must implement apply() or transform()")
+        out = np.empty(batch.shape, dtype=np.uint8)
+        for i in range(len(batch)):
+            out[i] = self.apply(batch[i], p[i : i + 1], device=device)[0]
+        return out
+
+    def with_decoder(self, decoder: str) -> Perturbation:
+        """This perturbation for a model whose JPEG decoder is ``decoder`` (only JPEG cares)."""
+        return self
+
+    # ----- describing -------------------------------------------------------------------------------
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None
     ) -> dict[str, Any]:
@@ -77,7 +191,10 @@ class Perturbation(ABC):
 
     def describe(self) -> dict[str, Any]:
         """Settings of this perturbation (recorded beside results)."""
-        return {"name": self.name, "params": list(self.param_names)}
+        out: dict[str, Any] = {"name": self.name, "params": list(self.param_names)}
+        if self.source:
+            out["source"] = self.source
+        return out
 
     def check_params(self, params: Any) -> NDArray[np.float64]:
         """Validate ``params`` as a finite float64 P x D array (a single vector becomes 1 x D)."""
@@ -94,7 +211,7 @@ class Perturbation(ABC):
         return arr
 
     def __repr__(self) -> str:
-        settings = {k: v for k, v in self.describe().items() if k not in ("name", "params")}
+        settings = {k: v for k, v in self.describe().items() if k not in ("name", "params", "source")}
         inner = ", ".join(f"{k}={v!r}" for k, v in settings.items())
         return f"{type(self).__name__}({inner})"
 

@@ -51,6 +51,8 @@ class ColorBalance(Perturbation):
 
     name = "color"
     param_names = ("c_r", "c_g", "c_b")
+    identity = (1.0, 1.0, 1.0)
+    source = "Du-Harpur et al. 2021 (camera white balance; the study's colour attack)"
 
     def __init__(self, delta: float = 0.1) -> None:
         if not (0 < float(delta) < 1):
@@ -65,6 +67,13 @@ class ColorBalance(Perturbation):
     ) -> NDArray[np.uint8]:
         image = check_image(image)
         return apply_tables(image[None], color_tables(self.check_params(params)))
+
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        batch = check_images(images)
+        p = self.check_params(params)
+        return apply_tables(batch, color_tables(np.broadcast_to(p, (len(batch), 3)) if len(p) == 1 else p))
 
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None

@@ -41,6 +41,8 @@ class ChannelShift(Perturbation):
 
     name = "shift"
     param_names = ("s_r", "s_g", "s_b")
+    identity = (0.0, 0.0, 0.0)
+    source = "Du-Harpur et al. 2021, Supplementary Figure 1 (additive channel shifts)"
 
     def __init__(self, max_shift: float = 50.0) -> None:
         if not float(max_shift) > 0:
@@ -56,6 +58,13 @@ class ChannelShift(Perturbation):
         image = check_image(image)
         p = self.check_params(params)
         return apply_tables(image[None], shift_tables(p))
+
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        batch = check_images(images)
+        p = self.check_params(params)
+        return apply_tables(batch, shift_tables(np.broadcast_to(p, (len(batch), 3)) if len(p) == 1 else p))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": list(self.param_names), "max_shift": self.max_shift}
