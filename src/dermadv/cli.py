@@ -41,6 +41,7 @@ BUILTIN_COMMANDS: tuple[str, ...] = (
     "models",
     "attack",
     "perturb",
+    "robustness",
     "report",
     "demo",
     "readerstudy",

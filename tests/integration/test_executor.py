@@ -24,8 +24,8 @@ from dermadv.data import select_samples
 from dermadv.errors import DataError, DermadvError
 from dermadv.metrics import melanoma_score
 from dermadv.models.registry import load_model
-from dermadv.perturb.corruptions import parse_one
-from dermadv.perturb.sweep import SweepUnit, score_corruption
+from dermadv.perturb.points import parse_one
+from dermadv.perturb.sweep import SweepUnit, score_point
 from dermadv.runs.executor import LocalExecutor, WorkerState, WorkUnit, make_executor
 from dermadv.runs.specs import ModelSpec, PerturbationSpec
 
@@ -127,7 +127,7 @@ def test_local_executor_runs_every_kind_of_unit(
     assert _plain(attack[1]) == [_plain(want)]
     assert attack[1][0].outcome in ("success", "failure", "misclassified")
     c = parse_one(sweep[0].perturbation.spec)
-    assert np.array_equal(sweep[1], score_corruption(model, c, mixed, None, None, 4))
+    assert np.array_equal(sweep[1], score_point(model, c, mixed, None, None, 4))
     assert draws[1].shape == (len(DRAWS), 6) and np.allclose(draws[1][0], sweep[1][:6])  # draw 0 = identity
     stats = executor.stats()
     assert stats["executor"] == "local" and stats["units"] == len(units)

@@ -14,7 +14,7 @@ import pytest
 from dermadv.data import select_samples
 from dermadv.data.images import load_image, resize_uint8
 from dermadv.errors import DermadvError
-from dermadv.perturb.corruptions import SpecError, parse_one
+from dermadv.perturb.points import SpecError, parse_one
 from dermadv.perturb.sweep import run_sweep
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dermadv.perturb.corruptions import SpecError, parse_one, parse_specs, study_specs
+from dermadv.perturb.points import SpecError, parse_one, parse_specs, study_specs
 from dermadv.perturb.sweep import paired_difference_ci
 from dermadv.synthetic import make_lesion_image
 

@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         from dermadv.data import select_samples
         from dermadv.errors import DataError
         from dermadv.models.registry import parse_model_options
-        from dermadv.perturb.corruptions import parse_specs
+        from dermadv.perturb.points import parse_specs
         from dermadv.perturb.sweep import run_sweep
         from dermadv.runs.provenance import model_file_sha256
 

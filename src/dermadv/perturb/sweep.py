@@ -1,7 +1,7 @@
 """The systematic perturbation sweep (the study's Supplementary Figure 1, and beyond).
 
 Every image of a (validation) set goes through the model unmodified and after each fixed
-perturbation (:mod:`dermadv.perturb.corruptions`); for each perturbation we count correct
+perturbation (:mod:`dermadv.perturb.points`); for each perturbation we count correct
 classifications, false negatives (melanoma called naevus) and false positives (naevus called
 melanoma), the change in accuracy from the unmodified set with a paired 95% CI, and how many
 predictions flipped.
@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
 from dermadv.metrics import melanoma_score
-from dermadv.perturb.corruptions import Corruption, parse_specs
+from dermadv.perturb.points import SweepPoint, parse_specs
 from dermadv.runs.content import report_changed, sample_hashes
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
 from dermadv.runs.lock import holding_run
@@ -221,9 +221,9 @@ def load_prepared_images(
     return prepared
 
 
-def score_corruption(
+def score_point(
     model: Classifier,
-    c: Corruption,
+    c: SweepPoint,
     samples: Sequence[Sample],
     prepared: NDArray[np.uint8] | None,
     metadata: Sequence[Metadata] | None,
@@ -267,17 +267,17 @@ class SweepUnit(WorkUnit):
 
     def run(self, state: WorkerState) -> NDArray[np.float64]:
         model = state.model
-        corruption = self.perturbation.build()
+        point = self.perturbation.build()
         prepared = None
         need_bytes = len(self.samples) * int(np.prod(model.input_size)) * 3
-        if not corruption.file_level and need_bytes <= self.memory_limit_mb * 2**20:
+        if not point.file_level and need_bytes <= self.memory_limit_mb * 2**20:
             prepared = state.kept(
                 "sweep-images",
                 tuple(s.image_id for s in self.samples),
                 lambda: load_prepared_images(model, self.samples, self.batch_size),
             )
         metadata = [s.metadata() for s in self.samples] if getattr(model, "needs_metadata", False) else None
-        return score_corruption(model, corruption, self.samples, prepared, metadata, self.batch_size)
+        return score_point(model, point, self.samples, prepared, metadata, self.batch_size)
 
     def label(self) -> str:
         return f"perturbation {self.perturbation.spec}"
@@ -362,7 +362,7 @@ def run_sweep(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    corruptions: list[Corruption] = parse_specs(perturbations if perturbations is not None else None)
+    points: list[SweepPoint] = parse_specs(perturbations if perturbations is not None else None)
     samples = list(samples)
     if not samples:
         raise DataError("no images selected for the perturbation sweep (check --data/--split/--subset)")
@@ -406,7 +406,7 @@ def run_sweep(
             **dict(provenance or {}),
         },
         extra={
-            "scope": {"perturbations": [c.spec for c in corruptions], "n_images": len(samples)},
+            "scope": {"perturbations": [c.spec for c in points], "n_images": len(samples)},
             "fingerprint": fingerprint,
             "status": "running",
         },
@@ -415,7 +415,7 @@ def run_sweep(
     ids = [s.image_id for s in samples]
     y_true = np.array([s.diagnosis == "mel" for s in samples])
 
-    def done_file(c: Corruption) -> Path:
+    def done_file(c: SweepPoint) -> Path:
         return out / "perturb" / f"{_slug(c.spec)}.json"
 
     # Every per-perturbation file records the SHA-256 of each image it scored: images whose file
@@ -424,14 +424,14 @@ def run_sweep(
     content = [hashes[i] for i in ids]
     records = {
         c.spec: rec
-        for c in corruptions
+        for c in points
         if (rec := _stored_record(done_file(c), fingerprint, ids)) is not None
     }
     stale = _stale_images(records, content)  # spec -> indices of the images that changed since
     skipped = [spec for spec in records if spec not in stale]
     changed = [i for k, i in enumerate(ids) if any(k in ks for ks in stale.values())]
     report_changed(changed)
-    pending = [c for c in corruptions if c.spec not in records]
+    pending = [c for c in points if c.spec not in records]
 
     computed: list[str] = []
     bar = tqdm(
@@ -442,7 +442,7 @@ def run_sweep(
         disable=not progress,
     )
     executor = executor if executor is not None else LocalExecutor(model)
-    by_spec = {c.spec: c for c in corruptions}
+    by_spec = {c.spec: c for c in points}
     units = [SweepUnit(PerturbationSpec(c.spec), tuple(samples), bs, memory_limit_mb) for c in pending]
     units += [  # only the images that changed, merged into the stored scores below
         SweepUnit(PerturbationSpec(spec), tuple(samples[k] for k in sorted(ks)), bs, memory_limit_mb)
@@ -460,8 +460,10 @@ def run_sweep(
         rec = {
             "spec": c.spec,
             "label": c.label,
-            "kind": c.kind,
-            "params": c.params,
+            "perturbation": c.perturbation,
+            "values": None if c.values is None else list(c.values),
+            "severity": c.severity,
+            "decoder": c.decoder,
             "file_level": c.file_level,
             "fingerprint": fingerprint,
             "image_ids": ids,
@@ -478,9 +480,9 @@ def run_sweep(
     base = np.asarray(records["none"]["scores"])
     rows = [
         summarize(c.spec, c.label, y_true, np.asarray(records[c.spec]["scores"]), base, threshold)
-        for c in corruptions
+        for c in points
     ]
-    _write_outputs(out, rows, corruptions, records, ids, y_true, description)
+    _write_outputs(out, rows, points, records, ids, y_true, description)
     result = SweepResult(
         out=out,
         rows=rows,
@@ -517,7 +519,7 @@ def _csv_row(row: dict[str, Any]) -> dict[str, Any]:
 def _write_outputs(
     out: Path,
     rows: list[dict[str, Any]],
-    corruptions: list[Corruption],
+    points: list[SweepPoint],
     records: dict[str, dict[str, Any]],
     ids: list[str],
     y_true: NDArray[Any],
@@ -530,10 +532,10 @@ def _write_outputs(
     atomic_write_text(out / "perturbation.csv", buf.getvalue())
     buf = io.StringIO()
     w2 = csv.writer(buf)
-    w2.writerow(["image_id", "melanoma", *[c.spec for c in corruptions]])
+    w2.writerow(["image_id", "melanoma", *[c.spec for c in points]])
     for k, image_id in enumerate(ids):
         w2.writerow(
-            [image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in corruptions]]
+            [image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in points]]
         )
     atomic_write_text(out / "perturbation_scores.csv", buf.getvalue())
     atomic_write_text(

@@ -278,3 +278,75 @@ def success_bar_plot(table: dict[str, dict[str, tuple[int, int]]], title: str = 
     ax.legend(fontsize=7)
     ax.set_title(title, fontsize=10)
     return _png(fig)
+
+
+def robustness_flip_plot(rows: Sequence[Mapping[str, Any]], title: str = "Flip rate") -> bytes:
+    """Flip rate per transform with its lesion-bootstrap 95% CI, and the fragile shares beside it."""
+    plt = _plt()
+    keys = [str(r["transform"]) for r in rows]
+    y = np.arange(len(rows))
+    rate = np.array([float(r["flip_rate"]) for r in rows])
+    lo = np.array([float(r["flip_ci_low"]) for r in rows])
+    hi = np.array([float(r["flip_ci_high"]) for r in rows])
+    fig, (ax1, ax2) = plt.subplots(
+        1, 2, figsize=(10, 0.35 * len(rows) + 1.6), sharey=True, gridspec_kw={"width_ratios": [3, 2]}
+    )
+    ax1.barh(y, rate, color="#c0392b", alpha=0.8)
+    ax1.errorbar(rate, y, xerr=[rate - lo, hi - rate], fmt="none", ecolor="black", capsize=2, lw=0.8)
+    for yi, v in zip(y, rate, strict=True):
+        ax1.text(min(v, 0.9) + 0.02, yi, f"{v:.1%}", va="center", fontsize=7)
+    ax1.set_xlim(0, 1)
+    ax1.set_yticks(y, keys)
+    ax1.invert_yaxis()
+    ax1.set_xlabel("flip rate: mean share of draws whose call changes (95% CI over lesions)")
+    ax2.barh(y - 0.2, [float(r["fragile_any"]) for r in rows], height=0.4, color="#e67e22", label="any flip")
+    ax2.barh(
+        y + 0.2, [float(r["fragile_half"]) for r in rows], height=0.4, color="#8e44ad", label="> 50% flip"
+    )
+    ax2.set_xlim(0, 1)
+    ax2.set_xlabel("share of images (fragile)")
+    ax2.legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    return _png(fig)
+
+
+def robustness_where_plot(where: Mapping[str, Any], key: str) -> bytes:
+    """Flip share of all draws against each parameter, and the 2-D map (when there is one)."""
+    plt = _plt()
+    curves = where.get("by_parameter", {})
+    has_map = "map" in where
+    n = len(curves) + (1 if has_map else 0)
+    fig, axes = plt.subplots(1, max(n, 1), figsize=(3.2 * max(n, 1), 2.8), squeeze=False)
+    for ax, (name, c) in zip(axes[0], curves.items(), strict=False):
+        edges = np.asarray(c["edges"])
+        mid = (edges[:-1] + edges[1:]) / 2
+        share = np.array([np.nan if v is None else v for v in c["flip_share"]], dtype=float)
+        ax.plot(mid, share, marker="o", color="#c0392b")
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(name)
+        ax.set_ylabel("flip share of draws")
+    if has_map:
+        m = where["map"]
+        ax = axes[0][-1]
+        share = np.array([[np.nan if v is None else v for v in row] for row in m["flip_share"]], dtype=float)
+        mesh = ax.pcolormesh(m["x_edges"], m["y_edges"], share.T, vmin=0, vmax=1, cmap="Reds")
+        ax.set_xlabel(m["x"])
+        ax.set_ylabel(m["y"])
+        fig.colorbar(mesh, ax=ax, label="flip share")
+    fig.suptitle(f"Where flips happen: {key} ({where.get('n_draws', 0)} draws)", fontsize=10)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def robustness_figures(summary: Mapping[str, Any], title: str = "model") -> dict[str, bytes]:
+    """The figures of a robustness run: ``flips`` and one ``where_<transform>`` per transform."""
+    out: dict[str, bytes] = {}
+    if summary.get("rows"):
+        out["flips"] = robustness_flip_plot(
+            summary["rows"], title=f"Flip rate under clinical variation: {title}"
+        )
+    for key, where in summary.get("where", {}).items():
+        if where.get("by_parameter"):
+            safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in key)
+            out[f"where_{safe}"] = robustness_where_plot(where, key)
+    return out

@@ -691,3 +691,6 @@ def _version() -> str:
     import dermadv
 
     return dermadv.__version__
+
+
+from dermadv.report import robustness_section as _robustness_section  # noqa: E402,F401  (registers it)

@@ -7,7 +7,8 @@ files, and may then be several kinds at once:
 - ``training``: ``history.json`` / ``history.csv`` (``dermadv train``);
 - ``evaluation``: ``metrics.json`` and/or ``predictions.csv`` (``dermadv evaluate``);
 - ``perturbation``: ``perturbation.json`` (``dermadv perturb``);
-- ``attack``: ``results.sqlite`` (``dermadv attack``).
+- ``attack``: ``results.sqlite`` (``dermadv attack``);
+- ``robustness``: ``robustness.json`` (``dermadv robustness``).
 
 Readers are tolerant about column names so that predictions from other tools can be reported too.
 """
@@ -31,6 +32,7 @@ RECORD_KINDS: dict[str, str] = {
     "evaluate": "evaluation",
     "sweep": "perturbation",
     "attack": "attack",
+    "robustness": "robustness",
 }
 _TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
 _SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")
@@ -136,6 +138,8 @@ def _sniff_run(p: Path) -> Run:
         kinds.append("perturbation")
     if (p / "results.sqlite").exists():
         kinds.append("attack")
+    if (p / "robustness.json").exists():
+        kinds.append("robustness")
     if not kinds:
         raise DataError(
             f"{p}: not a dermadv run (expected history.json, metrics.json/predictions.csv, perturbation.json "

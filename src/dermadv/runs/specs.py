@@ -6,7 +6,7 @@ that turns it into the object the work uses.
 
 - :class:`ModelSpec` -- the arguments of :func:`dermadv.models.registry.load_model`;
 - :class:`AttackSpec` -- an attack name and its own options (``dermadv.attacks.make_attack``);
-- :class:`PerturbationSpec` -- one perturbation spec string (``dermadv.perturb.corruptions``).
+- :class:`PerturbationSpec` -- one perturbation spec string (``dermadv.perturb.points``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from dermadv.attacks.base import Attack
     from dermadv.models.base import Classifier
-    from dermadv.perturb.corruptions import Corruption
+    from dermadv.perturb.points import SweepPoint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +92,8 @@ class PerturbationSpec:
 
     spec: str
 
-    def build(self) -> Corruption:
-        """The :class:`dermadv.perturb.corruptions.Corruption` (SpecError for a bad spec)."""
-        from dermadv.perturb.corruptions import parse_one
+    def build(self) -> SweepPoint:
+        """The :class:`dermadv.perturb.points.SweepPoint` (SpecError for a bad spec)."""
+        from dermadv.perturb.points import parse_one
 
         return parse_one(self.spec)
