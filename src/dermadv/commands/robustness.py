@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         transforms: str = typer.Option(
             "color,rotation",
             "--transforms",
-            help="Comma-separated registered transforms (`dermadv robustness --list`), each over its "
+            help="Comma-separated registered transforms (`dermadv transforms`), each over its "
             "clinical range, or NAME@S at severity S; `all` = every transform with a magnitude.",
         ),
         severity: str = typer.Option(
@@ -263,3 +263,46 @@ def register(app: typer.Typer) -> None:
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         n = score_sam_template(clf, template, root, out, batch_size=batch_size)
         typer.echo(f"{out}: {n} images scored with {clf.describe().get('name', model)}")
+
+    @app.command("transforms")
+    def list_transforms(
+        size: int = typer.Option(299, "--size", min=8, help="Image size the ranges are shown for (pixels)."),
+        as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+    ) -> None:
+        """Every registered transform: its parameters with their clinical range, identity and severity 1 and 5
+        values, and where its definition comes from. Sweep points, attacks and robustness runs all use these."""
+        from dermadv.perturb.base import PERTURBATIONS
+
+        shape = (size, size, 3)
+        listing = []
+        for name in PERTURBATIONS.names():
+            t = PERTURBATIONS.create(name)
+            space = t.space(shape)
+            entry: dict[str, Any] = {
+                "name": name,
+                "params": [
+                    {
+                        "name": p.name,
+                        "low": p.low,
+                        "high": p.high,
+                        "identity": p.identity,
+                        "integer": p.integer,
+                    }
+                    for p in space
+                ],
+                "source": t.source,
+            }
+            try:
+                entry["severity_1"] = t.severity_params(1, shape)[0].tolist()
+                entry["severity_5"] = t.severity_params(5, shape)[0].tolist()
+            except (ValueError, NotImplementedError):
+                pass
+            listing.append(entry)
+        if as_json:
+            typer.echo(json.dumps(listing, indent=2))
+            return
+        for e in listing:
+            params = ", ".join(f"{p['name']} [{p['low']:g}, {p['high']:g}]" for p in e["params"])
+            typer.echo(f"{e['name']}: {params}")
+            if e["source"]:
+                typer.echo(f"    source: {e['source']}")
