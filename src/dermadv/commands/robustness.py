@@ -269,8 +269,9 @@ def register(app: typer.Typer) -> None:
         size: int = typer.Option(299, "--size", min=8, help="Image size the ranges are shown for (pixels)."),
         as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
     ) -> None:
-        """Every registered transform: its parameters with their clinical range, identity and severity 1 and 5
-        values, and where its definition comes from. Sweep points, attacks and robustness runs all use these."""
+        """Every registered transform: its parameters with their clinical range, identity and severity 1
+        and 5 values, and where its definition comes from. Sweep points, attacks and robustness runs all
+        use these."""
         from dermadv.perturb.base import PERTURBATIONS
 
         shape = (size, size, 3)
