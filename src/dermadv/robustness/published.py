@@ -145,6 +145,7 @@ def flip_probability(predictions: ArrayLike, reference: Reference = "previous", 
 
 def flip_rate(fp: float, fp_baseline: float) -> float:
     """FR = FP / FP_baseline (ImageNet-P: the baseline is AlexNet)."""
+    fp, fp_baseline = float(fp), float(fp_baseline)
     if not (math.isfinite(fp) and fp >= 0):
         raise ValueError(f"flip probability must be a finite number >= 0, got {fp!r}")
     if not (math.isfinite(fp_baseline) and fp_baseline > 0):
@@ -307,7 +308,7 @@ def _probabilities(name: str, x: ArrayLike, n: int) -> NDArray[np.float64]:
     bad = ~(np.isfinite(a) & (a >= 0.0) & (a <= 1.0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}[{i}] = {a[i]!r} is not a probability in [0, 1]")
+        raise ValueError(f"{name}[{i}] = {float(a[i])!r} is not a probability in [0, 1]")
     return a
 
 
