@@ -215,7 +215,11 @@ def test_write_sam_submission_round_trip(tmp_path: Path) -> None:
     out = write_sam_submission(tmp_path / "Mine_SAM.csv", ["a/1.png", "b/2.png"], [0.25, 1.0], [0.75, 0.0])
     with open(out, encoding="utf-8", newline="") as fh:
         rows = list(csv.reader(fh))
-    assert rows == [["image_path", "nevus", "melanoma"], ["a/1.png", "0.25", "0.75"], ["b/2.png", "1.0", "0.0"]]
+    assert rows == [
+        ["image_path", "nevus", "melanoma"],
+        ["a/1.png", "0.25", "0.75"],
+        ["b/2.png", "1.0", "0.0"],
+    ]
     third = 1 / 3
     write_sam_submission(out, ["x,y.png"], [third], [1 - third])  # overwritten; comma quoted
     with open(out, encoding="utf-8", newline="") as fh:

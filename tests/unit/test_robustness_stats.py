@@ -70,7 +70,9 @@ def test_settled_looks_widen_the_interval_bonferroni() -> None:
     assert settled(0, 700, 0.01, 0.5, looks=10) == "below"
 
 
-@pytest.mark.parametrize(("low", "high", "looks"), [(0.5, 0.1, 1), (-0.1, 0.5, 1), (0.1, 1.5, 1), (0.1, 0.5, 0)])
+@pytest.mark.parametrize(
+    ("low", "high", "looks"), [(0.5, 0.1, 1), (-0.1, 0.5, 1), (0.1, 1.5, 1), (0.1, 0.5, 0)]
+)
 def test_settled_rejects_bad_thresholds(low: float, high: float, looks: int) -> None:
     with pytest.raises(ValueError):
         settled(1, 10, low, high, looks=looks)
@@ -158,7 +160,9 @@ def test_generic_statistic_and_undefined_replicates() -> None:
     assert med["estimate"] == float(np.median(values)) and med["n_undefined"] == 0
     total = values.sum()
     # a statistic that is undefined on some resamples: those replicates are dropped and counted
-    res = lesion_bootstrap(values, groups, lambda v: float("nan") if v.sum() > total else v.mean(), n_boot=300)
+    res = lesion_bootstrap(
+        values, groups, lambda v: float("nan") if v.sum() > total else v.mean(), n_boot=300
+    )
     assert 50 < res["n_undefined"] < 250  # about half the resamples hold more flips than the sample
 
 
