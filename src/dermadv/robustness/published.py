@@ -12,11 +12,13 @@ sequences and ref(j) = 1 (every frame against the first) for the noise sequences
 independent noise draws around the clean image rather than a gradual change. The published code picks
 the noise rule for every perturbation whose name contains "noise" (:func:`reference_for`). Its
 ``--difficulty`` d > 1 evaluates non-noise sequences with frame stride d (d interleaved sub-sequences,
-x_i, x_{i+d}, ...), which ``step`` reproduces. The flip rate normalises by a baseline model (AlexNet):
+x_i, x_{i+d}, ...), which ``step`` reproduces; it runs one difficulty per call, and combining
+difficulties is left to the caller. The flip rate normalises by a baseline model (AlexNet):
 FR_p = FP_p / FP_p^baseline, and mFR is the mean of FR_p over the perturbation types.
 
 Left out: the top-5 distance (T5D) and Zipf distance of the same code, which compare full class
-rankings between frames and mean little for a two-class (naevus/melanoma) classifier; and the mean
+rankings between frames and carry nothing for a two-class (naevus/melanoma) classifier, whose top 5
+always holds both classes; and the mean
 corruption error (mCE) of ImageNet-C, whose SAM-C counterpart, mBCE, is here.
 
 **SAM, SAM-C, SAM-P** (Maron et al. 2021, "A benchmark for neural network robustness in skin cancer
