@@ -89,7 +89,8 @@ class SweepPoint:
         """The registered perturbation (for a model whose JPEG decoder is ``decoder``), or None."""
         if self.perturbation is None:
             return None
-        return PERTURBATIONS.create(self.perturbation).with_decoder(decoder)
+        space: Perturbation = PERTURBATIONS.create(self.perturbation)
+        return space.with_decoder(decoder)
 
     def params(self, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         """The 1 x D parameter vector of this point for images of shape (H, W, 3)."""

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from dermadv.robustness.stats import clopper_pearson, settled
 from numpy.typing import NDArray
 
 from dermadv.errors import DataError
@@ -42,6 +41,7 @@ from dermadv.fileio import atomic_write_text
 from dermadv.metrics import melanoma_score
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_severity
 from dermadv.robustness.sampling import SAMPLERS, draw_seed, draws
+from dermadv.robustness.stats import clopper_pearson, settled
 from dermadv.runs.content import report_changed, sample_hashes
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
 from dermadv.runs.lock import holding_run
@@ -126,7 +126,7 @@ def _all_transforms() -> list[str]:
 
 
 def _space(name: str, severity: int | None, shape: tuple[int, ...]) -> tuple[Any, ...]:
-    t = PERTURBATIONS.create(name)
+    t: Perturbation = PERTURBATIONS.create(name)
     return t.space(shape) if severity is None else t.severity_space(severity, shape)
 
 
@@ -440,8 +440,9 @@ def run_robustness(
     )
     by_unit = {id(u): (p, c) for u, p, c in planned}
     computed: list[str] = []
-    for unit, rows in executor.run([u for u, _, _ in planned]):
-        assert isinstance(unit, RobustnessUnit)
+    for done, rows in executor.run([u for u, _, _ in planned]):
+        assert isinstance(done, RobustnessUnit)
+        unit = done
         path, content = by_unit[id(unit)] if id(unit) in by_unit else _lookup(planned, unit)
         record = {
             "fingerprint": fingerprint,

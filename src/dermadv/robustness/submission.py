@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from dermadv.robustness.published import write_sam_submission
 
 from dermadv.errors import DataError
 from dermadv.metrics import melanoma_score
+from dermadv.robustness.published import write_sam_submission
 
 if TYPE_CHECKING:
     from dermadv.models.base import Classifier

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dermadv.robustness.stats import balanced_error, clopper_pearson, lesion_bootstrap_ci
 from numpy.typing import NDArray
 
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
+from dermadv.robustness.stats import balanced_error, clopper_pearson, lesion_bootstrap_ci
 
 if TYPE_CHECKING:
     from dermadv.data.dataset import Sample
@@ -336,21 +336,28 @@ def _sam_c(
     threshold: float,
 ) -> dict[str, Any]:
     """SAM-C: balanced corruption error per corruption and severity, mBCE and relative mBCE."""
+    from dermadv.robustness.published import (
+        balanced_corruption_errors,
+        mean_bce,
+        relative_mbce,
+        severity_errors,
+    )
+
     y = np.array([s.diagnosis == "mel" for s in samples])
     first = results[keys[0].key]
-    clean_pred = np.array([first[s.image_id]["clean_score"] >= threshold for s in samples])
-    clean_bce = balanced_error(y, clean_pred)
-    table: dict[str, dict[str, float]] = {}
+    clean_bce = balanced_error(y, [first[s.image_id]["clean_score"] >= threshold for s in samples])
+    preds: dict[str, dict[int, list[bool]]] = {}
     for k in keys:
-        pred = np.array([results[k.key][s.image_id]["scores"][0] >= threshold for s in samples])
-        table.setdefault(k.name, {})[str(k.severity)] = balanced_error(y, pred)
-    per = {n: float(np.mean(list(v.values()))) for n, v in table.items()}
+        preds.setdefault(k.name, {})[int(k.severity or 0)] = [
+            results[k.key][s.image_id]["scores"][0] >= threshold for s in samples
+        ]
+    per = balanced_corruption_errors(y, preds)
     return {
         "clean_bce": clean_bce,
-        "bce": table,
+        "bce": {n: {str(sev): v for sev, v in by.items()} for n, by in severity_errors(y, preds).items()},
         "bce_per_corruption": per,
-        "mbce": float(np.mean(list(per.values()))),
-        "relative_mbce": float(np.mean([v - clean_bce for v in per.values()])),
+        "mbce": mean_bce(per),
+        "relative_mbce": relative_mbce(per, clean_bce),
         "definition": "BCE = 1 - balanced accuracy of the calls under a corruption and severity; per "
         "corruption the mean over severities 1-5; mBCE the mean over corruptions; relative: BCE - clean "
         "BCE (Maron et al. 2021)",
