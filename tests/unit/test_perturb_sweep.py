@@ -30,7 +30,8 @@ def test_spec_language():
         "decoder:pil",
     ]
     assert specs[-1].file_level and not specs[1].file_level
-    assert parse_one("shift:g:-5").params == {"channel": "g", "value": -5}
+    assert parse_one("shift:g:-5").values == (0.0, -5.0, 0.0)
+    assert parse_one("shift:g:-5").perturbation == "shift"
     for bad, why in (
         ("shift:x:5", "channel"),
         ("jpeg:0", "quality"),
@@ -89,6 +90,32 @@ def test_extra_corruptions_change_images(image):
     np.testing.assert_array_equal(parse_one("hue:0").apply(batch), batch)
     np.testing.assert_array_equal(parse_one("brightness:1").apply(batch), batch)
     assert parse_one("blur:1.5").apply(batch).astype(float).std() < batch.astype(float).std()
+
+
+def test_sweep_points_are_registered_perturbations_at_fixed_parameters(image):
+    """One transform model: any registered perturbation is a sweep point; canonical specs don't depend
+    on how a point was written; colour balance is usable in the sweep."""
+    from dermadv.perturb import ColorBalance, RotationTranslation
+
+    assert parse_one("rotation:45,0,0").spec == parse_one("rot45").spec == "rot:45"
+    assert parse_one("shift:0,50,0").spec == "shift:g:+50"
+    assert parse_one("shift:5,5,5").spec == "shift:rgb:+5"
+    assert parse_one("shift:1.5,0,-2").spec == "shift:1.5,0,-2"
+    gains = parse_one("color:1.1,0.9,1.0")
+    assert gains.spec == "color:1.1,0.9,1" and gains.perturbation == "color"
+    np.testing.assert_array_equal(
+        gains.apply(image[None])[0], ColorBalance().apply(image, [1.1, 0.9, 1.0])[0]
+    )
+    moved = parse_one("rot:30,5,-4")
+    np.testing.assert_array_equal(
+        moved.apply(image[None])[0], RotationTranslation().apply(image, [30, 5, -4])[0]
+    )
+    specs = parse_specs("color:1.1,0.9,1,rot45,shift:r:+5")  # values may hold commas
+    assert [c.spec for c in specs] == ["none", "color:1.1,0.9,1", "rot:45", "shift:r:+5"]
+    with pytest.raises(SpecError, match="takes 3 values"):
+        parse_one("color:1.1")
+    with pytest.raises(SpecError, match="severity"):
+        parse_one("color@7")
 
 
 # ----- statistics ---------------------------------------------------------------------------------
