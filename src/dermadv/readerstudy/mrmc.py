@@ -534,7 +534,7 @@ def _missing_message(readers: Sequence[Any], scores: dict[Any, dict[Any, float]]
         if missing:
             names = [f"{k[0]}/{k[1]}" for k in missing]
             parts.append(
-                f"reader {rd} did not read {len(missing)} of {len(keys)} cases ({_short_list(names)})"
+                f"reader {rd} did not read {len(missing)} of {len(keys)} cases ({_short_list(names, 12)})"
             )
     return "; ".join(parts)
 
