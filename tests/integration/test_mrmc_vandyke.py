@@ -136,3 +136,78 @@ def test_delong_covariance_is_close_but_not_the_published_method():
     assert res["covariance"] == "delong"
     assert res["f"] == pytest.approx(4.485, abs=5e-4) and res["ddf"] == pytest.approx(15.07, abs=5e-3)
     assert res["p_value"] == pytest.approx(0.0512, abs=5e-5)
+
+
+# The rest of the OR-DBM MRMC 2.51 output for this data set (RJafroc
+# tests/testthat/goodValues361/Iowa/VanDyke.txt), to its printed precision.
+
+
+def test_mean_squares_and_dbm_variance_components(result):
+    vc = result["var_components"]
+    printed(vc["ms_t"], "0.00479617")
+    printed(vc["ms_r"], "0.00383620")
+    printed(vc["ms_tr"], "0.00055103")
+    printed(result["per_modality"]["0"]["ms_r"], "0.00308263")
+    printed(result["per_modality"]["1"]["ms_r"], "0.00130460")
+    dbm = result["dbm"]["var_components"]
+    for key, ref in (
+        ("var_r", "0.00153500"),
+        ("var_c", "0.02724923"),
+        ("var_tr", "0.00020040"),
+        ("var_tc", "0.01197530"),
+        ("var_rc", "0.01226473"),
+        ("var_error", "0.03997160"),
+    ):
+        printed(dbm[key], ref)
+    printed(result["analyses"]["rrrc"]["comparisons"][0]["se"], "0.02075")
+
+
+def test_single_modality_intervals(result):
+    pm0, pm1 = result["per_modality"]["0"], result["per_modality"]["1"]
+    # random readers, random cases (Hillis ddf_H_single)
+    for pm, se, df, low, high, cov2 in (
+        (pm0, "0.03317360", "12.74", "0.82522360", "0.96885048", "0.00048396"),
+        (pm1, "0.02156637", "12.71", "0.89413783", "0.98753689", "0.00020419"),
+    ):
+        printed(pm["se"], se)
+        printed(pm["df"], df)
+        printed(pm["ci_low"], low)
+        printed(pm["ci_high"], high)
+        printed(pm["cov2"], cov2)
+    # fixed readers
+    for pm, se, low, high, var in (
+        (pm0, "0.02428971", "0.84943008", "0.94464399", "0.00101410"),
+        (pm1, "0.01677632", "0.90795637", "0.97371835", "0.00059047"),
+    ):
+        printed(pm["frrc"]["se"], se)
+        printed(pm["frrc"]["ci_low"], low)
+        printed(pm["frrc"]["ci_high"], high)
+        printed(pm["var"], var)
+    # fixed cases
+    for pm, se, low, high in (
+        (pm0, "0.02482994", "0.82809808", "0.96597599"),
+        (pm1, "0.01615303", "0.89598936", "0.98568536"),
+    ):
+        assert pm["rrfc"]["df"] == 4
+        printed(pm["rrfc"]["se"], se)
+        printed(pm["rrfc"]["ci_low"], low)
+        printed(pm["rrfc"]["ci_high"], high)
+
+
+def test_fixed_readers_single_reader_tests(result):
+    ref = [  # reader, difference (0 - 1), StdErr, p, CI
+        ("0", "-0.02818", "0.02551", "0.2693", "-0.07818", "0.02182"),
+        ("1", "-0.04654", "0.02630", "0.0768", "-0.09809", "0.00501"),
+        ("2", "-0.01787", "0.03121", "0.5668", "-0.07904", "0.04330"),
+        ("3", "-0.02625", "0.01729", "0.1290", "-0.06014", "0.00764"),
+        ("4", "-0.10016", "0.04406", "0.0230", "-0.18651", "-0.01381"),
+    ]
+    rows = {r["reader"]: r for r in result["analyses"]["frrc"]["per_reader"]}
+    for reader, diff, se, p, low, high in ref:
+        r = rows[reader]
+        assert r["modalities"] == ["1", "0"]
+        printed(-r["difference"], diff)
+        printed(r["se"], se)
+        printed(r["p_value"], p)
+        printed(-r["ci_high"], low)
+        printed(-r["ci_low"], high)

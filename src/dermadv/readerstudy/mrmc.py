@@ -28,9 +28,10 @@ Mean squares: ``MS(T) = J/(I-1) sum_i (A_i. - A_..)^2``, ``MS(R) = I/(J-1) sum_j
 Variance components (method of moments, not truncated): ``Var(TxR) = MS(TR) - Var + Cov1 + Cov2 - Cov3``,
 ``Var(R) = (MS(R) - Var(TxR) - Var - (I-1) Cov1 + Cov2 + (I-1) Cov3) / I``.
 
-Cov2 < Cov3 convention: ``Cov2 - Cov3`` is truncated at 0 in the denominators above (Hillis 2007, as
-OR-DBM MRMC 2.5 and RJafroc do; other programs use the untruncated value); the result states when the
-truncation changed anything (``cov2_lt_cov3``).
+Cov2 < Cov3 convention: ``Cov2 - Cov3`` is truncated at 0 in both denominators above, and ``Cov2`` in the
+single-modality ones, as OR-DBM MRMC 2.51 and RJafroc do (Hillis 2007). MRMCaov truncates only in the
+random-reader test; when Cov2 < Cov3 the untruncated fixed-reader test (its convention) is reported
+beside ours (``analyses.frrc.untruncated``), and ``cov2_lt_cov3`` says that truncation took place.
 
 DBM (Dorfman, Berbaum & Metz 1992, Hillis df): three-way treatment x reader x case ANOVA of the jackknife
 pseudovalues ``Y_ijk = K A_ij - (K-1) A_ij(-k)``; random readers and cases:
@@ -73,8 +74,10 @@ INCOMPLETE_POLICIES = ("refuse", "complete-readers", "common-cases", "all-readin
 #: Fewer cases than this of one class in a modality draws a warning.
 MIN_CLASS_CASES = 10
 COV23_CONVENTION = (
-    "Cov2 - Cov3 truncated at 0 in the random-reader and fixed-reader denominators (Hillis 2007, as "
-    "OR-DBM MRMC 2.5 and RJafroc); variance components untruncated"
+    "Cov2 - Cov3 (and, for single-modality intervals, Cov2) truncated at 0 in the random-reader and "
+    "fixed-reader denominators, as OR-DBM MRMC 2.51 and RJafroc (Hillis 2007); MRMCaov truncates only "
+    "the random-reader one: when Cov2 < Cov3 its untruncated fixed-reader test is reported too; "
+    "variance components untruncated"
 )
 METHOD = "Obuchowski-Rockette (1995) with Hillis (2007) denominator degrees of freedom"
 DBM_METHOD = "Dorfman-Berbaum-Metz (1992) ANOVA of jackknife pseudovalues with Hillis (2007) ddf"
@@ -326,6 +329,15 @@ def or_analysis(
         entry["f"] = f
         analyses[key] = entry
     analyses["frrc"]["per_reader"] = _frrc_per_reader(theta, cov, modalities, alpha)
+    if cov2 < cov3:
+        raw = var - cov1 + (n_rd - 1) * (cov2 - cov3)
+        f_raw, p_raw = _f_test(ms_t, raw, df1, math.inf)
+        analyses["frrc"]["untruncated"] = {
+            "denominator": raw,
+            "chi2": f_raw * df1 if math.isfinite(f_raw) else f_raw,
+            "p_value": p_raw,
+            "convention": "MRMCaov: Cov2 - Cov3 not truncated in the fixed-reader test",
+        }
     per_modality = _per_modality(theta, cov, modalities, alpha, notes)
     if components["cov2_lt_cov3"]:
         notes.append(f"Cov2 ({cov2:.3g}) < Cov3 ({cov3:.3g}): Cov2 - Cov3 truncated at 0 in the denominators")
@@ -380,7 +392,7 @@ def _per_modality(
         d_rrrc = ms_r + n_rd * max(cov2_i, 0.0)
         ddf_i = _hillis_ddf(d_rrrc, ms_r, n_rd - 1)
         rrrc = _interval(mean, math.sqrt(d_rrrc / n_rd), _quantile_t(alpha, ddf_i), (0.0, 1.0), notes, m)
-        frrc_se = math.sqrt(max(var_i + (n_rd - 1) * cov2_i, 0.0) / n_rd)
+        frrc_se = math.sqrt(max(var_i + (n_rd - 1) * max(cov2_i, 0.0), 0.0) / n_rd)
         z = float(stats.norm.ppf(1 - alpha / 2))
         rrfc_se = math.sqrt(ms_r / n_rd)
         t_rrfc = float(stats.t.ppf(1 - alpha / 2, n_rd - 1))
@@ -594,7 +606,8 @@ def _design(
         raise ValueError(f"MRMC analysis needs at least 2 readers, got {len(readers)}")
     scores, truth = _readings(records, modalities, readers)
     readers, keys, notes = _apply_incomplete(incomplete, readers, scores, truth)
-    own = incomplete == "all-readings" and bool(notes)
+    applied = bool(notes)
+    own = incomplete == "all-readings" and applied
     if own and covariance != "delong":
         raise ValueError(
             "--incomplete all-readings needs --covariance delong (the case jackknife assumes every "
@@ -616,7 +629,23 @@ def _design(
             if own:
                 pos = [k for k in pos if k in scores[rd]]
                 neg = [k for k in neg if k in scores[rd]]
+                if not pos or not neg:
+                    raise ValueError(f"reader {rd} read no positive or no negative case of modality {m!r}")
+                if min(len(pos), len(neg)) < MIN_CLASS_CASES:
+                    warnings.append(
+                        f"reader {rd}, {m}: own cases only {len(pos)} positive, {len(neg)} negative "
+                        f"(< {MIN_CLASS_CASES})"
+                    )
             units.append((pos, neg, rd))
+    same_cases = all([k[1] for k in u[0]] == [k[1] for k in units[0][0]] for u in units) and all(
+        [k[1] for k in u[1]] == [k[1] for k in units[0][1]] for u in units
+    )
+    if own:
+        design = "incomplete (own cases)"
+    elif applied:
+        design = incomplete
+    else:
+        design = "factorial" if same_cases else "readers x cases; case sets differ between modalities"
     return {
         "readers": readers,
         "scores": scores,
@@ -625,7 +654,8 @@ def _design(
         "units": units,
         "notes": notes,
         "warnings": warnings,
-        "design": "factorial" if not notes else ("incomplete (own cases)" if own else incomplete),
+        "design": design,
+        "same_cases": same_cases,
     }
 
 
@@ -699,12 +729,7 @@ def obuchowski_rockette(
 
 def _dbm_for(d: dict[str, Any], modalities: list[str], alpha: float) -> dict[str, Any]:
     """DBM on the jackknife pseudovalues when every unit uses the same cases, else the reason."""
-    first = d["units"][0]
-    same = all(
-        [k[1] for k in pos] == [k[1] for k in first[0]] and [k[1] for k in neg] == [k[1] for k in first[1]]
-        for pos, neg, _ in d["units"]
-    )
-    if not same:
+    if not d["same_cases"]:
         return {"method": DBM_METHOD, "error": "DBM needs every modality and reader on the same cases"}
     try:
         aucs, _, loo, cases = jackknife_auc_covariance(d["scores"], d["units"], case_of=lambda k: k[1])
