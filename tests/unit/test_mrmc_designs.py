@@ -167,3 +167,32 @@ def test_model_far_better_than_readers_gives_small_p():
     assert res["covariance"] == "jackknife" and "1T-RRRC" in res["method"]
     with pytest.raises(ValueError, match="model scores missing for 1 case"):
         model_vs_readers(recs, {k: v for k, v in model.items() if k != "c03"}, ["A"])
+
+
+def test_cov2_below_cov3_convention():
+    """With Cov2 < Cov3 the denominators use max(Cov2 - Cov3, 0) (OR-DBM MRMC / RJafroc); MRMCaov's
+    untruncated fixed-reader test is reported beside it."""
+    from dermadv.readerstudy.mrmc import or_analysis
+
+    theta = np.array([[0.80, 0.85, 0.78], [0.84, 0.86, 0.83]])
+    var, cov1, cov2, cov3 = 1e-3, 5e-4, 1e-4, 3e-4
+    n_mod, n_rd = theta.shape
+    cov = np.empty((6, 6))
+    for u in range(6):
+        for v in range(6):
+            same_m, same_r = u // n_rd == v // n_rd, u % n_rd == v % n_rd
+            cov[u, v] = var if same_m and same_r else cov1 if same_r else cov2 if same_m else cov3
+    res = or_analysis(theta, cov, ["A", "B"])
+    vc = res["var_components"]
+    assert (vc["var"], vc["cov1"], vc["cov2"], vc["cov3"]) == pytest.approx((var, cov1, cov2, cov3))
+    assert vc["cov2_lt_cov3"] is True
+    ms_t, ms_tr = vc["ms_t"], vc["ms_tr"]
+    rrrc, frrc = res["analyses"]["rrrc"], res["analyses"]["frrc"]
+    assert rrrc["f"] == pytest.approx(ms_t / ms_tr)  # J * max(Cov2 - Cov3, 0) = 0
+    assert rrrc["ddf"] == pytest.approx(2.0)  # D = MS(TR): ddf_H = (I-1)(J-1)
+    assert frrc["chi2"] == pytest.approx(ms_t / (var - cov1))
+    raw = frrc["untruncated"]
+    assert raw["chi2"] == pytest.approx(ms_t / (var - cov1 + 2 * (cov2 - cov3)))
+    assert raw["p_value"] < frrc["p_value"] and "MRMCaov" in raw["convention"]
+    assert vc["var_tr"] == pytest.approx(ms_tr - var + cov1 + cov2 - cov3)  # not truncated
+    assert any("Cov2 (0.0001) < Cov3 (0.0003)" in n for n in res["notes"])

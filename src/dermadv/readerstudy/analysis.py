@@ -412,6 +412,8 @@ def analyze(
             "regression": REGRESSION_METHOD,
             "mrmc": f"{METHOD}; covariances: {COVARIANCES[covariance]}",
             "mrmc_covariance": covariance,
+            "mrmc_intervals": "AUC CIs clipped to [0, 1], CIs of AUC differences to [-1, 1] "
+            "(reported when clipped)",
             "mrmc_incomplete": incomplete,
         },
         "per_reader": readers,
@@ -725,6 +727,12 @@ def mrmc_lines(mr: dict[str, Any]) -> list[str]:
         lines.append(
             f"  {a['label']}: {c['modalities'][0]} - {c['modalities'][1]} = {c['difference']:.4f} "
             f"[{c['ci_low']:.4f}, {c['ci_high']:.4f}], {stat}, p = {a['p_value']:.4g}"
+        )
+    raw = mr["analyses"]["frrc"].get("untruncated")
+    if raw:
+        lines.append(
+            f"  fixed readers with Cov2 - Cov3 untruncated ({raw['convention'].split(':')[0]}): "
+            f"chi2 = {raw['chi2']:.4f}, p = {raw['p_value']:.4g}"
         )
     dbm = mr.get("dbm", {})
     if "error" in dbm:
