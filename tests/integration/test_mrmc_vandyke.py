@@ -14,17 +14,9 @@ import pytest
 pytest.importorskip("scipy")
 
 from dermadv.readerstudy.mrmc import obuchowski_rockette  # noqa: E402
+from mrmc_support import printed  # noqa: E402
 
 DATA = Path(os.environ.get("DERMADV_DATA", "")) / "mrmc" / "vandyke.csv"
-
-
-def printed(value: float, reference: str) -> None:
-    """``value`` equals the published ``reference`` to its printed number of decimals (rounding)."""
-    decimals = len(reference.split(".")[1]) if "." in reference else 0
-    assert round(value, decimals) == pytest.approx(float(reference), abs=10**-decimals * 0.51), (
-        value,
-        reference,
-    )
 
 
 @pytest.fixture(scope="module")
