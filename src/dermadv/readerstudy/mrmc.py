@@ -47,7 +47,8 @@ only; pairs that share no cases have covariance 0, which is what a split-plot de
 averages run over all pairs so that the variance of the mean difference is estimated without bias).
 Cases need not be the same in every modality; a modality without cases of one class (adversarial
 images are melanomas made to look benign) borrows the other modalities' cases of that class, so the
-AUCs share those cases and are correlated; this is stated in the result.
+AUCs share those cases and are correlated; this is stated in the result. The jackknife then runs over
+the union of the K cases: leaving out a case a unit does not use leaves its AUC unchanged.
 
 Standalone model against readers (Hillis 2007 section 5.3; RJafroc ``StCadVsRad`` "1T-RRRC"): in one
 modality, the reader-minus-model differences ``Psi_j = A_j - A_model`` are analysed as a single-test OR
@@ -56,6 +57,10 @@ sample variance of the Psi, ``D = MS(R) + J max(Cov2, 0)``, ``t = mean(Psi) / sq
 ``ddf = D^2 / (MS(R)^2/(J-1))``; H0: the model's AUC equals the readers' mean AUC.
 
 Intervals: AUC CIs are clipped to [0, 1] and CIs of AUC differences to [-1, 1]; clipping is reported.
+
+Validation: with the jackknife this reproduces the OR-DBM MRMC 2.51 output for the Van Dyke et al. (1993)
+data set (tests/integration/test_mrmc_vandyke.py) and for Franken et al. (1992), where Cov2 < Cov3
+(tests/unit/test_mrmc_franken.py), to the printed precision.
 """
 
 from __future__ import annotations
@@ -265,6 +270,11 @@ def or_analysis(
     theta: np.ndarray, cov: np.ndarray, modalities: Sequence[str], alpha: float = 0.05
 ) -> dict[str, Any]:
     """OR tests from an (I x J) AUC matrix and the (IJ x IJ) covariance of its entries (row-major)."""
+    if theta.ndim != 2 or min(theta.shape) < 2 or cov.shape != (theta.size, theta.size):
+        raise ValueError(
+            f"OR analysis needs an (I x J) AUC matrix with I, J >= 2 and its (IJ x IJ) covariance; got "
+            f"{theta.shape} and {cov.shape}"
+        )
     n_mod, n_rd = theta.shape
     notes: list[str] = []
     var, cov1, cov2, cov3 = _cov_means(cov, n_mod, n_rd)
