@@ -51,3 +51,4 @@ def test_cli_model_scores_and_delong(tmp_path):
     adv = data["model_vs_readers"]["by_modality"]["adversarial"]
     assert adv["model_auc"] == 1.0 and adv["p_value"] < 0.05
     assert len(data["provenance"]["model_scores_sha256"]) == 64
+    assert (out / "model_roc.png").read_bytes()[:4] == b"\x89PNG" and "model ROC figure" in proc.stdout

@@ -259,7 +259,11 @@ def test_model_vs_readers_in_the_analysis(tmp_path):
     adv = mvr["by_modality"]["adversarial"]
     # the model is not fooled by the adversarial images; the readers are
     assert adv["model_auc"] > 0.9 and adv["difference"] < 0 and adv["p_value"] < 0.01
-    assert set(mvr["roc"]) == {"unmodified", "adversarial"} and mvr["roc"]["unmodified"]["tpr"][-1] == 1.0
+    from dermadv.readerstudy.analysis import model_curves
+
+    curves = model_curves(rows, scores)
+    assert [c.label for c in curves] == ["model, unmodified", "model, adversarial (vs unmodified naevi)"]
+    assert [int(c.y_true.sum()) for c in curves] == [30, 30] and [len(c.y_true) for c in curves] == [60, 60]
     assert "Model vs readers" in format_report(res)
     path.write_text("image,score\nx,high\n")
     with pytest.raises(DataError, match="line 2: score 'high' is not a number"):

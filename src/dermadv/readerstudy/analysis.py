@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_target, atomic_write_text
+from dermadv.fileio import atomic_target, atomic_write_bytes, atomic_write_text
 from dermadv.metrics import delong_auc_ci, proportion
 from dermadv.readerstudy.build import study_group
 from dermadv.readerstudy.study import ADVERSARIAL, CONDITIONS, MELANOMA, NAEVUS, UNMODIFIED
@@ -359,22 +359,23 @@ def load_model_scores(path: str | Path) -> dict[str, float]:
     return out
 
 
-def model_roc(rows: list[dict[str, Any]], model_scores: dict[str, float]) -> dict[str, Any]:
-    """The model's empirical ROC points per condition (adversarial: against the unmodified naevi)."""
+def model_curves(rows: list[dict[str, Any]], model_scores: dict[str, float]) -> list[Any]:
+    """The model's ROC inputs per condition for ``report.figures.roc_plot`` (adversarial melanomas
+    against the unmodified naevi, as for the readers); conditions the model did not score are left out."""
+    from dermadv.report.figures import RocCurve
+
     images = {r["image"]: r for r in rows}
     naevi = [i for i, r in images.items() if r["truth"] == NAEVUS and r["condition"] == UNMODIFIED]
-    out = {}
+    out = []
     for c in CONDITIONS:
         pos = [i for i, r in images.items() if r["truth"] == MELANOMA and r["condition"] == c]
         neg = [i for i, r in images.items() if r["truth"] == NAEVUS and r["condition"] == c] or naevi
         if not pos or not neg or any(i not in model_scores for i in pos + neg):
             continue
-        p = np.array([model_scores[i] for i in pos])
-        n = np.array([model_scores[i] for i in neg])
-        cuts = np.unique(np.r_[p, n])[::-1]
-        tpr = [0.0] + [float(np.mean(p >= t)) for t in cuts]
-        fpr = [0.0] + [float(np.mean(n >= t)) for t in cuts]
-        out[c] = {"fpr": fpr, "tpr": tpr}
+        y = np.r_[np.ones(len(pos), int), np.zeros(len(neg), int)]
+        scores = np.array([model_scores[i] for i in pos + neg], dtype=float)
+        label = f"model, {c}" + (" (vs unmodified naevi)" if neg is naevi and c != UNMODIFIED else "")
+        out.append(RocCurve(label=label, y_true=y, scores=scores))
     return out
 
 
@@ -428,9 +429,9 @@ def analyze(
         else {"error": f"needs at least 2 included readers, got {len(included)}"}
     )
     if model_scores is not None:
-        mvr = model_vs_readers(pooled_rows, included, model_scores, covariance, incomplete)
-        mvr["roc"] = model_roc(rows, model_scores)
-        result["model_vs_readers"] = mvr
+        result["model_vs_readers"] = model_vs_readers(
+            pooled_rows, included, model_scores, covariance, incomplete
+        )
     return result
 
 
@@ -470,6 +471,14 @@ def analyze_file(
         fig = out / "reader_study.png"
         plot_readers(result, fig, reference_band)
         result["figure"] = str(fig)
+        if scores is not None:
+            from dermadv.report.figures import roc_plot
+
+            curves = model_curves(rows, scores)
+            if curves:
+                model_fig = out / "model_roc.png"
+                atomic_write_bytes(model_fig, roc_plot(curves, title="Standalone model on the study images"))
+                result["model_figure"] = str(model_fig)
         atomic_write_text(out / "per_reader.csv", per_reader_csv(result))
         atomic_write_text(out / "analysis.json", json.dumps(jsonable(result), indent=2) + "\n")
     return result
@@ -595,21 +604,17 @@ def _roc_panel(ax: Any, result: dict[str, Any], band: tuple[float, float] | None
                 )
     for c in CONDITIONS:
         ax.plot([], [], "o", color=colours[c], label=c)
-    for c, roc in result.get("model_vs_readers", {}).get("roc", {}).items():
-        ax.plot(roc["fpr"], roc["tpr"], "-", color=colours[c], lw=1.2, label=f"model, {c}")
     ax.plot([0, 1], [0, 1], ls=":", color="0.5")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
     ax.set_title("Readers in ROC space")
     ax.legend(loc="lower right", fontsize=8)
 
 
 def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] | None = None) -> None:
     """Figure like the study's Supplementary Figure 2c: each reader's sensitivity and specificity on
-    unmodified vs adversarial images (paired points), their ROC-space points and, with model scores,
-    the model's ROC curves; optional band. Many readers (> ``DENSE_READERS``): a dense layout."""
+    unmodified vs adversarial images (paired points) and their ROC-space points; optional band. Many
+    readers (> ``DENSE_READERS``): a dense layout. (The model's ROC curves: ``model_roc.png``.)"""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -620,6 +625,8 @@ def plot_readers(result: dict[str, Any], path: Path, band: tuple[float, float] |
     for ax, metric in zip(axes[:2], ("sensitivity", "specificity"), strict=True):
         _reader_panel(ax, readers, metric, band, dense)
     _roc_panel(axes[2], result, band, dense)
+    axes[2].set_xlabel("1 - specificity")
+    axes[2].set_ylabel("sensitivity")
     bars = "no bars (too many readers; CIs in per_reader.csv)" if dense else "bars: Wilson 95% CI"
     fig.text(0.01, 0.01, f"open markers: readers left out (too few answers); {bars}", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -687,6 +694,8 @@ def format_report(result: dict[str, Any]) -> str:
             lines.append(f"  {k:<16} {ci(m)}  (n = {m['n']})")
     if result.get("figure"):
         lines.append(f"\nfigure: {result['figure']}")
+    if result.get("model_figure"):
+        lines.append(f"model ROC figure: {result['model_figure']}")
     return "\n".join(lines)
 
 
