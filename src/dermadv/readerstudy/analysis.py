@@ -310,8 +310,8 @@ def model_vs_readers(
     covariance: str = "jackknife",
     incomplete: str = "refuse",
 ) -> dict[str, Any]:
-    """The standalone model against the readers, per condition (``mrmc.model_vs_readers``), with the
-    model's empirical ROC curve per condition for the figure."""
+    """The standalone model against the readers, per condition (``mrmc.model_vs_readers``); the
+    readers' AUCs use the same score as the MRMC analysis."""
     from dermadv.readerstudy import mrmc as mr
 
     records, use_conf = _mrmc_records(rows, readers)
