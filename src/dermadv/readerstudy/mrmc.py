@@ -118,16 +118,6 @@ def _psi(pos_scores: np.ndarray, neg_scores: np.ndarray) -> np.ndarray:
     return (x > y) + 0.5 * (x == y)
 
 
-def _shared_cov(a: dict[Any, float], b: dict[Any, float]) -> tuple[int, float]:
-    shared = [k for k in a if k in b]
-    s = len(shared)
-    if s < 2:
-        return s, 0.0
-    va = np.array([a[k] for k in shared])
-    vb = np.array([b[k] for k in shared])
-    return s, float(np.sum((va - va.mean()) * (vb - vb.mean())) / (s - 1))
-
-
 Units = Sequence[tuple[Sequence[Any], Sequence[Any], Any]]
 
 
@@ -156,26 +146,27 @@ def auc_covariance(
     modalities (paired design) or the same benign readings used by both. Returns (aucs, covariance).
     """
     case_of = case_of or (lambda k: k)
-    comps = []
     psis = _unit_psi(scores, units)
     aucs = np.array([float(p.mean()) for p in psis])
-    for (pos, neg, _), psi in zip(units, psis, strict=True):
-        comps.append(
-            (
-                dict(zip(map(case_of, pos), psi.mean(axis=1), strict=True)),
-                dict(zip(map(case_of, neg), psi.mean(axis=0), strict=True)),
-                len(pos),
-                len(neg),
-            )
-        )
     cov = np.zeros((len(units), len(units)))
-    for u in range(len(units)):
-        for v in range(u, len(units)):
-            p_u, n_u, m_u, k_u = comps[u]
-            p_v, n_v, m_v, k_v = comps[v]
-            s10, c10 = _shared_cov(p_u, p_v)
-            s01, c01 = _shared_cov(n_u, n_v)
-            cov[u, v] = cov[v, u] = s10 * c10 / (m_u * m_v) + s01 * c01 / (k_u * k_v)
+    for side in (0, 1):  # positives (V10, row means), negatives (V01, column means)
+        index: dict[Any, int] = {}
+        for unit in units:
+            for k in unit[side]:
+                index.setdefault(case_of(k), len(index))
+        comp = np.zeros((len(units), len(index)))
+        mask = np.zeros_like(comp)
+        for u, (unit, psi) in enumerate(zip(units, psis, strict=True)):
+            cols = [index[case_of(k)] for k in unit[side]]
+            comp[u, cols] = psi.mean(axis=1 - side)
+            mask[u, cols] = 1.0
+        shared = mask @ mask.T  # cases two units share
+        sum_uv = comp @ mask.T  # sum of unit u's components over the cases it shares with v
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s_uv = (comp @ comp.T - sum_uv * sum_uv.T / shared) / (shared - 1)
+        s_uv = np.where(shared >= 2, s_uv, 0.0)
+        sizes = mask.sum(axis=1)
+        cov += shared * s_uv / np.outer(sizes, sizes)
     return aucs, cov
 
 
