@@ -196,3 +196,26 @@ def test_cov2_below_cov3_convention():
     assert raw["p_value"] < frrc["p_value"] and "MRMCaov" in raw["convention"]
     assert vc["var_tr"] == pytest.approx(ms_tr - var + cov1 + cov2 - cov3)  # not truncated
     assert any("Cov2 (0.0001) < Cov3 (0.0003)" in n for n in res["notes"])
+
+
+def test_model_vs_readers_equals_the_dual_modality_orh_analysis():
+    """RJafroc's 2T-RRRC (the model's ratings copied once per reader as a second modality, then the
+    ordinary ORH analysis) gives the same F (= t^2), ddf and p as the single-test analysis."""
+    recs = model_records(paired(n_readers=5, n_pos=20, n_neg=25, seed=11))
+    rng = np.random.default_rng(3)
+    truth = {r["case"]: r["truth"] for r in recs}
+    model = {c: round(t + rng.normal(), 2) for c, t in truth.items()}
+    one = model_vs_readers(recs, model, ["A"])["by_modality"]["A"]
+    dual = [{**r, "modality": "readers"} for r in recs]
+    readers = sorted({r["reader"] for r in recs})
+    dual += [
+        {"reader": rd, "case": c, "truth": truth[c], "modality": "model", "score": s}
+        for rd in readers
+        for c, s in model.items()
+    ]
+    two = obuchowski_rockette(dual, ["model", "readers"])
+    assert two["f"] == pytest.approx(one["t"] ** 2, rel=1e-9)
+    assert two["ddf"] == pytest.approx(one["ddf"], rel=1e-9)
+    assert two["p_value"] == pytest.approx(one["p_value"], rel=1e-9)
+    assert two["comparisons"][0]["difference"] == pytest.approx(one["difference"], abs=1e-12)
+    assert one["p_value"] < 0.05  # the random-ish model is worse than these readers
