@@ -14,7 +14,14 @@ from readerstudy_support import simulate
 pytest.importorskip("statsmodels")
 
 from dermadv.errors import DataError  # noqa: E402
-from dermadv.readerstudy.analysis import analyze, analyze_file, load_answers, parse_band  # noqa: E402
+from dermadv.readerstudy.analysis import (  # noqa: E402
+    analyze,
+    analyze_file,
+    format_report,
+    load_answers,
+    load_model_scores,
+    parse_band,
+)
 from dermadv.readerstudy.mrmc import auc_covariance, obuchowski_rockette  # noqa: E402
 
 
@@ -204,3 +211,81 @@ def test_separated_regression_reports_infinite_bound_without_warnings():
     mel = res["melanoma"]
     assert mel["odds_ratio"] < 1e-6 and mel["ci_low"] == 0.0 and mel["ci_high"] == float("inf")
     assert res["adversarial"]["ci_high"] == float("inf")
+
+
+def issue_rows(tmp_path) -> list[dict]:
+    """Three complete readers and one who answered 11 of 20 images (kept by --min-answers 10)."""
+    path = simulate(tmp_path / "i.csv", effect=True, seed=8, n_readers=4, n_per=8)
+    rows = load_answers(path)
+    images = sorted({r["image"] for r in rows})[:20]
+    rows = [r for r in rows if r["image"] in images]
+    drop = set(images[::2][:9])
+    return [r for r in rows if not (r["reader"] == "4" and r["image"] in drop)]
+
+
+def test_incomplete_reader_is_refused_by_name_or_handled_as_asked(tmp_path):
+    rows = issue_rows(tmp_path)
+    assert sum(r["reader"] == "4" for r in rows) == 11
+    res = analyze(rows)
+    assert res["included_readers"] == ["1", "2", "3", "4"]
+    err = res["mrmc"]["error"]
+    assert err.startswith("incomplete design: reader 4 did not read 9 of 20 cases") and "--incomplete" in err
+    assert res["mrmc"]["covariance"] == "jackknife"
+    common = analyze(rows, incomplete="common-cases")["mrmc"]
+    assert any("9 of 20 cases not read by every reader left out (27 readings)" in n for n in common["notes"])
+    assert common["n_readings_per_reader"] == 11
+    # 11 images left: the arms are small, which is said
+    assert any("only" in w and "(< 10)" in w for w in common["warnings"])
+    for v in common["per_modality"].values():
+        assert 0.0 <= v["ci_low"] <= v["ci_high"] <= 1.0
+    text = format_report(analyze(rows, incomplete="complete-readers"))
+    assert "readers left out (did not read every case): reader 4" in text
+    assert "jackknife covariances (the default" in text and "convention: Cov2 - Cov3" in text
+    with pytest.raises(DataError, match="--covariance must be one of"):
+        analyze(rows, covariance="bootstrap")
+
+
+def test_model_vs_readers_in_the_analysis(tmp_path):
+    rows = load_answers(simulate(tmp_path / "m.csv", effect=True, seed=9))
+    truth = {r["image"]: r["truth"] for r in rows}
+    rng = np.random.default_rng(0)
+    scores = {i: float(rng.normal() + (3.0 if t == "melanoma" else 0.0)) for i, t in truth.items()}
+    path = tmp_path / "model.csv"
+    path.write_text("image,score\n" + "".join(f"{i},{s}\n" for i, s in scores.items()))
+    assert load_model_scores(path) == pytest.approx(scores)
+    res = analyze(rows, model_scores=load_model_scores(path))
+    mvr = res["model_vs_readers"]
+    assert set(mvr["by_modality"]) == {"unmodified", "adversarial"}
+    adv = mvr["by_modality"]["adversarial"]
+    # the model is not fooled by the adversarial images; the readers are
+    assert adv["model_auc"] > 0.9 and adv["difference"] < 0 and adv["p_value"] < 0.01
+    from dermadv.readerstudy.analysis import model_curves
+
+    curves = model_curves(rows, scores)
+    assert [c.label for c in curves] == ["model, unmodified", "model, adversarial (vs unmodified naevi)"]
+    assert [int(c.y_true.sum()) for c in curves] == [30, 30] and [len(c.y_true) for c in curves] == [60, 60]
+    assert "Model vs readers" in format_report(res)
+    path.write_text("image,score\nx,high\n")
+    with pytest.raises(DataError, match="line 2: score 'high' is not a number"):
+        load_model_scores(path)
+
+
+def test_figure_with_200_readers_stays_readable(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dermadv.readerstudy.analysis import _figure_layout, _reader_panel, per_reader, plot_readers
+
+    rows = load_answers(simulate(tmp_path / "many.csv", effect=True, seed=10, n_readers=200, n_per=4))
+    readers = per_reader(rows, min_answers=1)
+    fig, axes, dense = _figure_layout(len(readers))
+    assert dense and fig.get_figwidth() <= 24
+    _reader_panel(axes[0], readers, "sensitivity", None, dense)
+    labels = [t.get_text() for t in axes[0].get_xticklabels()]
+    assert 20 <= len(labels) <= 50 and labels[0] == "1"
+    plt.close(fig)
+    png = tmp_path / "many.png"
+    plot_readers({"per_reader": readers}, png)
+    assert png.read_bytes()[:4] == b"\x89PNG"

@@ -288,6 +288,23 @@ def analyze(
         None, "--reference-band", help="LOW,HIGH band (0-1) drawn on the figure."
     ),
     min_answers: int = typer.Option(10, help="Readers with fewer answers are reported but not analysed."),
+    covariance: str = typer.Option(
+        "jackknife",
+        "--covariance",
+        help="MRMC covariance estimator: jackknife (default; what OR-DBM MRMC, RJafroc and MRMCaov use) "
+        "or delong.",
+    ),
+    incomplete: str = typer.Option(
+        "refuse",
+        "--incomplete",
+        help="When included readers did not all read the same images: refuse (default; names them), "
+        "complete-readers, common-cases, or all-readings (each reader's own images; --covariance delong).",
+    ),
+    model_scores: Path | None = typer.Option(
+        None,
+        "--model-scores",
+        help="CSV (image, score) of a standalone model on the same images: model vs readers test.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the full result as JSON."),
 ) -> None:
     """Per-reader sensitivity/specificity/AUC with CIs, logistic regression, MRMC; figure."""
@@ -297,7 +314,15 @@ def analyze(
     from dermadv.readerstudy.analysis import analyze_file, format_report, parse_band
 
     band = parse_band(reference_band) if reference_band else None
-    result = analyze_file(answers, out_dir=out, reference_band=band, min_answers=min_answers)
+    result = analyze_file(
+        answers,
+        out_dir=out,
+        reference_band=band,
+        min_answers=min_answers,
+        covariance=covariance,
+        incomplete=incomplete,
+        model_scores=model_scores,
+    )
     if json_out:
         from dermadv.readerstudy.analysis import jsonable
 

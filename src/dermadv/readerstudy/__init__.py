@@ -11,6 +11,7 @@ Workflow (``dermadv reader-study ...``)::
 Modules: ``study`` (the STUDY directory and its hidden manifest), ``build``, ``store`` (SQLAlchemy:
 readers, answers, answer_changes, submissions, presentations), ``app`` (FastAPI; templates/ and
 static/ are plain HTML + one vanilla JS file, no build step, no CDN), ``analysis`` (per-reader
-metrics, logistic regression, figure), ``mrmc`` (Obuchowski-Rockette with DeLong covariances).
+metrics, logistic regression, figure), ``mrmc`` (Obuchowski-Rockette and DBM, jackknife or DeLong
+covariances; standalone model vs readers).
 Web dependencies are imported only by the modules that need them (extra ``dermadv[readerstudy]``).
 """
