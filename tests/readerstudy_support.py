@@ -83,6 +83,20 @@ def make_hand_study(
     return study
 
 
+def coordinator_login(client, token: str, **kwargs):  # noqa: ANN001, ANN201
+    """Log ``client`` (httpx or TestClient) in through the login form; returns (response, CSRF token)."""
+    import re
+
+    form = client.get("/coordinator", **kwargs)
+    login_csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    r = client.post(
+        "/coordinator/login", data={"token": token, "csrf": login_csrf}, follow_redirects=False, **kwargs
+    )
+    page = client.get("/coordinator", **kwargs)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    return r, (found.group(1) if found and "Log out" in page.text else "")
+
+
 def cli(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m dermadv.cli ARGS`` in a subprocess."""
     proc = subprocess.run(
