@@ -462,7 +462,9 @@ def test_coordinator_pages_login_create_revoke(study_dir, tmp_path):
     login = client.get("/coordinator")
     form = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
     wrong = client.post("/coordinator/login", data={"token": "wrong-token", "csrf": form})
-    assert wrong.status_code == 401 and "Wrong coordinator token" in wrong.text and 'name="token"' in wrong.text
+    assert (
+        wrong.status_code == 401 and "Wrong coordinator token" in wrong.text and 'name="token"' in wrong.text
+    )
     # the raw coordinator token in the cookie is no session
     client.cookies.set("dermadv_coordinator", COORD)
     assert 'name="token"' in client.get("/coordinator").text
@@ -486,9 +488,12 @@ def test_coordinator_pages_login_create_revoke(study_dir, tmp_path):
     bad = client.post("/coordinator/readers", data={"name": "X", "years_experience": "many", "csrf": csrf})
     assert bad.status_code == 422
     for years in ("nan", "inf", "-1", "1e400"):
-        assert client.post(
-            "/coordinator/readers", data={"name": "X", "years_experience": years, "csrf": csrf}
-        ).status_code == 422
+        assert (
+            client.post(
+                "/coordinator/readers", data={"name": "X", "years_experience": years, "csrf": csrf}
+            ).status_code
+            == 422
+        )
     assert len(store.list_readers()) == 1
     # revoking asks first (a page naming the reader), then needs the CSRF token
     confirm = client.get("/coordinator/readers/1/revoke")
