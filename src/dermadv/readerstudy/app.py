@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.datastructures import Headers
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dermadv.readerstudy import coordinator_routes, reader_routes
 from dermadv.readerstudy.coordinator_routes import ReaderIn
@@ -40,6 +40,12 @@ from dermadv.readerstudy.web import COOKIE, SAFE_METHODS, WebContext, origin_all
 __all__ = ["COOKIE", "SECURITY_HEADERS", "AnswerIn", "ReaderIn", "create_app", "strict_json_problem"]
 
 HERE = Path(__file__).resolve().parent
+# the ASGI types (as starlette.types spells them)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 MAX_BODY = 64 * 1024
 MAX_JSON_DEPTH = 16
 
