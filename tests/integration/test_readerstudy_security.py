@@ -251,3 +251,19 @@ def test_changes_exported_and_exports_honour_the_umask(study_dir, tmp_path):
     r = TestClient(app).get("/coordinator/changes.csv", headers=BEARER)
     assert r.status_code == 200 and list(csv.DictReader(io.StringIO(r.text)))[0]["new_answer"] == "naevus"
     store.close()
+
+
+def test_analysis_files_honour_the_umask(tmp_path):
+    pytest.importorskip("statsmodels")
+    from readerstudy_support import simulate
+
+    answers = simulate(tmp_path / "answers.csv", effect=True, seed=5, n_readers=4, n_per=12)
+    out = tmp_path / "analysis"
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; os.umask(0o027); from dermadv.cli import main; main()",
+         "reader-study", "analyze", str(answers), "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    files = [f for f in out.rglob("*") if f.is_file()]
+    assert files and {stat.S_IMODE(os.stat(f).st_mode) for f in files} == {0o640}, files
