@@ -83,6 +83,20 @@ def make_hand_study(
     return study
 
 
+def coordinator_login(client, token: str, **kwargs):  # noqa: ANN001, ANN201
+    """Log ``client`` (httpx or TestClient) in through the login form; returns (response, CSRF token)."""
+    import re
+
+    form = client.get("/coordinator", **kwargs)
+    login_csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    r = client.post(
+        "/coordinator/login", data={"token": token, "csrf": login_csrf}, follow_redirects=False, **kwargs
+    )
+    page = client.get("/coordinator", **kwargs)
+    found = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    return r, (found.group(1) if found and "Log out" in page.text else "")
+
+
 def cli(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
     """Run ``python -m dermadv.cli ARGS`` in a subprocess."""
     proc = subprocess.run(
@@ -103,8 +117,19 @@ def free_port() -> int:
 class Server:
     """``dermadv reader-study serve`` as a real subprocess."""
 
-    def __init__(self, study: Path, port: int | None = None, db: str | None = None) -> None:
+    def __init__(
+        self,
+        study: Path,
+        port: int | None = None,
+        db: str | None = None,
+        log: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+        token: str | None = COORD,
+    ) -> None:
+        """``log``: file for the server's stderr (appended to); ``token``: None serves with the study's
+        own coordinator token."""
         self.study, self.port, self.db = study, port or free_port(), db
+        self.log, self.extra_args, self.token = log, extra_args, token
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -121,23 +146,27 @@ class Server:
             str(self.study),
             "--port",
             str(self.port),
-            "--coordinator-token",
-            COORD,
+            *self.extra_args,
         ]
+        if self.token is not None:
+            args += ["--coordinator-token", self.token]
         if self.db:
             args += ["--db", self.db]
+        env = {k: v for k, v in os.environ.items() if k != "DERMADV_COORDINATOR_TOKEN"}
+        self._log_fh = self.log.open("ab") if self.log is not None else None
         self.proc = subprocess.Popen(
             args,
             cwd=REPO,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._log_fh if self._log_fh is not None else subprocess.PIPE,
             start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"server exited: {self.proc.stderr.read().decode()}")
+                text = self.log.read_text() if self.log is not None else self.proc.stderr.read().decode()
+                raise AssertionError(f"server exited: {text}")
             try:
                 if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
                     return self
@@ -154,6 +183,9 @@ class Server:
             self.proc.wait(timeout=10)
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()
+        if getattr(self, "_log_fh", None) is not None:
+            self._log_fh.close()
+            self._log_fh = None
         self.proc = None
 
     def __enter__(self) -> Server:

@@ -456,22 +456,53 @@ def test_build_from_attack_runs(isic2019_dir, tmp_path):
 
 
 def test_coordinator_pages_login_create_revoke(study_dir, tmp_path):
+    from readerstudy_support import coordinator_login
+
     client, store = _client(study_dir, tmp_path)
-    assert client.post("/coordinator/login", data={"token": "wrong-token"}).status_code == 401
-    r = client.post("/coordinator/login", data={"token": COORD}, follow_redirects=False)
-    assert r.status_code == 303 and "samesite=strict" in r.headers["set-cookie"].lower()
-    client.cookies.set("dermadv_coordinator", COORD)
-    page = client.post(
-        "/coordinator/readers", data={"name": "Dr Web", "role": "registrar", "years_experience": "2"}
+    login = client.get("/coordinator")
+    form = re.search(r'name="csrf" value="([^"]+)"', login.text).group(1)
+    wrong = client.post("/coordinator/login", data={"token": "wrong-token", "csrf": form})
+    assert (
+        wrong.status_code == 401 and "Wrong coordinator token" in wrong.text and 'name="token"' in wrong.text
     )
-    assert page.status_code == 200
-    link = re.search(r'<code id="invite-link">([^<]+)</code>', page.text).group(1)
+    # the raw coordinator token in the cookie is no session
+    client.cookies.set("dermadv_coordinator", COORD)
+    assert 'name="token"' in client.get("/coordinator").text
+    client.cookies.clear()
+    r, csrf = coordinator_login(client, COORD)
+    assert r.status_code == 303 and "samesite=strict" in r.headers["set-cookie"].lower()
+    assert COORD not in r.headers["set-cookie"] and "httponly" in r.headers["set-cookie"].lower()
+    page = client.post(
+        "/coordinator/readers",
+        data={"name": "Dr Web", "role": "registrar", "years_experience": "2", "csrf": csrf},
+        follow_redirects=False,
+    )
+    assert page.status_code == 303 and page.headers["location"] == "/coordinator"  # POST-redirect-GET
+    shown = client.get("/coordinator")
+    link = re.search(r'<code id="invite-link">([^<]+)</code>', shown.text).group(1)
     token = link.rsplit("/", 1)[1]
+    assert link.startswith("http://127.0.0.1:8000/r/")  # the configured address, never the Host header
     assert store.reader_by_token(token).name == "Dr Web"
-    assert "Dr Web" in client.get("/coordinator").text
-    bad = client.post("/coordinator/readers", data={"name": "X", "years_experience": "many"})
+    again = client.get("/coordinator")  # a reload: the link is not shown again, no second reader
+    assert "invite-link" not in again.text and "Dr Web" in again.text and len(store.list_readers()) == 1
+    bad = client.post("/coordinator/readers", data={"name": "X", "years_experience": "many", "csrf": csrf})
     assert bad.status_code == 422
-    client.post("/coordinator/readers/1/revoke")
+    for years in ("nan", "inf", "-1", "1e400"):
+        assert (
+            client.post(
+                "/coordinator/readers", data={"name": "X", "years_experience": years, "csrf": csrf}
+            ).status_code
+            == 422
+        )
+    assert len(store.list_readers()) == 1
+    # revoking asks first (a page naming the reader), then needs the CSRF token
+    confirm = client.get("/coordinator/readers/1/revoke")
+    assert confirm.status_code == 200 and "Revoke the invitation of Dr Web?" in confirm.text
+    assert store.get_reader(1).revoked_at is None
+    assert client.post("/coordinator/readers/1/revoke").status_code == 403
+    assert client.post("/coordinator/readers/1/revoke", data={"csrf": "x" * 43}).status_code == 403
+    assert store.get_reader(1).revoked_at is None
+    client.post("/coordinator/readers/1/revoke", data={"csrf": csrf})
     assert store.get_reader(1).revoked_at is not None
     assert client.get(f"/r/{token}").status_code == 403
 

@@ -73,6 +73,15 @@ def test_build_from_a_real_campaign(isic2019_dir, tmp_path):
         assert Path(im.file).stem == im.key and len(im.key) == 16
         with Image.open(study.root / "images" / im.file) as pic:
             assert pic.format == "PNG" and pic.size == (SIZE, SIZE) and not pic.info
+    # file sizes are no signal: uncompressed PNGs of one size have one byte count, whatever the content
+    # (compressed, the attacked images' sizes differ from the unmodified ones')
+    from dermadv.readerstudy.build import png_size
+
+    sizes = {im.condition: set() for im in study.images}
+    for im in study.images:
+        sizes[im.condition].add(png_size(study.root / "images" / im.file))
+    assert sizes["adversarial"] == sizes["unmodified"] and len(sizes["unmodified"]) == 1
+    assert summary["warnings"] == []
     first = unm[0]
     src = next(
         s for s in select_samples(isic2019_dir, classes=("mel", "nv")) if s.image_id == first.source_image_id
@@ -112,6 +121,22 @@ def test_attacks_draw_distinct_lesions_before_repeating(isic2019_dir, tmp_path, 
     study, summary = build_from_runs([run], tmp_path / "study", per_attack=3, unmodified=0, seed=seed)
     sources = [im.source_image_id for im in study.images]
     assert len(sources) == 6 and len(set(sources)) == 6 and not summary["shortfalls"]
+    # melanomas only: built, with a warning (kept in study.json)
+    assert len(summary["warnings"]) == 1 and "every image is melanoma" in summary["warnings"][0]
+    assert study.settings["build"]["warnings"] == summary["warnings"]
     study, summary = build_from_runs([run], tmp_path / "study4", per_attack=4, unmodified=0, seed=seed)
     assert len(study.images) == 8 and len({im.source_image_id for im in study.images}) == 6
     assert any("repeat a lesion" in s for s in summary["shortfalls"])
+
+
+def test_one_class_hand_study_is_built_with_a_warning(isic2019_dir, tmp_path):
+    from readerstudy_support import make_hand_study
+
+    study = make_hand_study(isic2019_dir, tmp_path, n_mel=2, n_nv=0, n_adv=1)
+    settings = json.loads((study / "study.json").read_text())
+    assert any("every image is melanoma" in w for w in settings["build"]["warnings"])
+    from readerstudy_support import cli
+
+    out = cli(["reader-study", "build", "--images", str(tmp_path / "src"), "--manifest",
+               str(tmp_path / "manifest.csv"), "--out", str(tmp_path / "again")])  # fmt: skip
+    assert "warning: every image is melanoma" in out.stderr

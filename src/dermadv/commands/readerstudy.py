@@ -1,9 +1,10 @@
-"""CLI: ``dermadv reader-study build | serve | readers add/list/revoke | export | analyze``."""
+"""CLI: ``dermadv reader-study build | serve | rotate-token | readers add/list/revoke | export | analyze``."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ def build(
         "images": len(study.images),
         "counts": counts,
         "shortfalls": summary.get("shortfalls", []),
+        "warnings": list(study.settings.get("build", {}).get("warnings", [])),
     }
     if json_out:
         typer.echo(json.dumps(result, indent=2))
@@ -121,6 +123,8 @@ def build(
         typer.echo(f"  {k}: {v}")
     for s in result["shortfalls"]:
         typer.secho(f"  shortfall: {s}", fg=typer.colors.YELLOW, err=True)
+    for s in result["warnings"]:
+        typer.secho(f"  warning: {s}", fg=typer.colors.YELLOW, err=True)
 
 
 @study_app.command("serve")
@@ -138,18 +142,23 @@ def serve(
     public_url: str | None = typer.Option(
         None,
         "--public-url",
-        help="Address readers use (e.g. https://study.example.org behind a proxy), for invite links.",
+        help="Address readers use (e.g. https://study.example.org behind an HTTPS proxy): invite links "
+        "are built from it only. Default: http://HOST:PORT, with this machine's address for --host 0.0.0.0.",
     ),
 ) -> None:
     """Start the web app: readers answer via their invite links; coordinator pages at /coordinator.
 
     Listens on 127.0.0.1 by default. To serve readers over a network, put it behind an HTTPS reverse
-    proxy: invite links and the coordinator token must not travel in clear text.
+    proxy and give --public-url: invite links and the coordinator token must not travel in clear
+    text. The proxy's X-Forwarded-Proto/-For are trusted from 127.0.0.1 (uvicorn's FORWARDED_ALLOW_IPS
+    environment variable names other proxy addresses). The coordinator token is made once per study
+    and kept (hashed) in its database; 'reader-study rotate-token' replaces it.
     """
     _require_web()
     import uvicorn
 
     from dermadv.readerstudy.app import create_app
+    from dermadv.readerstudy.store import PUBLIC_URL_KEY
     from dermadv.readerstudy.study import load_study
 
     if public_url is not None and not public_url.startswith(("http://", "https://")):
@@ -157,18 +166,71 @@ def serve(
     if coordinator_token is not None and len(coordinator_token) < 8:
         raise DataError("--coordinator-token must be at least 8 characters")
     study = load_study(study_dir)
-    app = create_app(study, db, coordinator_token, public_url)
-    base = (public_url or f"http://{host}:{port}").rstrip("/")
+    base = (public_url or default_public_url(host, port)).rstrip("/")
+    app = create_app(study, db, coordinator_token, base)
+    app.state.store.set_meta(PUBLIC_URL_KEY, base)  # 'readers add' builds its links from it too
     typer.echo(
         f"reader study {study.title!r}: {len(study.images)} images, database {app.state.store.safe_url}",
         err=True,
     )
     typer.echo(f"coordinator page: {base}/coordinator", err=True)
+    typer.echo(f"invite links: {base}/r/...", err=True)
+    if public_url is None and host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            "  warning: plain HTTP on a network: invite links and the coordinator token travel in clear "
+            "text; serve behind an HTTPS proxy and give --public-url https://...",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if coordinator_token is None:
-        typer.echo(f"coordinator token: {app.state.coordinator_token}", err=True)
+        if app.state.coordinator_token is not None:
+            typer.echo(f"coordinator token: {app.state.coordinator_token}", err=True)
+            typer.echo("  (shown once; kept hashed in the study's database across restarts)", err=True)
+        else:
+            typer.echo(
+                "coordinator token: the study's token, unchanged (stored hashed); "
+                f"'dermadv reader-study rotate-token {study_dir}' makes a new one",
+                err=True,
+            )
     uvicorn.run(
         app, host=host, port=port, log_level=os.environ.get("DERMADV_LOG_LEVEL", "warning"), access_log=False
     )
+
+
+def default_public_url(host: str, port: int) -> str:
+    """``http://HOST:PORT``; for a wildcard host (0.0.0.0, ::) this machine's outward address instead."""
+    if host in ("0.0.0.0", "::", ""):
+        address = _outward_address()
+        host = address if address else socket.getfqdn()
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _outward_address() -> str | None:
+    """The address other machines reach this one at (the interface of the default route), if any."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: a UDP connect sends nothing, it only picks a route
+            address = str(s.getsockname()[0])
+    except OSError:
+        try:
+            address = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+@study_app.command("rotate-token")
+def rotate_token(
+    study_dir: Path = typer.Argument(..., help="Study directory."),
+    db: str | None = DbOpt,
+) -> None:
+    """Replace the study's coordinator token: the old one and every coordinator session stop working
+    (also in a running server); prints the new token once."""
+    store = _store(study_dir, db)
+    typer.echo(store.rotate_coordinator_token())
+    typer.echo("coordinator token rotated: the old token and all coordinator sessions are void", err=True)
 
 
 @readers_app.command("add")
@@ -177,14 +239,23 @@ def readers_add(
     name: str = typer.Option(..., help="Reader's name."),
     role: str = typer.Option("", help="Role, e.g. 'consultant dermatologist'."),
     years: float | None = typer.Option(None, help="Years of experience."),
-    base_url: str = typer.Option("http://127.0.0.1:8000", help="Server address for the invite link."),
+    base_url: str | None = typer.Option(
+        None,
+        help="Server address for the invite link (default: the --public-url 'serve' last used, else "
+        "http://127.0.0.1:8000).",
+    ),
     db: str | None = DbOpt,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create a reader and print their invite link (shown once: only a hash of the token is stored)."""
+    from dermadv.readerstudy.store import PUBLIC_URL_KEY
+
     store = _store(study_dir, db)
+    base = base_url or store.get_meta(PUBLIC_URL_KEY) or "http://127.0.0.1:8000"
+    if not base.startswith(("http://", "https://")):
+        raise DataError(f"--base-url must start with http:// or https://, got {base!r}")
     reader, token = store.add_reader(name, role, years)
-    link = f"{base_url.rstrip('/')}/r/{token}"
+    link = f"{base.rstrip('/')}/r/{token}"
     if json_out:
         typer.echo(
             json.dumps(
@@ -241,27 +312,29 @@ def export(
     fmt: str = typer.Option(
         "full",
         "--format",
-        help="full (one row per answer with ground truth) or "
-        "original (Image_name, Diagnosis; needs --reader).",
+        help="full (one row per answer with ground truth), changes (every change of an answer: old and "
+        "new answer and confidence, when) or original (Image_name, Diagnosis; needs --reader).",
     ),
     reader: int | None = typer.Option(None, "--reader", help="Reader id for --format original."),
     db: str | None = DbOpt,
 ) -> None:
     """Export answers as CSV (atomically written)."""
     from dermadv.fileio import atomic_write_text
-    from dermadv.readerstudy.store import export_csv_text, original_csv_text
+    from dermadv.readerstudy.store import changes_csv_text, export_csv_text, original_csv_text
 
     store = _store(study_dir, db)
-    rows = store.export_rows()
+    rows = store.change_rows() if fmt == "changes" else store.export_rows()
     if fmt == "full":
         text = export_csv_text(rows)
+    elif fmt == "changes":
+        text = changes_csv_text(rows)
     elif fmt == "original":
         if reader is None:
             raise DataError("--format original needs --reader ID (one two-column file per reader)")
         store.get_reader(reader)
         text = original_csv_text(rows, reader)
     else:
-        raise DataError(f"--format must be 'full' or 'original', got {fmt!r}")
+        raise DataError(f"--format must be 'full', 'changes' or 'original', got {fmt!r}")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, text)
     from dermadv import __version__
@@ -277,7 +350,7 @@ def export(
         "dermadv_version": __version__,
     }
     atomic_write_text(out.with_name(out.name + ".json"), json.dumps(sidecar, indent=2) + "\n")
-    typer.echo(f"{out}: {text.count(chr(10)) - 1} answers", err=True)
+    typer.echo(f"{out}: {text.count(chr(10)) - 1} {'changes' if fmt == 'changes' else 'answers'}", err=True)
 
 
 @study_app.command("analyze")

@@ -4,6 +4,11 @@ Every image is decoded and re-encoded as PNG under a random 16-hex-digit name, s
 file name, the URL nor any embedded metadata (EXIF, PNG text chunks, JPEG comments) can tell a
 reader the diagnosis, the attack or the model's confidence. What each image is stays in the
 study's manifest, which the server never serves.
+
+PNGs are written uncompressed (zlib level 0), so a file's size depends on its width and height only:
+an adversarial image (often noisier, so larger when compressed) cannot be told from an unmodified one
+of the same size by its byte count (:func:`png_size`). A study whose images are all of one ground truth
+is built with a warning (sensitivity or specificity cannot be estimated from it).
 """
 
 from __future__ import annotations
@@ -77,7 +82,24 @@ def _reencode(src: Path, dst: Path) -> tuple[int, int]:
 def _save_png(arr: np.ndarray, dst: Path) -> None:
     from PIL import Image
 
-    Image.fromarray(np.ascontiguousarray(arr)).save(dst, format="PNG")
+    # uncompressed: the byte count is a function of the dimensions, not of the content
+    Image.fromarray(np.ascontiguousarray(arr)).save(dst, format="PNG", compress_level=0)
+
+
+def png_size(path: str | Path) -> int:
+    """Byte count of a study PNG (equal for all images of one width, height and mode)."""
+    return Path(path).stat().st_size
+
+
+def one_class_warning(items: list[dict[str, Any]]) -> str | None:
+    """A warning when every image has the same ground truth (or None)."""
+    groups = sorted({str(item["ground_truth"]) for item in items})
+    if len(groups) == 1:
+        return (
+            f"every image is {groups[0]}: readers' sensitivity and specificity cannot both be estimated "
+            f"(add {NAEVUS if groups[0] == MELANOMA else MELANOMA} images, e.g. --unmodified N)"
+        )
+    return None
 
 
 def _new_key(taken: set[str]) -> str:
@@ -115,6 +137,9 @@ def _write_study(out: Path, items: list[dict[str, Any]], settings: dict[str, Any
     if tmp.exists():
         shutil.rmtree(tmp)
     (tmp / IMAGES_DIR).mkdir(parents=True)
+    warning = one_class_warning(items)
+    if warning is not None:
+        settings["build"]["warnings"] = [*settings["build"].get("warnings", []), warning]
     rng = np.random.default_rng()  # manifest order must not reveal condition/diagnosis either
     order = rng.permutation(len(items))
     taken: set[str] = set()
@@ -285,6 +310,7 @@ def build_from_runs(
         "unmodified_drawn": summary["unmodified"],
     }
     study = _write_study(Path(out), items, _settings(title, confidence, allow_change, build))
+    summary["warnings"] = list(study.settings["build"].get("warnings", []))
     return study, summary
 
 

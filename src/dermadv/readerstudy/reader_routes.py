@@ -18,6 +18,9 @@ from dermadv.readerstudy.web import WebContext, context
 
 router = APIRouter()
 
+#: The image is fitted to the viewer, but never enlarged more than this (the zoom buttons go further).
+MAX_UPSCALE = 4
+
 
 class AnswerIn(BaseModel):
     """Body of POST /api/r/{token}/answers."""
@@ -28,7 +31,7 @@ class AnswerIn(BaseModel):
     answer: str = Field(min_length=1, max_length=32)
     confidence: int | None = Field(default=None, strict=True)
     submission_id: str = Field(min_length=8, max_length=64)
-    client_ms: float | None = Field(default=None, ge=0)
+    client_ms: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 # ----- reader pages -----------------------------------------------------------------------------
@@ -71,6 +74,7 @@ def reader_item(request: Request, token: str, number: int, ctx: WebContext = Dep
         existing_answer=prev.get("answer") or "",
         existing_confidence=prev.get("confidence") or "",
         prev_url=f"/r/{token}/item/{number - 1}" if study.allow_change and number > 1 else "",
+        max_upscale=MAX_UPSCALE,
     )
 
 

@@ -5,7 +5,10 @@ in WAL mode with ``synchronous=FULL``, each write transaction ``BEGIN IMMEDIATE`
 writers queue instead of failing). Changes to an answer are logged in ``answer_changes``; every
 submission id is kept in ``submissions`` so a re-sent request is recognised and accepted once.
 
-Reader tokens are stored only as SHA-256 hashes: the invite link is shown once, when made.
+Reader tokens are stored only as SHA-256 hashes: the invite link is shown once, when made. So are the
+coordinator token (in ``meta``, kept across restarts until rotated) and coordinator session ids.
+
+CSV exports neutralise cells a spreadsheet would run as a formula (:func:`neutralise_cell`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ DB_FILE = "answers.sqlite"
 SCHEMA_VERSION = "1"
 SUBMISSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
+COORDINATOR_HASH_KEY = "coordinator_token_sha256"
+PUBLIC_URL_KEY = "public_url"
+SESSION_SECONDS = 12 * 3600
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 metadata = MetaData()
 
@@ -111,6 +119,15 @@ answer_changes = Table(
     Column("client_ms", Float),
     Column("server_ms", Float),
     Column("changed_at", Float, nullable=False),
+)
+
+coordinator_sessions = Table(
+    "coordinator_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
 )
 
 submissions = Table(
@@ -290,6 +307,80 @@ class AnswerStore:
     def _tx(self) -> Iterator[Connection]:
         with self.engine.begin() as conn:
             yield conn
+
+    # ----- settings kept in the database -------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table (None when unset)."""
+        with self._tx() as conn:
+            value = conn.execute(select(meta_table.c.value).where(meta_table.c.key == key)).scalar()
+        return None if value is None else str(value)
+
+    def set_meta(self, key: str, value: str | None, conn: Connection | None = None) -> None:
+        """Set (or with None delete) a value of the ``meta`` table."""
+        if conn is None:
+            with self._tx() as c:
+                self.set_meta(key, value, c)
+            return
+        conn.execute(meta_table.delete().where(meta_table.c.key == key))
+        if value is not None:
+            conn.execute(meta_table.insert().values(key=key, value=value))
+
+    def ensure_coordinator_token(self) -> str | None:
+        """Make the study's coordinator token if it has none; returns it then (shown once), else None.
+
+        Only its SHA-256 is stored, so it survives restarts; :meth:`rotate_coordinator_token` replaces it.
+        """
+        if self.get_meta(COORDINATOR_HASH_KEY) is not None:
+            return None
+        return self.rotate_coordinator_token()
+
+    def rotate_coordinator_token(self) -> str:
+        """A new coordinator token (returned, stored hashed); the old one and every session stop working."""
+        token = secrets.token_urlsafe(24)
+        with self._tx() as conn:
+            self.set_meta(COORDINATOR_HASH_KEY, hash_token(token), conn)
+            conn.execute(coordinator_sessions.delete())
+        return token
+
+    def check_coordinator_token(self, token: str) -> bool:
+        """Whether ``token`` is the stored coordinator token (constant-time comparison of hashes)."""
+        stored = self.get_meta(COORDINATOR_HASH_KEY)
+        if not stored or not isinstance(token, str) or not token or len(token) > 256:
+            return False
+        return secrets.compare_digest(hash_token(token), stored)
+
+    def create_session(self) -> tuple[str, str]:
+        """A new coordinator session: (session id for the cookie, its CSRF token); stored hashed."""
+        sid, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time()
+        with self._tx() as conn:
+            conn.execute(coordinator_sessions.delete().where(coordinator_sessions.c.expires_at < now))
+            conn.execute(
+                coordinator_sessions.insert().values(
+                    id_hash=hash_token(sid), csrf=csrf, created_at=now, expires_at=now + SESSION_SECONDS
+                )
+            )
+        return sid, csrf
+
+    def session_csrf(self, sid: str) -> str | None:
+        """The CSRF token of a live coordinator session, or None (unknown or expired session id)."""
+        if not isinstance(sid, str) or not 16 <= len(sid) <= 128:
+            return None
+        with self._tx() as conn:
+            row = conn.execute(
+                select(coordinator_sessions.c.csrf, coordinator_sessions.c.expires_at).where(
+                    coordinator_sessions.c.id_hash == hash_token(sid)
+                )
+            ).first()
+        if row is None or row[1] < time.time():
+            return None
+        return str(row[0])
+
+    def end_session(self, sid: str) -> None:
+        """Log a coordinator session out."""
+        with self._tx() as conn:
+            conn.execute(
+                coordinator_sessions.delete().where(coordinator_sessions.c.id_hash == hash_token(sid))
+            )
 
     # ----- readers -------------------------------------------------------------------------------
     def add_reader(
@@ -636,6 +727,36 @@ class AnswerStore:
             rows = conn.execute(select(answer_changes).order_by(answer_changes.c.id)).mappings().all()
         return [dict(r) for r in rows]
 
+    def change_rows(self) -> list[dict[str, Any]]:
+        """The answer_changes log joined with readers and the hidden manifest (CHANGE_COLUMNS)."""
+        images = self.study.by_key()
+        by_id = {r.id: r for r in self.list_readers()}
+        out = []
+        for c in self.changes():
+            r, im = by_id[c["reader_id"]], images.get(c["image_key"])
+            out.append(
+                {
+                    "change_id": c["id"],
+                    "reader_id": r.id,
+                    "reader": r.name,
+                    "position": r.order.index(c["image_key"]) + 1 if c["image_key"] in r.order else "",
+                    "image": c["image_key"],
+                    "image_name": im.file if im else "",
+                    "ground_truth": im.ground_truth if im else "",
+                    "condition": im.condition if im else "",
+                    "attack": im.attack if im else "",
+                    "old_answer": c["old_answer"],
+                    "old_confidence": c["old_confidence"],
+                    "new_answer": c["new_answer"],
+                    "new_confidence": c["new_confidence"],
+                    "client_ms": c["client_ms"],
+                    "server_ms": c["server_ms"],
+                    "changed_at": _iso(c["changed_at"]),
+                    "submission_id": c["submission_id"],
+                }
+            )
+        return out
+
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "reader_id",
@@ -663,6 +784,27 @@ EXPORT_COLUMNS: tuple[str, ...] = (
 )
 
 
+CHANGE_COLUMNS: tuple[str, ...] = (
+    "change_id",
+    "reader_id",
+    "reader",
+    "position",
+    "image",
+    "image_name",
+    "ground_truth",
+    "condition",
+    "attack",
+    "old_answer",
+    "old_confidence",
+    "new_answer",
+    "new_confidence",
+    "client_ms",
+    "server_ms",
+    "changed_at",
+    "submission_id",
+)
+
+
 def _iso(t: float | None) -> str:
     if t is None:
         return ""
@@ -683,17 +825,38 @@ def _reader(row: Any) -> Reader:
     )
 
 
-def export_csv_text(rows: list[dict[str, Any]]) -> str:
-    """The full answers export as CSV text."""
+def neutralise_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: strings starting like a formula get a leading ``'``.
+
+    Numbers are left alone (``-3`` stays a number); text such as ``=HYPERLINK(...)``, ``+1``, ``@SUM``
+    or one starting with a tab or carriage return becomes ``'=HYPERLINK(...)`` (OWASP CSV injection).
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    """Rows as CSV text with ``columns``; None as empty cells, formula-like text neutralised."""
     import csv
     import io
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(EXPORT_COLUMNS), lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in EXPORT_COLUMNS})
+        w.writerow({k: "" if r.get(k) is None else neutralise_cell(r.get(k)) for k in columns})
     return buf.getvalue()
+
+
+def export_csv_text(rows: list[dict[str, Any]]) -> str:
+    """The full answers export as CSV text."""
+    return csv_text(rows, EXPORT_COLUMNS)
+
+
+def changes_csv_text(rows: list[dict[str, Any]]) -> str:
+    """The answer-changes log (:meth:`AnswerStore.change_rows`) as CSV text."""
+    return csv_text(rows, CHANGE_COLUMNS)
 
 
 def original_csv_text(rows: list[dict[str, Any]], reader_id: int) -> str:
@@ -706,5 +869,5 @@ def original_csv_text(rows: list[dict[str, Any]], reader_id: int) -> str:
     w.writerow(["Image_name", "Diagnosis"])
     for r in rows:
         if r["reader_id"] == reader_id:
-            w.writerow([r["image_name"], r["answer_label"]])
+            w.writerow([neutralise_cell(r["image_name"]), neutralise_cell(r["answer_label"])])
     return buf.getvalue()

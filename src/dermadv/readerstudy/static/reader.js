@@ -1,6 +1,8 @@
 // dermadv reader study: one image at a time. An answer is sent with a submission id made once per
 // page; the next image is shown only after the server confirms the answer is committed. Network
 // failures are retried with the same submission id, so a re-sent answer is stored once.
+// The image is fitted to the viewer (enlarged smoothly up to data-max-upscale times); zoom and pan
+// work on top of the fitted size, and "Fit" (or 0) returns to it.
 (function () {
   "use strict";
   var cfg = document.body.dataset;
@@ -9,12 +11,17 @@
   var viewer = document.getElementById("viewer");
   var nextBtn = document.getElementById("next");
   var statusEl = document.getElementById("status");
+  var zoomLabel = document.getElementById("zoom-level");
   var mode = cfg.confidenceMode;
+  var maxUpscale = parseFloat(cfg.maxUpscale) || 4;
   var answer = cfg.existingAnswer || null;
   var confidence = cfg.existingConfidence ? parseInt(cfg.existingConfidence, 10) : null;
   var shownAt = null;
   var sending = false;
   var submissionId = newId();
+  var choiceLabels = Array.prototype.map.call(document.querySelectorAll(".choice"), function (b) {
+    return b.firstChild.textContent.trim();
+  });
 
   function newId() {
     var a = new Uint8Array(16);
@@ -22,9 +29,12 @@
     return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
   function markShown() { if (shownAt === null) { shownAt = performance.now(); } }
-  if (img.complete && img.naturalWidth > 0) { markShown(); } else { img.addEventListener("load", markShown); }
 
-  function ready() { return answer !== null && (mode !== "required" || confidence !== null); }
+  function missing() {
+    if (answer === null) { return "Choose " + choiceLabels.join(" or ") + " first."; }
+    if (mode === "required" && confidence === null) { return "Choose how confident you are (1\u20135) first."; }
+    return null;
+  }
   function render() {
     document.querySelectorAll(".choice").forEach(function (b) {
       b.setAttribute("aria-pressed", String(b.dataset.value === answer));
@@ -32,21 +42,33 @@
     document.querySelectorAll(".rate").forEach(function (b) {
       b.setAttribute("aria-pressed", String(parseInt(b.dataset.value, 10) === confidence));
     });
-    nextBtn.disabled = !ready() || sending;
+    nextBtn.setAttribute("aria-disabled", String(missing() !== null || sending));
+    if (!sending && statusEl.dataset.kind === "missing" && missing() === null) { setStatus("", ""); }
   }
-  function setStatus(text, isError) {
+  // kind: "" (info), "missing", "saving", "retrying", "refused"; a link gives the reader a way on
+  function setStatus(text, kind, link) {
     statusEl.textContent = text;
-    statusEl.className = isError ? "error" : "";
+    statusEl.dataset.kind = kind;
+    statusEl.className = kind === "missing" || kind === "retrying" || kind === "refused" ? "error" : "";
+    if (link) {
+      var a = document.createElement("a");
+      a.href = link.href;
+      a.id = "status-link";
+      a.textContent = link.text;
+      statusEl.appendChild(a);
+    }
   }
   function choose(value) { if (!sending) { answer = value; render(); } }
   function rate(n) { if (!sending && mode !== "off") { confidence = n; render(); } }
   function sleep(ms) { return new Promise(function (r) { setTimeout(r, ms); }); }
 
   async function submit() {
-    if (!ready() || sending) { return; }
+    if (sending) { return; }
+    var why = missing();
+    if (why !== null) { setStatus(why, "missing"); return; }
     sending = true;
     render();
-    setStatus("Saving\u2026", false);
+    setStatus("Saving\u2026", "saving");
     var payload = {
       image: cfg.image, answer: answer, confidence: mode === "off" ? null : confidence,
       submission_id: submissionId, client_ms: shownAt === null ? null : Math.round(performance.now() - shownAt)
@@ -59,40 +81,64 @@
         });
         if (r.ok) {
           var ok = await r.json();
-          setStatus("Saved.", false);
+          setStatus("Saved.", "");
           window.location.assign(ok.next);
           return;
         }
         if (r.status >= 500) { throw new Error("server error " + r.status); }
         var err = await r.json().catch(function () { return {}; });
         var detail = typeof err.detail === "string" ? err.detail : "the answer was refused";
-        setStatus("Not saved: " + detail + " (" + r.status + ")", true);
+        var link = r.status === 409 || r.status === 404 ?
+          {href: cfg.resume, text: "Continue with your next unanswered image \u2192"} : null;
+        setStatus("Not saved: " + detail + " (" + r.status + ").", "refused", link);
         sending = false;
         submissionId = newId();
         render();
         return;
       } catch (e) {
-        setStatus("Not saved yet \u2014 connection problem, retrying\u2026 (your answer is kept)", true);
+        setStatus("Not saved yet \u2014 connection problem, retrying\u2026 (your answer is kept)", "retrying");
         await sleep(Math.min(8000, 400 * Math.pow(2, attempt)));
       }
     }
   }
 
-  // ----- zoom and pan -----------------------------------------------------------------------
-  var scale = 1, tx = 0, ty = 0, drag = null;
-  function applyZoom() { img.style.transform = "translate(" + tx + "px," + ty + "px) scale(" + scale + ")"; }
+  // ----- fit, zoom and pan ------------------------------------------------------------------
+  var fitScale = 1, left = 0, top = 0, scale = 1, tx = 0, ty = 0, drag = null;
+  function fit() {
+    var nw = img.naturalWidth, nh = img.naturalHeight;
+    if (!nw || !nh) { return; }
+    var vw = viewer.clientWidth, vh = viewer.clientHeight;
+    fitScale = Math.min(vw / nw, vh / nh, maxUpscale);
+    var w = nw * fitScale, h = nh * fitScale;
+    left = (vw - w) / 2;
+    top = (vh - h) / 2;
+    img.style.width = w + "px";
+    img.style.height = h + "px";
+    img.style.left = left + "px";
+    img.style.top = top + "px";
+    applyZoom();
+  }
+  function applyZoom() {
+    img.style.transform = "translate(" + tx + "px," + ty + "px) scale(" + scale + ")";
+    if (zoomLabel) { zoomLabel.textContent = "\u00d7" + (fitScale * scale).toFixed(1); }
+  }
   function zoomAt(factor, cx, cy) {
-    var r = img.getBoundingClientRect();
+    var r = viewer.getBoundingClientRect();
     var ns = Math.min(8, Math.max(1, scale * factor));
-    if (cx === undefined) { cx = r.left + r.width / 2; cy = r.top + r.height / 2; }
-    var px = (cx - r.left) / scale, py = (cy - r.top) / scale;
-    tx += (cx - r.left) - px * ns - ((cx - r.left) - px * scale);
-    ty += (cy - r.top) - py * ns - ((cy - r.top) - py * scale);
+    // the point under the cursor (or the viewer's centre) stays where it is
+    var lx = (cx === undefined ? r.width / 2 : cx - r.left) - left;
+    var ly = (cy === undefined ? r.height / 2 : cy - r.top) - top;
+    var ux = (lx - tx) / scale, uy = (ly - ty) / scale;
+    tx = lx - ns * ux;
+    ty = ly - ns * uy;
     scale = ns;
     if (scale === 1) { tx = 0; ty = 0; }
     applyZoom();
   }
   function resetZoom() { scale = 1; tx = 0; ty = 0; applyZoom(); }
+  function onLoad() { markShown(); fit(); }
+  if (img.complete && img.naturalWidth > 0) { onLoad(); } else { img.addEventListener("load", onLoad); }
+  window.addEventListener("resize", fit);
   viewer.addEventListener("wheel", function (e) {
     e.preventDefault();
     zoomAt(e.deltaY < 0 ? 1.25 : 0.8, e.clientX, e.clientY);
