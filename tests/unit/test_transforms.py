@@ -122,6 +122,8 @@ def test_shape_dtype_determinism_and_batching(name: str, oblong: np.ndarray, squ
     np.testing.assert_array_equal(
         pert.transform(images, row), np.stack([pert.apply(i, row)[0] for i in images])
     )
+    # an explicit CPU device gives the same bytes
+    np.testing.assert_array_equal(pert.transform(images, rows, device="cpu"), out)
     # apply(): P rows of one image
     many = pert.apply(square, np.vstack([_mid(pert, square.shape), pert.severity_params(2, square.shape)]))
     assert many.shape == (2, *square.shape)
@@ -168,6 +170,19 @@ def test_severity_grows(name: str) -> None:
         assert all(b > a for a, b in zip(change, change[1:], strict=False)), (name, change)
     else:
         assert max(change) > 2 * change[0] or change[0] > 5, (name, change)
+
+
+def test_bad_parameters_fail_with_a_message(square: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="shot_noise: k must be >= 0, got -0.1"):
+        PERTURBATIONS.create("shot_noise").apply(square, [[-0.1, 0]])
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        PERTURBATIONS.create("gaussian_noise").apply(square, [[0.1, -3]])
+    with pytest.raises(ValueError, match="scale: factor must be > 0"):
+        PERTURBATIONS.create("scale").apply(square, [[0.0]])
+    with pytest.raises(ValueError, match=r"params must be P x 2 \(sigma, seed\)"):
+        PERTURBATIONS.create("gaussian_noise").apply(square, [[0.1]])
+    with pytest.raises(ValueError, match="3 images but 2 parameter rows"):
+        PERTURBATIONS.create("tilt").transform(np.stack([square] * 3), np.zeros((2, 2)))
 
 
 def test_severity_params_outside_1_to_5_fail(square: np.ndarray) -> None:
@@ -222,10 +237,10 @@ def old_jpeg_recompress(images: np.ndarray, quality: int, decoder: str = "pil") 
 
 
 LEGACY = [
-    ("hue", old_hue_shift, (-0.5, -0.13, 0.05, 0.31, 0.5)),
+    ("hue", old_hue_shift, (-0.5, -0.13, 0.0, 0.05, 0.31, 0.5)),
     ("gaussian_blur", old_gaussian_blur, (0.3, 1.0, 1.5, 2.7)),
     ("brightness", old_brightness, (0.5, 0.9, 1.2, 1.5, 3.0)),
-    ("contrast", old_contrast, (0.0, 0.5, 0.8, 1.2, 2.5)),
+    ("contrast", old_contrast, (0.0, 0.5, 0.8, 1.0, 1.2, 2.5)),
     ("jpeg", old_jpeg_recompress, (1, 10, 50, 75, 100)),
 ]
 

@@ -36,7 +36,8 @@ IMAGENET_SIZE = 224.0
 class GaussianBlur(Transform):
     """Gaussian blur, standard deviation ``sigma`` pixels: ``torchvision gaussian_blur`` on the uint8
     tensor with kernel size 2 ceil(3 sigma) + 1 and reflect padding (torchvision rounds its float
-    result back to uint8). Bit-identical to the sweep's ``blur:SIGMA``; sigma = 0 is the identity
+    result back to uint8). Bit-identical to the sweep's ``blur:SIGMA`` on the CPU (on another
+    ``device`` torchvision's kernels there may round differently); sigma = 0 is the identity
     (returned unchanged). Range: sigma in [0, 6 * min(H, W) / 224]. Severities: ImageNet-C's published
     Gaussian-blur sigmas 1, 2, 3, 4, 6 at 224 px, scaled (ImageNet-C blurs with skimage, whose kernel
     is truncated at 4 sigma; the sweep's torchvision kernel at 3 sigma is kept).
@@ -68,7 +69,8 @@ class GaussianBlur(Transform):
             if sigma < 0:
                 raise ValueError(f"{self.name}: sigma must be >= 0, got {sigma}")
             k = 2 * math.ceil(3 * sigma) + 1
-            out[idx] = _nhwc(F.gaussian_blur(_uint8_nchw(batch[idx]), [k, k], [sigma, sigma]))
+            t = _uint8_nchw(batch[idx]).to(device_of(device))
+            out[idx] = _nhwc(F.gaussian_blur(t, [k, k], [sigma, sigma]).cpu())
         return out
 
 

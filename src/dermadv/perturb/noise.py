@@ -46,6 +46,8 @@ class _Noise(Transform):
         self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
     ) -> NDArray[np.uint8]:
         batch, p = batch_and_params(self, images, params)
+        if (p[:, 0] < 0).any():
+            raise ValueError(f"{self.name}: {self.param_names[0]} must be >= 0, got {p[p[:, 0] < 0, 0][0]}")
         out = np.empty(batch.shape, dtype=np.uint8)
         for i in range(len(batch)):
             if p[i, 0] == 0:

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb._ops import Transform, batch_and_params, device_of, u8_tensor, unique_rows
-from dermadv.perturb.base import PERTURBATIONS, Param, apply_tables, check_severity
+from dermadv.perturb.base import PERTURBATIONS, Param, apply_tables, check_image, check_severity
 
 IMAGENET_C = "Hendrycks & Dietterich 2019, ImageNet-C (hendrycks/robustness, make_imagenet_c.py)"
 SAM_C = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-C (DBO-DKFZ/SCP-Robustness-Benchmark)"
@@ -34,7 +34,10 @@ def _nhwc(t: Any) -> NDArray[np.uint8]:
 
 class _TorchvisionScalar(Transform):
     """A torchvision uint8 function with one scalar argument, run once per distinct value on every
-    image having it (the function is per-pixel or per-image, so batching does not change a byte)."""
+    image having it (the function is per-pixel or per-image, so batching does not change a byte).
+
+    On the CPU (``device`` None or "cpu") the bytes are the sweep's; on another ``device`` the same
+    torchvision call runs there (faster; its float kernels may round a value differently)."""
 
     def _call(self, t: Any, value: float) -> Any:
         raise NotImplementedError
@@ -52,7 +55,8 @@ class _TorchvisionScalar(Transform):
             if value == self._identity_value():
                 out[idx] = batch[idx]
             else:
-                out[idx] = _nhwc(self._call(_uint8_nchw(batch[idx]), value))
+                t = _uint8_nchw(batch[idx]).to(device_of(device))
+                out[idx] = _nhwc(self._call(t, value).cpu())
         return out
 
 
@@ -63,7 +67,7 @@ class Hue(_TorchvisionScalar):
 
     Parameter ``factor`` in [-0.5, 0.5], identity 0 (returned unchanged without calling torchvision).
     Severity s: ``factor = 0.1 s`` (default: the upper edge of the severity range). Bit-identical to
-    the sweep's ``hue:F``. ``device`` is ignored (torchvision on the CPU, as the sweep).
+    the sweep's ``hue:F`` on the CPU (torchvision returns factor 0 unchanged too).
     """
 
     name = "hue"
@@ -133,6 +137,12 @@ class Brightness(Transform):
     def space(self, image_shape: tuple[int, ...]) -> tuple[Param, ...]:
         return (Param("factor", 0.5, 1.5, 1.0),)
 
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        # one image, P tables: one gather from the single image (not P copies of it)
+        return apply_tables(check_image(image)[None], brightness_tables(self.check_params(params)[:, 0]))
+
     def transform(
         self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
     ) -> NDArray[np.uint8]:
@@ -197,7 +207,8 @@ class HSVBrightness(Transform):
 
     Closed form of skimage's rgb2hsv -> V + delta clipped to [0, 1] -> hsv2rgb (hue and saturation
     are unchanged, so RGB scales by V'/V): see :func:`hsv_value_shift`; float64, rounded half to even
-    (ImageNet-C truncates with ``np.uint8``). Parameter ``delta`` in [-0.5, 0.5], identity 0; the
+    (ImageNet-C truncates with ``np.uint8``). Parameter ``delta`` in [-0.5, 0.5], identity 0.
+    Severities: the published ImageNet-C brightness constants delta = 0.1, 0.2, 0.3, 0.4, 0.5; the
     SAM-P / ImageNet-P ``brightness`` sequence is delta = (i - 15) * 0.02, i = 0..30.
     """
 
