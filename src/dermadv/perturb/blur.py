@@ -94,17 +94,21 @@ def disk_kernel(radius: float, alias_sigma: float) -> NDArray[np.float64]:
 
 
 def fft_filter(x: Any, kernel: NDArray[np.float64]) -> Any:
-    """Convolve float32 N x C x H x W with a centred (2R+1)^2 kernel, reflect-101 borders, via FFT."""
+    """Convolve float32 N x C x H x W with a centred (2R+1)^2 kernel, reflect-101 borders, via FFT.
+
+    The reflect-padded image (H + 2R) is zero-padded further to a fast FFT length; the circular
+    wrap-around then only touches the padding, never the H x W result."""
     import torch
+    from scipy.fft import next_fast_len
 
     r = kernel.shape[0] // 2
     xp = pad_reflect101(x, r, r)
-    hp, wp = xp.shape[-2:]
-    k = np.zeros((hp, wp), dtype=np.float64)
+    size = (next_fast_len(xp.shape[-2], real=True), next_fast_len(xp.shape[-1], real=True))
+    k = np.zeros(size, dtype=np.float64)
     k[: 2 * r + 1, : 2 * r + 1] = kernel
     k = np.roll(k, (-r, -r), axis=(0, 1))  # centre tap at (0, 0)
     kf = torch.fft.rfft2(torch.from_numpy(k).float().to(x.device))
-    y = torch.fft.irfft2(torch.fft.rfft2(xp) * kf, s=(hp, wp))
+    y = torch.fft.irfft2(torch.fft.rfft2(xp, s=size) * kf, s=size)
     return y[..., r : r + x.shape[-2], r : r + x.shape[-1]]
 
 

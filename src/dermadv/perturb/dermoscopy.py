@@ -72,7 +72,10 @@ CHARSET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ+-/:.%"
 def _font(size_px: int) -> Any:
     from PIL import ImageFont
 
-    return ImageFont.load_default(size=size_px)
+    try:
+        return ImageFont.load_default(size=size_px)
+    except TypeError:  # Pillow < 10.1: only the fixed-size bitmap font (``size`` then has no effect)
+        return ImageFont.load_default()
 
 
 @PERTURBATIONS.register("char", builtin=True)
@@ -189,7 +192,7 @@ class Hair(Transform):
 
     name = "hair"
     param_names = ("count", "width", "darkness", "seed")
-    source = "dermadv (chosen): synthetic hair, after DullRazor-style hair artefacts in dermoscopy"
+    source = "dermadv (chosen): synthetic hair strands as quadratic Bezier curves"
     REFERENCE = 299.0
     SEVERITY: tuple[int, ...] = (2, 5, 10, 15, 20)
 
