@@ -1,7 +1,10 @@
 """Batched, exact, parametric image perturbations (uint8 in, uint8 out).
 
-Each is registered in ``PERTURBATIONS`` (``color``, ``rotation``, ``pixel``, ``shift``; plugins
-through the ``dermadv.perturbations`` entry-point group) and can be searched by the ``evolve`` attack.
+Each is registered in ``PERTURBATIONS`` (``color``, ``rotation``, ``pixel``, ``shift``; the
+photometric, noise, blur, digital, geometric and dermoscopy transforms of the modules imported below,
+which include SAM-C's 14 corruptions and SAM-P's sequences, see :mod:`dermadv.perturb.benchmarks`;
+plugins through the ``dermadv.perturbations`` entry-point group) and can be searched by the
+``evolve`` attack.
 """
 
 from dermadv.perturb.affine import RotationTranslation, rotate
@@ -21,3 +24,6 @@ __all__ = [
     "ChannelShift",
     "shift_channels",
 ]
+
+# Imported for their registrations, after the study's four so that those come first in names().
+from dermadv.perturb import photometric, noise, blur, digital, geometric, dermoscopy  # noqa: E402, F401, I001

@@ -1,0 +1,161 @@
+"""Shared plumbing of the transform modules (batching, seeds, float <-> uint8, image-size scaling).
+
+Conventions every transform module follows:
+
+- ``transform(images N x H x W x 3, params N x D or 1 x D)``; ``apply`` is the base class default
+  (the one image broadcast to P rows, never copied);
+- integer parameters (seeds, counts, JPEG quality) are rounded half-to-even (``np.rint``) before use;
+- float results become uint8 by round-half-to-even, then clipping to 0..255 (:func:`to_uint8_nhwc`,
+  the same rule as :func:`dermadv.perturb.base.to_uint8`), unless a docstring says otherwise;
+- pixel-valued constants are given at a stated reference size and scaled by ``min(H, W) / reference``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dermadv.perturb.base import Perturbation, check_images
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Transform(Perturbation):
+    """Base of the transform modules' classes: no constructor options unless a class adds some (the
+    registry reads options from an explicit ``__init__``; ``object.__init__`` would look like
+    ``**kwargs``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+def batch_and_params(
+    pert: Perturbation, images: Any, params: Any
+) -> tuple[NDArray[np.uint8], NDArray[np.float64]]:
+    """Validated uint8 N x H x W x 3 batch and float64 N x D params (one row broadcast to all)."""
+    batch = check_images(images)
+    p = pert.check_params(params)
+    if len(p) == 1 and len(batch) != 1:
+        p = np.broadcast_to(p, (len(batch), pert.dim))
+    if len(p) != len(batch):
+        raise ValueError(f"{pert.name}: {len(batch)} images but {len(p)} parameter rows")
+    return batch, p
+
+
+def scale(image_shape: tuple[int, ...], reference: float) -> float:
+    """Pixel constants given at ``reference`` px, scaled to this image: ``min(H, W) / reference``."""
+    return min(int(image_shape[0]), int(image_shape[1])) / float(reference)
+
+
+def seed(value: float) -> int:
+    """An integer seed parameter (rounded half-to-even) as a non-negative int for default_rng."""
+    s = int(np.rint(value))
+    if s < 0:
+        raise ValueError(f"seed must be >= 0, got {value!r}")
+    return s
+
+
+def unique_rows(p: NDArray[np.float64]) -> Iterator[tuple[NDArray[np.float64], NDArray[np.intp]]]:
+    """(row, indices of the images having it): a library call with scalar arguments runs once per
+    distinct parameter vector, on all images sharing it."""
+    rows, inverse = np.unique(np.asarray(p), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    for k, row in enumerate(rows):
+        yield row, np.flatnonzero(inverse == k)
+
+
+def device_of(device: Any) -> Any:
+    return device if device is not None else "cpu"
+
+
+def u8_tensor(batch: NDArray[np.uint8], device: Any = None) -> torch.Tensor:
+    """uint8 numpy -> uint8 torch tensor on ``device``; a read-only or strided input (a broadcast
+    view) is copied first, so the caller's array is never shared writable with torch."""
+    import torch
+
+    return torch.from_numpy(np.require(batch, np.uint8, ["C", "W"])).to(device_of(device))
+
+
+def as_float_nchw(batch: NDArray[np.uint8], device: Any = None) -> torch.Tensor:
+    """uint8 N x H x W x 3 numpy -> float32 N x 3 x H x W torch tensor in pixel units (0..255)."""
+    return u8_tensor(batch, device).permute(0, 3, 1, 2).float()
+
+
+def to_uint8_nhwc(x: torch.Tensor) -> NDArray[np.uint8]:
+    """float N x 3 x H x W tensor (pixel units) -> uint8 N x H x W x 3 numpy: round half to even,
+    clip to 0..255."""
+    import torch
+
+    u8 = torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+    return np.ascontiguousarray(u8.numpy())
+
+
+def round_clip(x: NDArray[Any]) -> NDArray[np.uint8]:
+    """float numpy array (pixel units) -> uint8: round half to even, clip to 0..255."""
+    out: NDArray[np.uint8] = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return out
+
+
+def gaussian_kernel1d(sigma: float, truncate: float = 3.0) -> NDArray[np.float64]:
+    """Normalised 1-D Gaussian taps at integer offsets -r..r, r = int(truncate * sigma + 0.5)
+    (scipy.ndimage.gaussian_filter's radius, which skimage's gaussian calls)."""
+    r = max(1, int(truncate * sigma + 0.5))
+    x = np.arange(-r, r + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (x / sigma) ** 2)
+    out: NDArray[np.float64] = k / k.sum()
+    return out
+
+
+def reflect_filter_matrix(n: int, taps: NDArray[np.float64]) -> NDArray[np.float64]:
+    """n x n matrix of a 1-D filter with symmetric ('reflect', d c b a | a b c d) boundaries, however
+    long the filter: ``out = M @ signal``. Lets a wide Gaussian run as two small matrix products."""
+    r = len(taps) // 2
+    idx = np.arange(n)[:, None] + np.arange(-r, r + 1)[None, :]
+    period = 2 * n
+    idx = np.mod(idx, period)
+    idx = np.where(idx >= n, period - 1 - idx, idx)
+    flat = (np.arange(n)[:, None] * n + idx).reshape(-1)
+    m = np.bincount(flat, weights=np.tile(taps, n), minlength=n * n).astype(np.float64)
+    return m.reshape(n, n)
+
+
+def reflect101_index(n: int, pad: int) -> NDArray[np.int64]:
+    """Source indices of ``-pad .. n - 1 + pad`` under reflect-101 boundaries (c b | a b c | b a,
+    OpenCV's default and torch's ``reflect``), for any ``pad`` (repeated reflection)."""
+    i = np.arange(-pad, n + pad)
+    if n == 1:
+        return np.zeros_like(i)
+    period = 2 * (n - 1)
+    j = np.mod(i, period)
+    out: NDArray[np.int64] = np.where(j >= n, period - j, j).astype(np.int64)
+    return out
+
+
+def pad_reflect101(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """N x C x H x W tensor padded by reflect-101 (any pad size, unlike ``F.pad(mode='reflect')``)."""
+    import torch
+
+    h, w = x.shape[-2:]
+    iy = torch.from_numpy(reflect101_index(h, pad_h)).to(x.device)
+    ix = torch.from_numpy(reflect101_index(w, pad_w)).to(x.device)
+    return x.index_select(-2, iy).index_select(-1, ix)
+
+
+def pad_edge(x: torch.Tensor, pad_h: int, pad_w: int) -> torch.Tensor:
+    """N x C x H x W tensor padded by repeating the edge pixels (any pad size)."""
+    import torch
+
+    h, w = x.shape[-2:]
+    iy = torch.from_numpy(np.clip(np.arange(-pad_h, h + pad_h), 0, h - 1)).to(x.device)
+    ix = torch.from_numpy(np.clip(np.arange(-pad_w, w + pad_w), 0, w - 1)).to(x.device)
+    return x.index_select(-2, iy).index_select(-1, ix)
+
+
+def pixel_grid_norm(n: int) -> NDArray[np.float64]:
+    """grid_sample (align_corners=False) normalised coordinates of the n pixel centres."""
+    out: NDArray[np.float64] = (2 * np.arange(n, dtype=np.float64) + 1) / n - 1
+    return out
