@@ -238,6 +238,7 @@ SHA256_ALLOWED = {
     ("campaign/store.py", "content_relpath"),  # names a PNG by the SHA-256 of its bytes (in memory)
     ("runs/record.py", "settings_hash"),  # the hash of a run's result settings
     ("evaluate.py", "PartialPredictions.__init__"),  # the resume key of a partial predictions file
+    ("robustness/run.py", "_unit_file"),  # names a robustness unit's file by its image ids
 }
 
 

@@ -192,7 +192,8 @@ def test_severity_params_outside_1_to_5_fail(square: np.ndarray) -> None:
 
 
 # ----- the sweep's corruptions, bit-identical with the old functions --------------------------------
-# The sweep's functions as they were in dermadv.perturb.corruptions (that module is being rewritten),
+# The sweep's functions as they were in dermadv.perturb.corruptions (merged into the registered
+# Perturbations by issue 11; these copies were checked against that module before it was removed),
 # kept here verbatim in behaviour so the Perturbations are checked against the arithmetic they replace.
 def _old_to_tensor(images: np.ndarray):  # type: ignore[no-untyped-def]
     import torch
@@ -259,29 +260,6 @@ def test_sweep_corruptions_are_bit_identical_to_the_old_functions(
     imgs = np.stack([square] * len(values))
     expected = np.stack([old(square[None], v)[0] for v in values])
     np.testing.assert_array_equal(pert.transform(imgs, rows), expected)
-
-
-def test_legacy_functions_in_corruptions_still_agree_where_they_exist(square: np.ndarray) -> None:
-    """While dermadv.perturb.corruptions still holds the old functions, compare with them directly."""
-    import dermadv.perturb.corruptions as corr
-
-    pairs = [
-        ("hue", "hue_shift", 0.2),
-        ("gaussian_blur", "gaussian_blur", 1.5),
-        ("brightness", "brightness", 1.2),
-    ]
-    pairs += [("contrast", "contrast", 0.8), ("jpeg", "jpeg_recompress", 75)]
-    found = 0
-    for name, func, v in pairs:
-        fn = getattr(corr, func, None)
-        if fn is None:
-            continue
-        found += 1
-        np.testing.assert_array_equal(
-            PERTURBATIONS.create(name).transform(square[None], [[v]]), fn(square[None], v)
-        )
-    if not found:
-        pytest.skip("corruptions.py no longer defines the old functions (covered by the copies above)")
 
 
 def test_jpeg_decoder_option_and_with_decoder(square: np.ndarray) -> None:

@@ -25,12 +25,7 @@ if TYPE_CHECKING:
 
 
 class Transform(Perturbation):
-    """Base of the transform modules' classes: no constructor options unless a class adds some (the
-    registry reads options from an explicit ``__init__``; ``object.__init__`` would look like
-    ``**kwargs``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
+    """Base of the transform modules' classes (shared helpers live in this module)."""
 
 
 def batch_and_params(

@@ -108,6 +108,9 @@ class Perturbation:
     #: where this transform is defined (paper, benchmark, code); recorded by describe()
     source: str = ""
 
+    def __init__(self) -> None:
+        """No options (subclasses take theirs as explicit keyword arguments)."""
+
     @property
     def dim(self) -> int:
         """Number of parameters D."""
@@ -138,10 +141,13 @@ class Perturbation:
     def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         """The fixed 1 x D parameter vector of severity ``level`` (a SAM-C style corruption point).
 
-        Default: every magnitude at the upper edge of :meth:`severity_space`, other parameters at
-        their low end (seed 0). Transforms with published severity constants override this.
+        Default: every magnitude at the edge of :meth:`severity_space` farther from its identity, other
+        parameters at their low end (seed 0). Transforms with published severity constants override this.
         """
-        row = [p.high if p.identity is not None else p.low for p in self.severity_space(level, image_shape)]
+        row = [
+            p.low if p.identity is None or abs(p.low - p.identity) > abs(p.high - p.identity) else p.high
+            for p in self.severity_space(level, image_shape)
+        ]
         return np.asarray([row], dtype=np.float64)
 
     # ----- applying -----------------------------------------------------------------------------------

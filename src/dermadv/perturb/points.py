@@ -202,20 +202,25 @@ def _valued_point(spec: str, name: str, values: tuple[float, ...]) -> SweepPoint
         return SweepPoint(f"rot:{_fmt(values[0])}", f"Rotation {_fmt(values[0])}°", name, values)
     if name == "shift":
         return _shift_point(spec, values)
-    labels = {
-        "rotation": f"Rotation {_fmt(values[0])}°, shift ({_fmt(values[1])}, {_fmt(values[2])}) px",
-        "hue": f"Hue {values[0]:+g}",
-        "gaussian_blur": f"Gaussian blur σ={_fmt(values[0])}",
-        "jpeg": f"JPEG quality {_fmt(values[0])}",
-        "brightness": f"Brightness ×{_fmt(values[0])}",
-        "contrast": f"Contrast ×{_fmt(values[0])}",
-        "color": f"Colour gains ({text})",
+    return SweepPoint(f"{_SHORT.get(name, name)}:{text}", _label(space, values), name, values)
+
+
+def _label(space: Perturbation, values: tuple[float, ...]) -> str:
+    """How tables show a point: the sweep's familiar wording, else the parameters by name."""
+    v, name = values, space.name
+    if name == "rotation":
+        return f"Rotation {_fmt(v[0])}°, shift ({_fmt(v[1])}, {_fmt(v[2])}) px"
+    short = {
+        "hue": f"Hue {v[0]:+g}",
+        "gaussian_blur": f"Gaussian blur σ={_fmt(v[0])}",
+        "jpeg": f"JPEG quality {_fmt(v[0])}",
+        "brightness": f"Brightness ×{_fmt(v[0])}",
+        "contrast": f"Contrast ×{_fmt(v[0])}",
+        "color": f"Colour gains ({','.join(_fmt(x) for x in v)})",
     }
-    label = labels.get(
-        name,
-        f"{name} ({', '.join(f'{p}={_fmt(v)}' for p, v in zip(space.param_names, values, strict=True))})",
-    )
-    return SweepPoint(f"{_SHORT.get(name, name)}:{text}", label, name, values)
+    if name in short:
+        return short[name]
+    return f"{name} ({', '.join(f'{p}={_fmt(x)}' for p, x in zip(space.param_names, v, strict=True))})"
 
 
 def _registered(spec: str, head: str) -> str:

@@ -15,7 +15,6 @@ for prefixes of length 2^m, which is why the default sample count is a power of 
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Sequence
 
@@ -28,9 +27,11 @@ SAMPLERS: tuple[str, ...] = ("sobol", "lhs", "random")
 
 
 def draw_seed(seed: int, image_id: str, transform_key: str) -> int:
-    """A 63-bit seed for one image and transform, from the run seed (SHA-256: stable everywhere)."""
-    digest = hashlib.sha256(f"{int(seed)}\x1f{image_id}\x1f{transform_key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    """The seed of one image's draws under one transform: the campaigns' job seed of (run seed, image
+    id, transform), so it depends only on what is drawn, never on order, batching or workers."""
+    from dermadv.campaign.seeds import job_seed
+
+    return job_seed(seed, image_id, transform_key)
 
 
 def unit_points(sampler: str, dim: int, n: int, seed: int) -> NDArray[np.float64]:

@@ -371,16 +371,14 @@ def _sam_p(
     threshold: float,
 ) -> dict[str, Any]:
     """SAM-P: flip probability per sequence (ImageNet-P) and mFR."""
-    from dermadv.perturb.benchmarks import sam_p_sequence
-    from dermadv.robustness.published import flip_probability
+    from dermadv.robustness.published import flip_probability, reference_for
 
     fp = {}
     for k in keys:
         labels = np.array(
             [np.asarray(results[k.key][s.image_id]["scores"]) >= threshold for s in samples]
         ).astype(int)
-        _, _, reference = sam_p_sequence(k.name, (8, 8, 3), 2)
-        fp[k.name] = float(flip_probability(labels, reference))
+        fp[k.name] = float(flip_probability(labels, reference_for(k.name)))
     return {
         "flip_probability": fp,
         "mfr": float(np.mean(list(fp.values()))),
