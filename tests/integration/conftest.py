@@ -37,3 +37,9 @@ def isic2019_dir(isic_dev: Path) -> Path:
 @pytest.fixture(scope="session")
 def ham10000_dir(isic_dev: Path) -> Path:
     return _require(isic_dev / "ham10000")
+
+
+@pytest.fixture(scope="session")
+def vandyke_csv() -> Path:
+    """The Van Dyke MRMC data set (../shared/data/mrmc/vandyke.csv; reference values in its README)."""
+    return _require(DATA_ROOT / "mrmc" / "vandyke.csv")

@@ -6,7 +6,6 @@ fixed-reader and fixed-case analyses, and DBM."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,10 @@ pytest.importorskip("scipy")
 from dermadv.readerstudy.mrmc import obuchowski_rockette  # noqa: E402
 from mrmc_support import printed  # noqa: E402
 
-DATA = Path(os.environ.get("DERMADV_DATA", "")) / "mrmc" / "vandyke.csv"
-
 
 @pytest.fixture(scope="module")
-def result() -> dict:
-    if not DATA.is_file():
-        pytest.skip(f"Van Dyke data set not found at {DATA} (set DERMADV_DATA to the shared data folder)")
-    with DATA.open(newline="") as fh:
+def result(vandyke_csv: Path) -> dict:
+    with vandyke_csv.open(newline="") as fh:
         records = [
             {
                 "reader": int(r["reader"]),
@@ -110,10 +105,8 @@ def test_dbm_matches_published_and_or(result):
     assert result["dbm"]["var_components"]["var_tr"] == pytest.approx(result["var_components"]["var_tr"])
 
 
-def test_delong_covariance_is_close_but_not_the_published_method():
-    if not DATA.is_file():
-        pytest.skip(f"Van Dyke data set not found at {DATA}")
-    with DATA.open(newline="") as fh:
+def test_delong_covariance_is_close_but_not_the_published_method(vandyke_csv: Path):
+    with vandyke_csv.open(newline="") as fh:
         records = [
             {
                 "reader": r["reader"],
