@@ -26,6 +26,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's own layout: option names beside wrapped help that reads in an 80-column terminal (rich's
+    # boxed tables squeezed the help into one-word lines there)
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 100},
 )
 
 #: Commands: name -> ``register(app: typer.Typer) -> None`` adding the command(s) to the app.
