@@ -253,3 +253,14 @@ def test_paired_bootstrap_counts_undefined_replicates() -> None:
         paired_lesion_bootstrap(np.zeros(4), [0, 0, 0, 0], [0, 1, 0, 0], [0, 1, 2, 3], "sensitivity")
     with pytest.raises(ValueError, match="unknown metric"):
         paired_lesion_bootstrap(y, clean, pert, groups, "auc")
+
+
+def test_clopper_pearson_equals_scipys_exact_binomtest_interval() -> None:
+    from scipy.stats import binomtest
+
+    for n in (1, 2, 7, 16, 100, 257):
+        for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+            for conf in (0.9, 0.95, 0.99):
+                ref = binomtest(k, n).proportion_ci(confidence_level=conf, method="exact")
+                low, high = clopper_pearson(k, n, conf)
+                assert low == pytest.approx(ref.low, abs=1e-9) and high == pytest.approx(ref.high, abs=1e-9)

@@ -88,11 +88,13 @@ def _lesion_codes(groups: ArrayLike, n: int) -> tuple[NDArray[np.intp], int]:
 def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
     """Exact (Clopper & Pearson 1934) two-sided interval for a proportion ``k / n``; ``(0, 1)`` when n = 0.
 
-    Computed by ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``. Its coverage is at least
-    ``confidence`` for every true proportion (it is conservative), which is what a claim such as
-    "the flip rate is below 1%" needs.
+    Computed from beta quantiles, ``beta.ppf(a/2, k, n-k+1)`` and ``beta.ppf(1-a/2, k+1, n-k)`` with
+    a = 1 - confidence: the same interval as ``scipy.stats.binomtest(k, n).proportion_ci(method="exact")``
+    (which finds it by root-finding, ~100x slower; a robustness run computes it after every batch of
+    draws). Its coverage is at least ``confidence`` for every true proportion (it is conservative),
+    which is what a claim such as "the flip rate is below 1%" needs.
     """
-    from scipy.stats import binomtest
+    from scipy.stats import beta
 
     k = _check_int("k", k, 0)
     n = _check_int("n", n, 0)
@@ -101,8 +103,10 @@ def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, fl
         raise ValueError(f"clopper_pearson: k must be between 0 and n={n}, got {k}")
     if n == 0:
         return 0.0, 1.0
-    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.low), float(ci.high)
+    alpha = 1.0 - confidence
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
 
 
 def settled(
