@@ -173,3 +173,22 @@ def test_ray_executor_gives_the_local_rows(tiny_model: Path, isic2019_dir: Path,
     )
     assert ray.returncode == 0, ray.stderr
     assert _images(tmp_path / "ray") == _images(tmp_path / "local")
+
+
+def test_benchmark_script_runs(tiny_model: Path, tmp_path: Path) -> None:
+    """benchmarks/robustness.py at a tiny size, so it cannot rot (the figures themselves are not tested)."""
+    out = tmp_path / "bench.json"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "robustness.py"
+    args = ["--model", str(tiny_model), "--n-images", "4", "--samples", "8", "--transforms", "color,jpeg"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [r["transform"] for r in report["rows"]] == ["color", "jpeg"]
+    for r in report["rows"]:
+        assert r["forwards"] == 4 * 9 and r["ratio"] > 0 and r["pure_forwards_per_s"] > 0

@@ -79,8 +79,12 @@ SUMMARY_COLUMNS = (
     "accuracy_delta_ci_high",
     "sensitivity_clean",
     "sensitivity",
+    "sensitivity_delta_ci_low",
+    "sensitivity_delta_ci_high",
     "specificity_clean",
     "specificity",
+    "specificity_delta_ci_low",
+    "specificity_delta_ci_high",
     "balanced_error_clean",
     "balanced_error",
     "balanced_error_delta_ci_low",
@@ -211,6 +215,8 @@ def _transform_row(
     rc, rp = _rates(y, clean), _rates(y, pert)
     acc_lo, acc_hi = paired_delta_ci(y, clean, pert, groups, "accuracy")
     be_lo, be_hi = paired_delta_ci(y, clean, pert, groups, "balanced_error")
+    se_lo, se_hi = paired_delta_ci(y, clean, pert, groups, "sensitivity")
+    sp_lo, sp_hi = paired_delta_ci(y, clean, pert, groups, "specificity")
     forwards = int(sum(r["forwards"] for r in image_rows))
     fixed = len(samples) * (1 + stop.samples) if t.mode == "sample" else forwards
     return {
@@ -232,8 +238,12 @@ def _transform_row(
         "accuracy_delta_ci_high": acc_hi,
         "sensitivity_clean": rc["sensitivity"],
         "sensitivity": rp["sensitivity"],
+        "sensitivity_delta_ci_low": se_lo,
+        "sensitivity_delta_ci_high": se_hi,
         "specificity_clean": rc["specificity"],
         "specificity": rp["specificity"],
+        "specificity_delta_ci_low": sp_lo,
+        "specificity_delta_ci_high": sp_hi,
         "balanced_error_clean": rc["balanced_error"],
         "balanced_error": rp["balanced_error"],
         "balanced_error_delta_ci_low": be_lo,
