@@ -174,3 +174,51 @@ def test_bad_selections_are_named(tmp_path: Path) -> None:
         run_robustness(m, [], tmp_path / "r", [TransformKey("color")], progress=False)
     with pytest.raises(DataError, match="twice"):
         run_robustness(m, samples + samples[:1], tmp_path / "r", [TransformKey("color")], progress=False)
+
+
+def test_sam_submission_from_a_template(tmp_path: Path) -> None:
+    from dermadv.robustness.submission import score_sam_template
+
+    samples = uniform_samples(tmp_path / "SAM-C" / "gaussian_noise" / "1", 3)
+    template = tmp_path / "MyModel_SAM-C.csv"
+    rel = [str(s.path.relative_to(tmp_path)) for s in samples]
+    template.write_text("image_path,nevus,melanoma\n" + "".join(f"{p},,\n" for p in rel))
+    out = tmp_path / "filled.csv"
+    assert score_sam_template(model(green_model_fn), template, tmp_path, out) == 3
+    lines = out.read_text().splitlines()
+    assert lines[0] == "image_path,nevus,melanoma"
+    assert [line.split(",")[0] for line in lines[1:]] == rel  # the template's paths, unchanged
+    for line in lines[1:]:
+        nevus, melanoma = map(float, line.split(",")[1:])
+        assert melanoma == pytest.approx(0.9) and nevus == pytest.approx(0.1)
+    samples[1].path.unlink()
+    with pytest.raises(DataError, match="not found"):
+        score_sam_template(model(green_model_fn), template, tmp_path, out)
+
+
+def test_sam_c_and_sam_p_benchmarks_through_a_run(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from dermadv.perturb.benchmarks import SAM_C, SAM_P
+    from dermadv.robustness.run import benchmark_keys
+
+    samples = uniform_samples(tmp_path / "img", 4)
+    samples = [replace(s, diagnosis="nv") if i % 2 else s for i, s in enumerate(samples)]
+    res = run_robustness(
+        model(exact_fn), samples, tmp_path / "run", benchmark_keys(["sam-c", "sam-p"]), progress=False
+    )
+    c, p = res.summary["sam_c"], res.summary["sam_p"]
+    assert list(c["bce_per_corruption"]) == list(SAM_C) and all(len(v) == 5 for v in c["bce"].values())
+    assert (
+        c["clean_bce"] == 0.5
+    )  # exact_fn calls every unmodified image melanoma: sensitivity 1, specificity 0
+    assert c["mbce"] == pytest.approx(np.mean(list(c["bce_per_corruption"].values())))
+    assert c["relative_mbce"] == pytest.approx(c["mbce"] - 0.5)
+    assert list(p["flip_probability"]) == list(SAM_P) and all(
+        0 <= v <= 1 for v in p["flip_probability"].values()
+    )
+    images = {
+        r["image_id"]: r for r in json.loads((tmp_path / "run" / "robustness.json").read_text())["images"]
+    }
+    assert not images  # benchmark items are not sampled transforms: no per-image flip rows
+    assert res.summary["forwards"] == 4 * (14 * 6 + 10 * 32)  # clean + 5 severities per corruption; 31 frames

@@ -61,7 +61,8 @@ SAM_P_FRAMES = 31
 @dataclass(frozen=True)
 class TransformKey:
     """One thing a robustness run measures: a transform sampled over its range (``severity`` None) or
-    at one severity, or a benchmark item (``mode`` ``sam-c`` at a severity, ``sam-p`` a sequence)."""
+    at one severity, or a benchmark item (``mode`` ``sam-c``: a corruption at its five severities;
+    ``sam-p``: a sequence)."""
 
     name: str
     severity: int | None = None
@@ -131,13 +132,14 @@ def _space(name: str, severity: int | None, shape: tuple[int, ...]) -> tuple[Any
 
 
 def benchmark_keys(names: Sequence[str]) -> list[TransformKey]:
-    """The benchmark items of ``sam-c`` (14 corruptions x 5 severities) and ``sam-p`` (10 sequences)."""
+    """The benchmark items of ``sam-c`` (14 corruptions, each at severities 1..5) and ``sam-p`` (10
+    sequences)."""
     from dermadv.perturb.benchmarks import SAM_C, SAM_P
 
     out: list[TransformKey] = []
     for b in names:
         if b == "sam-c":
-            out += [TransformKey(n, s, "sam-c") for n in SAM_C for s in range(1, 6)]
+            out += [TransformKey(n, None, "sam-c") for n in SAM_C]  # severities 1..5 scored in one unit
         elif b == "sam-p":
             out += [TransformKey(n, None, "sam-p") for n in SAM_P]
         else:
@@ -189,8 +191,9 @@ def _plan(
         return t, draws(space, stop.samples, sampler=sampler, seed=seed, image_id=image_id, key=key.key)
     from dermadv.perturb.benchmarks import sam_c_point, sam_p_sequence
 
-    if key.mode == "sam-c":
-        t, params = sam_c_point(key.name, int(key.severity or 1), shape)
+    if key.mode == "sam-c":  # the five severities, in order
+        points = [sam_c_point(key.name, sev, shape) for sev in range(1, 6)]
+        t, params = points[0][0], np.concatenate([p for _, p in points])
     else:
         t, params, _ = sam_p_sequence(key.name, shape, SAM_P_FRAMES)
     params = np.array(params, dtype=np.float64)

@@ -357,10 +357,11 @@ def _sam_c(
     first = results[keys[0].key]
     clean_bce = balanced_error(y, [first[s.image_id]["clean_score"] >= threshold for s in samples])
     preds: dict[str, dict[int, list[bool]]] = {}
-    for k in keys:
-        preds.setdefault(k.name, {})[int(k.severity or 0)] = [
-            results[k.key][s.image_id]["scores"][0] >= threshold for s in samples
-        ]
+    for k in keys:  # scores[s - 1]: the corruption at severity s
+        preds[k.name] = {
+            sev: [results[k.key][s.image_id]["scores"][sev - 1] >= threshold for s in samples]
+            for sev in range(1, 6)
+        }
     per = balanced_corruption_errors(y, preds)
     return {
         "clean_bce": clean_bce,
