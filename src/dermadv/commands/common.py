@@ -139,3 +139,31 @@ def workers_option() -> Any:
     return typer.Option(
         None, "--workers", min=1, help="Ray workers (default: one per GPU, else one per CPU in the cluster)."
     )
+
+
+def cli_executor(
+    executor: str,
+    clf: Any,
+    model: str,
+    model_option: list[str] | None,
+    melanoma_classes: str | None,
+    benign_classes: str | None,
+    device: str | None,
+    address: str | None,
+    workers: int | None,
+    progress: bool,
+) -> Any:
+    """The executor of ``--executor/--address/--workers`` for a command's loaded model ``clf`` (Ray
+    workers load the same ``--model`` with the same options from its spec)."""
+    from dermadv.models.registry import parse_model_options
+    from dermadv.runs.executor import make_executor
+    from dermadv.runs.specs import ModelSpec
+
+    spec = ModelSpec(
+        model,
+        split_list(melanoma_classes),
+        split_list(benign_classes),
+        device,
+        parse_model_options(model_option),
+    )
+    return make_executor(executor, spec, model=clf, address=address, workers=workers, verbose=progress)

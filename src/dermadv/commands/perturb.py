@@ -52,9 +52,10 @@ def register(app: typer.Typer) -> None:
         perturbations: str = typer.Option(
             "study",
             "--perturbations",
-            help="Comma-separated specs: study (rot180, rot45, +-5/10/50 per RGB channel), rot:ANGLE, "
-            "shift:{r,g,b,rgb}:N, hue:F, blur:SIGMA, jpeg:Q, brightness:F, contrast:F, "
-            "decoder:{pil,tf,other}. The unmodified set is always included.",
+            help="Comma-separated specs: study (rot180, rot45, +-5/10/50 per RGB channel), sam-c (14 "
+            "corruptions x 5 severities), rot:ANGLE, shift:{r,g,b,rgb}:N, color:CR,CG,CB, hue:F, blur:SIGMA, "
+            "jpeg:Q, brightness:F, contrast:F, any registered transform as NAME:V1,V2,... or NAME@SEVERITY "
+            "(`dermadv transforms` lists them), decoder:{pil,tf,other}. The unmodified set is always included.",
         ),
         batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per forward pass."),
         limit: int = typer.Option(None, "--limit", min=1, help="Use at most N images."),
@@ -79,7 +80,6 @@ def register(app: typer.Typer) -> None:
         """
         from dermadv.data import select_samples
         from dermadv.errors import DataError
-        from dermadv.models.registry import parse_model_options
         from dermadv.perturb.points import parse_specs
         from dermadv.perturb.sweep import run_sweep
         from dermadv.runs.provenance import model_file_sha256
@@ -100,22 +100,19 @@ def register(app: typer.Typer) -> None:
             limit=limit,
             allow_edited_split=allow_edited_split,
         )
-        from dermadv.runs.executor import executor_json, format_executor_summary, make_executor
-        from dermadv.runs.specs import ModelSpec
+        from dermadv.runs.executor import executor_json, format_executor_summary
 
-        sweep_executor = make_executor(
+        sweep_executor = common.cli_executor(
             executor,
-            ModelSpec(
-                model,
-                common.split_list(melanoma_classes),
-                common.split_list(benign_classes),
-                device,
-                parse_model_options(model_option),
-            ),
-            model=clf,
-            address=address,
-            workers=workers,
-            verbose=progress,
+            clf,
+            model,
+            model_option,
+            melanoma_classes,
+            benign_classes,
+            device,
+            address,
+            workers,
+            progress,
         )
         result = run_sweep(
             clf,

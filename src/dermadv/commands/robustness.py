@@ -151,11 +151,9 @@ def register(app: typer.Typer) -> None:
         per-unit results in RUN/robustness/ (a rerun resumes) and RUN/run.json.
         """
         from dermadv.errors import DataError
-        from dermadv.models.registry import parse_model_options
         from dermadv.robustness.run import StopRule, benchmark_keys, parse_transforms, run_robustness
-        from dermadv.runs.executor import executor_json, format_executor_summary, make_executor
+        from dermadv.runs.executor import executor_json, format_executor_summary
         from dermadv.runs.provenance import model_file_sha256
-        from dermadv.runs.specs import ModelSpec
 
         try:
             keys = parse_transforms(transforms, severity) if transforms.strip() else []
@@ -170,19 +168,17 @@ def register(app: typer.Typer) -> None:
             raise DataError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
         chosen, sources = _samples(list(data), split, subset, ids, limit, allow_edited_split)
-        run_executor = make_executor(
+        run_executor = common.cli_executor(
             executor,
-            ModelSpec(
-                model,
-                common.split_list(melanoma_classes),
-                common.split_list(benign_classes),
-                device,
-                parse_model_options(model_option),
-            ),
-            model=clf,
-            address=address,
-            workers=workers,
-            verbose=progress,
+            clf,
+            model,
+            model_option,
+            melanoma_classes,
+            benign_classes,
+            device,
+            address,
+            workers,
+            progress,
         )
         result = run_robustness(
             clf,

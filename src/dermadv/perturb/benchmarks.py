@@ -21,38 +21,12 @@ from numpy.typing import NDArray
 
 from dermadv.perturb._ops import scale
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_severity
+from dermadv.robustness.published import SAM_C_CORRUPTIONS, SAM_P_SEQUENCES
 
-#: SAM-C's corruptions, in the column order of its published result CSV (Baseline_SAM-C.csv)
-SAM_C: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "impulse_noise",
-    "defocus_blur",
-    "motion_blur",
-    "zoom_blur",
-    "black_corner",
-    "char",
-    "brightness_up",
-    "brightness_down",
-    "contrast",
-    "elastic_transform",
-    "pixelate",
-    "jpeg_compression",
-)
-
-#: SAM-P's perturbation sequences, in the column order of its published result CSV (Baseline_SAM-P.csv)
-SAM_P: tuple[str, ...] = (
-    "gaussian_noise",
-    "shot_noise",
-    "motion_blur",
-    "zoom_blur",
-    "char",
-    "brightness",
-    "translate",
-    "rotate",
-    "tilt",
-    "scale",
-)
+#: SAM-C's corruptions and SAM-P's sequences, in the column order of the published result CSVs
+#: (Baseline_SAM-C.csv, Baseline_SAM-P.csv): one list, kept with the published metrics
+SAM_C: tuple[str, ...] = SAM_C_CORRUPTIONS
+SAM_P: tuple[str, ...] = SAM_P_SEQUENCES
 
 #: benchmark column -> registered perturbation, where the names differ
 SAM_C_TRANSFORM: dict[str, str] = {"contrast": "contrast_c"}
