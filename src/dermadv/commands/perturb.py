@@ -54,8 +54,9 @@ def register(app: typer.Typer) -> None:
             "--perturbations",
             help="Comma-separated specs: study (rot180, rot45, +-5/10/50 per RGB channel), sam-c (14 "
             "corruptions x 5 severities), rot:ANGLE, shift:{r,g,b,rgb}:N, color:CR,CG,CB, hue:F, blur:SIGMA, "
-            "jpeg:Q, brightness:F, contrast:F, any registered transform as NAME:V1,V2,... or NAME@SEVERITY "
-            "(`dermadv transforms` lists them), decoder:{pil,tf,other}. The unmodified set is always included.",
+            "jpeg:Q, brightness:F, contrast:F, any registered transform as NAME:V1,V2,... or "
+            "NAME@SEVERITY (`dermadv transforms` lists them), decoder:{pil,tf,other}. The unmodified set "
+            "is always included.",
         ),
         batch_size: int = typer.Option(None, "--batch-size", min=1, help="Images per forward pass."),
         limit: int = typer.Option(None, "--limit", min=1, help="Use at most N images."),
