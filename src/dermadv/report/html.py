@@ -694,3 +694,4 @@ def _version() -> str:
 
 
 from dermadv.report import robustness_section as _robustness_section  # noqa: E402,F401  (registers it)
+from dermadv.report import defence_section as _defence_section  # noqa: E402,F401  (registers it)
