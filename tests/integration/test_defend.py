@@ -22,7 +22,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> 
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("model") / "tiny.pt"
-    return train_tiny_torchscript(isic2019_dir, out, size=SIZE, n_images=80, conv_layers=2, epochs=6, batch=32)
+    return train_tiny_torchscript(
+        isic2019_dir, out, size=SIZE, n_images=80, conv_layers=2, epochs=6, batch=32
+    )
 
 
 def test_defend_compare_end_to_end(tmp_path: Path, isic2019_dir: Path, tiny_model: Path) -> None:
@@ -30,7 +32,8 @@ def test_defend_compare_end_to_end(tmp_path: Path, isic2019_dir: Path, tiny_mode
     nv = [s.image_id for s in select_samples(isic2019_dir, classes=("nv",), limit=3)]
     out = tmp_path / "run"
     args = [
-        "defend", "compare", "--model", str(tiny_model), "--data", str(isic2019_dir), "--ids", ",".join(mel + nv),
+        "defend", "compare", "--model", str(tiny_model), "--data", str(isic2019_dir),
+        "--ids", ",".join(mel + nv),
         "--defences", "color-constancy:p=6;tta:rotations=4", "--attacks", "color", "--popsize", "1",
         "--max-generations", "1", "--attack-limit", "3", "--transforms", "color", "--flip-samples", "4",
         "--certify", "smoothing-gain,exact-gain", "--certify-limit", "2", "--certify-option", "n0=4",
@@ -46,9 +49,14 @@ def test_defend_compare_end_to_end(tmp_path: Path, isic2019_dir: Path, tiny_mode
         assert auc["ci_low"] <= auc["value"] <= auc["ci_high"] and e["clean"]["n"] == 6
         assert e["flip_rates"][0]["transform"] == "color"
         assert e["certified_accuracy"]["smoothing-gain"]["n"] == 2
-        assert e["certified_accuracy"]["exact-gain"]["not_attempted"] == 2  # real images: too many to enumerate
+        assert (
+            e["certified_accuracy"]["exact-gain"]["not_attempted"] == 2
+        )  # real images: too many to enumerate
         for a in e["attacks"]:
-            assert a["threat_model"] and a["forwards_check"] in ("matches queries x cost", "no defence: queries are forwards")
+            assert a["threat_model"] and a["forwards_check"] in (
+                "matches queries x cost",
+                "no defence: queries are forwards",
+            )
             if a["median_queries"] is not None:
                 assert a["median_forwards"] == a["median_queries"] * e["query_cost"]
     assert "paired_vs_none" not in none
@@ -62,4 +70,8 @@ def test_defend_compare_end_to_end(tmp_path: Path, isic2019_dir: Path, tiny_mode
     report = tmp_path / "report.html"
     run_cli(["report", str(out), "--out", str(report)])
     html = report.read_text()
-    assert "Defences" in html and "adaptive:orbit-gap-rotation" in html and "black box through the defence" in html
+    assert (
+        "Defences" in html
+        and "adaptive:orbit-gap-rotation" in html
+        and "black box through the defence" in html
+    )

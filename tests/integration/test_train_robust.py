@@ -12,7 +12,17 @@ import torch
 from cli_support import run_cli
 from dermadv.errors import DermadvError
 
-ARGS = ["--arch", "resnet18", "--weights", "none", "--image-size", "48", "--batch-size", "16", "--no-progress"]
+ARGS = [
+    "--arch",
+    "resnet18",
+    "--weights",
+    "none",
+    "--image-size",
+    "48",
+    "--batch-size",
+    "16",
+    "--no-progress",
+]
 ROBUST = ["--robust-affine", "--worst-of-k", "3", "--color-constancy", "6", "--color-jitter"]
 
 
@@ -28,7 +38,19 @@ def split40(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> Pat
 
 
 def _args(data: Path, split: Path, out: Path, epochs: int, *extra: str) -> list[str]:
-    return ["train", "--data", str(data), "--split", str(split), "--out", str(out), "--epochs", str(epochs), *ARGS, *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--split",
+        str(split),
+        "--out",
+        str(out),
+        "--epochs",
+        str(epochs),
+        *ARGS,
+        *extra,
+    ]
 
 
 def test_robust_training_records_its_settings_and_resumes_exactly(

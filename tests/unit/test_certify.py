@@ -74,12 +74,16 @@ def test_no_certificate_for_an_image_the_grid_search_flips(level: int) -> None:
 
 def test_smoothing_certifies_far_from_the_flip_region_and_abstains_near_it() -> None:
     clf = model(green_model_fn, size=SIZE, batch_size=8192)
-    far = smoothing_certificate(clf, np.full((SIZE, SIZE, 3), 150, np.uint8), sigma=0.08, n=3000, batch_size=8192)
+    far = smoothing_certificate(
+        clf, np.full((SIZE, SIZE, 3), 150, np.uint8), sigma=0.08, n=3000, batch_size=8192
+    )
     assert far.certified and far.radius is not None and far.radius >= far.required_radius
     assert far.required_radius == pytest.approx(math.sqrt(3) * -math.log(0.9))
     assert "clean image's transform parameter" in far.scope
     # on the flip boundary the smoothed call is a coin toss: no radius
-    edge = smoothing_certificate(clf, np.full((SIZE, SIZE, 3), 211, np.uint8), sigma=0.08, n=200, batch_size=8192)
+    edge = smoothing_certificate(
+        clf, np.full((SIZE, SIZE, 3), 211, np.uint8), sigma=0.08, n=200, batch_size=8192
+    )
     assert not edge.certified and edge.reason
 
 
@@ -144,7 +148,9 @@ def test_colour_constancy_gives_no_exact_certificate_and_says_why() -> None:
 def test_certified_accuracy_counts_only_certified_correct_calls() -> None:
     clf = model(green_model_fn, size=SIZE, batch_size=8192)
     certs = [
-        exact_gain_certificate(clf, np.full((SIZE, SIZE, 3), v, np.uint8), image_id=str(v), truth=t, batch_size=8192)
+        exact_gain_certificate(
+            clf, np.full((SIZE, SIZE, 3), v, np.uint8), image_id=str(v), truth=t, batch_size=8192
+        )
         for v, t in ((150, "melanoma"), (200, "melanoma"), (150, "benign"))
     ]
     acc = certified_accuracy(certs)["exact-gain"]

@@ -75,11 +75,12 @@ def test_shades_of_gray_is_exactly_invariant_when_truncation_is_exact() -> None:
     image = (smooth_image(3, lo=40, hi=200) // 2 * 2).astype(np.uint8)
     for c in ([0.5, 1.0, 0.5], [0.5, 0.5, 0.5], [1.0, 0.5, 1.0]):
         moved = color_balance(image[None], c)
-        np.testing.assert_array_equal(
-            shades_of_gray(moved, 6.0)[0], shades_of_gray(image[None], 6.0)[0]
-        )
-    np.testing.assert_allclose(illuminant(color_balance(image[None], [0.5, 1, 0.5]))[0],
-                               illuminant(image[None])[0] * [0.5, 1, 0.5], rtol=1e-12)
+        np.testing.assert_array_equal(shades_of_gray(moved, 6.0)[0], shades_of_gray(image[None], 6.0)[0])
+    np.testing.assert_allclose(
+        illuminant(color_balance(image[None], [0.5, 1, 0.5]))[0],
+        illuminant(image[None])[0] * [0.5, 1, 0.5],
+        rtol=1e-12,
+    )
 
 
 def test_clipping_breaks_the_invariance_and_the_bound_says_so() -> None:
@@ -125,15 +126,21 @@ def test_tta_probabilities_are_the_mean_over_the_explicit_transforms() -> None:
     assert not np.allclose(got, oriented_fn(x))  # the model is not rotation-invariant: TTA changes it
     rot4 = [np.rot90(x, k, axes=(1, 2)) for k in range(4)]  # 90-degree turns are exact permutations
     np.testing.assert_allclose(
-        apply_defences(base, ["tta:rotations=4"]).predict_proba(x), _explicit_mean(oriented_fn, rot4), rtol=1e-12
+        apply_defences(base, ["tta:rotations=4"]).predict_proba(x),
+        _explicit_mean(oriented_fn, rot4),
+        rtol=1e-12,
     )
     rot8 = [rotate(x, 45.0 * j) for j in range(8)]
     np.testing.assert_allclose(
-        apply_defences(base, ["tta:rotations=8"]).predict_proba(x), _explicit_mean(oriented_fn, rot8), rtol=1e-12
+        apply_defences(base, ["tta:rotations=8"]).predict_proba(x),
+        _explicit_mean(oriented_fn, rot8),
+        rtol=1e-12,
     )
     gains = [color_balance(x, (a, b, c)) for a in (0.9, 1.1) for b in (0.9, 1.1) for c in (0.9, 1.1)]
     np.testing.assert_allclose(
-        apply_defences(base, ["tta:gains=0.9;1.1"]).predict_proba(x), _explicit_mean(oriented_fn, gains), rtol=1e-12
+        apply_defences(base, ["tta:gains=0.9;1.1"]).predict_proba(x),
+        _explicit_mean(oriented_fn, gains),
+        rtol=1e-12,
     )
 
 
@@ -162,7 +169,9 @@ class Counting:
         return self.fn(images)
 
 
-@pytest.mark.parametrize(("specs", "k"), [(["tta"], 8), (["tta:rotations=3"], 3), (["color-constancy", "tta:rotations=4"], 4)])
+@pytest.mark.parametrize(
+    ("specs", "k"), [(["tta"], 8), (["tta:rotations=3"], 3), (["color-constancy", "tta:rotations=4"], 4)]
+)
 def test_defended_query_count_is_k_times_the_undefended_one(specs: list[str], k: int) -> None:
     image = np.full((24, 24, 3), BASE, np.uint8)
     attack = make_attack("color", popsize=2, maxiter=3, threshold=1.0)  # never stops early: full budget
@@ -187,7 +196,12 @@ def test_chain_order_description_and_interface() -> None:
     assert [x.defence for x in d.chain()] == ["color-constancy", "tta", "lowpass"]
     assert isinstance(d, ColorConstancy) and isinstance(d.model, TestTimeAugmentation)
     assert chain_label(d) == "color-constancy + tta:rotations=8 + lowpass:sigma=1.5"
-    assert (d.classes, d.input_size, d.batch_size, d.decoder) == (base.classes, base.input_size, 7, base.decoder)
+    assert (d.classes, d.input_size, d.batch_size, d.decoder) == (
+        base.classes,
+        base.input_size,
+        7,
+        base.decoder,
+    )
     assert d.melanoma == base.melanoma and not d.white_box
     desc = d.describe()
     json.dumps(desc)

@@ -17,19 +17,31 @@ def register(app: typer.Typer) -> None:
     @defend_app.command("compare")
     def compare(
         model: str = common.model_option(),
-        data: list[Path] = typer.Option(..., "--data", help="Dataset directory or metadata CSV (repeatable)."),
+        data: list[Path] = typer.Option(
+            ..., "--data", help="Dataset directory or metadata CSV (repeatable)."
+        ),
         defences: str = typer.Option(
             "none;color-constancy:p=6;tta;tta:rotations=8;color-constancy:p=6+tta:rotations=8",
             "--defences",
             help="Chains to compare, separated by ';', defences within a chain by '+' (specs as --defence); "
             "the undefended model (none) is always the reference.",
         ),
-        attacks: str = typer.Option("color,rotation", "--attacks", help="Registered attacks run through each defence."),
-        adaptive: bool = typer.Option(True, "--adaptive/--no-adaptive", help="Also run the adaptive attacks."),
-        popsize: int = typer.Option(None, "--popsize", min=1, help="DE population multiplier (default: the study's)."),
-        maxiter: int = typer.Option(None, "--max-generations", min=0, help="DE generations (default: the study's)."),
+        attacks: str = typer.Option(
+            "color,rotation", "--attacks", help="Registered attacks run through each defence."
+        ),
+        adaptive: bool = typer.Option(
+            True, "--adaptive/--no-adaptive", help="Also run the adaptive attacks."
+        ),
+        popsize: int = typer.Option(
+            None, "--popsize", min=1, help="DE population multiplier (default: the study's)."
+        ),
+        maxiter: int = typer.Option(
+            None, "--max-generations", min=0, help="DE generations (default: the study's)."
+        ),
         direction: str = typer.Option("mel->nv", "--direction", help="mel->nv or nv->mel."),
-        attack_limit: int = typer.Option(None, "--attack-limit", min=1, help="Attack at most N source images."),
+        attack_limit: int = typer.Option(
+            None, "--attack-limit", min=1, help="Attack at most N source images."
+        ),
         transforms: str = typer.Option(
             "color,rotation", "--transforms", help="Robustness-run transforms for flip rates ('' to skip)."
         ),
@@ -40,7 +52,10 @@ def register(app: typer.Typer) -> None:
             help="Certificate methods ('' to skip): smoothing-gain, smoothing-rotation, exact-gain.",
         ),
         certify_option: list[str] = typer.Option(
-            None, "--certify-option", help="KEY=VALUE: n0, n, alpha, delta, max_angle, max_images, sigma_gain (log units), sigma_rotation (degrees)."
+            None,
+            "--certify-option",
+            help="KEY=VALUE: n0, n, alpha, delta, max_angle, max_images, sigma_gain (log units), "
+            "sigma_rotation (degrees).",
         ),
         certify_limit: int = typer.Option(None, "--certify-limit", min=1, help="Certify at most N images."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
@@ -102,4 +117,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(format_summary(summary))
         typer.echo(f"{out}: tables {summary['files']['csv']}, {summary['files']['attacks_csv']}")
 
-    app.add_typer(defend_app, name="defend", help="Defences: compare them against the same and adaptive attacks.")
+    app.add_typer(
+        defend_app, name="defend", help="Defences: compare them against the same and adaptive attacks."
+    )

@@ -66,7 +66,9 @@ def register(app: typer.Typer) -> None:
 
             torch.set_num_threads(threads)
         use_subset = subset if subset is not None else ("val" if split is not None else None)
-        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device, defences=defence)
+        clf = common.load_cli_model(
+            model, model_option, melanoma_classes, benign_classes, device, defences=defence
+        )
         dataset = load_dataset(data, progress=not no_progress)
         samples = select_samples(
             dataset,

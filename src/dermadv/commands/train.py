@@ -63,19 +63,25 @@ def register(app: typer.Typer) -> None:
         robust_affine: bool = typer.Option(
             False,
             "--robust-affine",
-            help="Translation over the rotation attack's full range (50 px at 299 px, scaled to the input size; "
-            "rotation is already 0-360 degrees).",
+            help="Translation over the rotation attack's full range (50 px at 299 px, scaled to the input "
+            "size; rotation is already 0-360 degrees).",
         ),
         worst_of_k: int = typer.Option(
-            0, "--worst-of-k", min=0, help="Train each image on the worst of K random attack transforms (Engstrom 2019)."
+            0,
+            "--worst-of-k",
+            min=0,
+            help="Train each image on the worst of K random attack transforms (Engstrom 2019).",
         ),
         worst_of: str = typer.Option(
-            "color,rotation", "--worst-of", help="Registered perturbations the worst-of-k transforms are drawn from."
+            "color,rotation",
+            "--worst-of",
+            help="Registered perturbations the worst-of-k transforms are drawn from.",
         ),
         color_constancy: float = typer.Option(
             0.0,
             "--color-constancy",
-            help="Train behind Shades of Gray with Minkowski p (e.g. 6); evaluate with --defence color-constancy:p=P.",
+            help="Train behind Shades of Gray with Minkowski p (e.g. 6); evaluate with "
+            "--defence color-constancy:p=P.",
         ),
         seed: int = typer.Option(0, help="Seed for initialisation, data order and augmentation."),
         workers: int = typer.Option(0, help="DataLoader worker processes (0: load in the main process)."),

@@ -113,9 +113,7 @@ def augment(image: np.ndarray, aug: Augmentation, rng: np.random.Generator):  # 
         t = (t.float() * g).round().clamp(0, 255).to(torch.uint8)
     if aug.translate_px:
         dx, dy = (float(v) for v in rng.uniform(-aug.translate_px, aug.translate_px, size=2))
-        t = F.affine(
-            t, angle=0.0, translate=[round(dx), round(dy)], scale=1.0, shear=[0.0, 0.0], fill=[0.0]
-        )
+        t = F.affine(t, angle=0.0, translate=[round(dx), round(dy)], scale=1.0, shear=[0.0, 0.0], fill=[0.0])
     if aug.color_constancy:
         from dermadv.models.defences.colour import shades_of_gray
 

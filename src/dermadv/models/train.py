@@ -72,7 +72,12 @@ RESUME_KEYS = (
 )
 #: Robust-training settings (issue 12): must match to resume too; a checkpoint written before they
 #: existed holds none of them and is read as having their defaults (all off).
-ROBUST_DEFAULTS: dict[str, Any] = {"translate_px": 0.0, "worst_of_k": 0, "worst_of": "color,rotation", "color_constancy": 0.0}
+ROBUST_DEFAULTS: dict[str, Any] = {
+    "translate_px": 0.0,
+    "worst_of_k": 0,
+    "worst_of": "color,rotation",
+    "color_constancy": 0.0,
+}
 
 
 @dataclass
@@ -394,7 +399,9 @@ class Trainer:
         keys = list(RESUME_KEYS) + (["epochs"] if self.s.lr_schedule == "cosine" else [])
         diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
         diffs += [
-            f"{k}: {old.get(k, d)!r} -> {new.get(k)!r}" for k, d in ROBUST_DEFAULTS.items() if old.get(k, d) != new.get(k)
+            f"{k}: {old.get(k, d)!r} -> {new.get(k)!r}"
+            for k, d in ROBUST_DEFAULTS.items()
+            if old.get(k, d) != new.get(k)
         ]
         for k in ("train_hash", "val_hash"):
             if ckpt.get("data", {}).get(k) != self.data_record[k]:
@@ -686,7 +693,9 @@ class Trainer:
                 t = torch.from_numpy(cand).to(self.device).permute(0, 3, 1, 2).float()
                 logits = self.module((t - self.mean_t) / self.std_t)
                 logits = logits if isinstance(logits, torch.Tensor) else logits[0]
-                losses.append(torch.nn.functional.cross_entropy(logits.float(), y.to(self.device), reduction="none"))
+                losses.append(
+                    torch.nn.functional.cross_entropy(logits.float(), y.to(self.device), reduction="none")
+                )
             worst = torch.stack(losses).argmax(dim=0).cpu().numpy()
         self.module.train()
         chosen = stack[worst, np.arange(len(images))]

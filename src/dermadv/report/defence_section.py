@@ -19,7 +19,11 @@ def success_vs_auc_plot(summary: Mapping[str, Any], title: str = "Attack success
     markers = "osD^v<>phX*"
     plotted = False
     for j, name in enumerate(attacks):
-        xs, ys, xerr, yerr, labels = [], [], [[], []], [[], []], []
+        xs: list[float] = []
+        ys: list[float] = []
+        xerr: list[list[float]] = [[], []]
+        yerr: list[list[float]] = [[], []]
+        labels: list[str] = []
         for e in summary["defences"]:
             auc = e["clean"]["auc"]
             row = next((a for a in e.get("attacks", []) if a["attack"] == name and a.get("success")), None)
@@ -36,7 +40,9 @@ def success_vs_auc_plot(summary: Mapping[str, Any], title: str = "Attack success
         if not xs:
             continue
         plotted = True
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt=markers[j % len(markers)], capsize=3, label=name, alpha=0.8)
+        ax.errorbar(
+            xs, ys, xerr=xerr, yerr=yerr, fmt=markers[j % len(markers)], capsize=3, label=name, alpha=0.8
+        )
         for x, y, lab in zip(xs, ys, labels, strict=True):
             ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("clean AUC (95% DeLong CI)")
@@ -44,7 +50,9 @@ def success_vs_auc_plot(summary: Mapping[str, Any], title: str = "Attack success
     ax.set_ylim(-0.05, 1.05)
     ax.set_title(title)
     if not plotted:
-        ax.text(0.5, 0.5, "no image was attacked (none correctly called)", ha="center", transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, "no image was attacked (none correctly called)", ha="center", transform=ax.transAxes
+        )
     if plotted:
         ax.legend(fontsize=7, loc="best")
     return figures._png(fig)
@@ -52,6 +60,10 @@ def success_vs_auc_plot(summary: Mapping[str, Any], title: str = "Attack success
 
 def _pct(p: Mapping[str, Any] | None) -> str:
     return "–" if not p else _ci(p)
+
+
+def _flip(f: Mapping[str, Any]) -> str:
+    return _pct({"value": f["flip_rate"], "ci_low": f["flip_ci_low"], "ci_high": f["flip_ci_high"]})
 
 
 @REPORT_SECTIONS.register("defences", title="Defences", order=58)
@@ -77,38 +89,78 @@ def defence_section(runs: Sequence[Run], context: ReportContext) -> str | None:
         for e in s["defences"]:
             c, paired = e["clean"], e.get("paired_vs_none")
             flips = "; ".join(
-                f"{f['transform']} {_pct({'value': f['flip_rate'], 'ci_low': f['flip_ci_low'], 'ci_high': f['flip_ci_high']})}"
+                f"{f['transform']} {_flip(f)}"
                 for f in e.get("flip_rates", [])
                 if f.get("flip_rate") is not None
             )
-            rows.append([
-                e["defence"], e["query_cost"], _pct(c["accuracy"]), _pct(c["sensitivity"]), _pct(c["specificity"]),
-                _pct(c["auc"]),
-                "–" if not paired else f"{paired['delong_auc']['p_value']:.3g}",
-                "–" if not paired else f"{paired['mcnemar_clean']['p_value']:.3g}",
-                flips or "–",
-                *[_pct(e.get("certified_accuracy", {}).get(m)) for m in methods],
-            ])
-        parts.append(_table(
-            ["defence", "cost", "accuracy", "sensitivity", "specificity", "AUC", "DeLong p", "McNemar p",
-             "flip rate", *[f"certified ({m})" for m in methods]],
-            rows,
-        ))
+            rows.append(
+                [
+                    e["defence"],
+                    e["query_cost"],
+                    _pct(c["accuracy"]),
+                    _pct(c["sensitivity"]),
+                    _pct(c["specificity"]),
+                    _pct(c["auc"]),
+                    "–" if not paired else f"{paired['delong_auc']['p_value']:.3g}",
+                    "–" if not paired else f"{paired['mcnemar_clean']['p_value']:.3g}",
+                    flips or "–",
+                    *[_pct(e.get("certified_accuracy", {}).get(m)) for m in methods],
+                ]
+            )
+        parts.append(
+            _table(
+                [
+                    "defence",
+                    "cost",
+                    "accuracy",
+                    "sensitivity",
+                    "specificity",
+                    "AUC",
+                    "DeLong p",
+                    "McNemar p",
+                    "flip rate",
+                    *[f"certified ({m})" for m in methods],
+                ],
+                rows,
+            )
+        )
         arows = [
-            [e["defence"], a["attack"], "yes" if a["adaptive"] else "no", a["attacked"], _pct(a["success"]),
-             "–" if a["median_queries"] is None else f"{a['median_queries']:g}",
-             "–" if a["median_forwards"] is None else f"{a['median_forwards']:g}",
-             "–" if "mcnemar_vs_none" not in a else f"{a['mcnemar_vs_none']['p_value']:.3g}", a["threat_model"]]
-            for e in s["defences"] for a in e.get("attacks", [])
+            [
+                e["defence"],
+                a["attack"],
+                "yes" if a["adaptive"] else "no",
+                a["attacked"],
+                _pct(a["success"]),
+                "–" if a["median_queries"] is None else f"{a['median_queries']:g}",
+                "–" if a["median_forwards"] is None else f"{a['median_forwards']:g}",
+                "–" if "mcnemar_vs_none" not in a else f"{a['mcnemar_vs_none']['p_value']:.3g}",
+                a["threat_model"],
+            ]
+            for e in s["defences"]
+            for a in e.get("attacks", [])
         ]
         if arows:
-            parts.append(_table(
-                ["defence", "attack", "adaptive", "attacked", "success (95% CI)", "median queries",
-                 "median forwards", "McNemar p", "threat model"],
-                arows, left=2,
-            ))
-            parts.append(img_tag(success_vs_auc_plot(s, title=run.label), f"{run.label}: attack success vs AUC"))
+            parts.append(
+                _table(
+                    [
+                        "defence",
+                        "attack",
+                        "adaptive",
+                        "attacked",
+                        "success (95% CI)",
+                        "median queries",
+                        "median forwards",
+                        "McNemar p",
+                        "threat model",
+                    ],
+                    arows,
+                    left=2,
+                )
+            )
+            parts.append(
+                img_tag(success_vs_auc_plot(s, title=run.label), f"{run.label}: attack success vs AUC")
+            )
         skipped = [f"{e['defence']}: {x}" for e in s["defences"] for x in e.get("adaptive_skipped", [])]
         if skipped:
-            parts.append("<p class=\"note\">Adaptive attacks not run: " + esc("; ".join(skipped)) + "</p>")
+            parts.append('<p class="note">Adaptive attacks not run: ' + esc("; ".join(skipped)) + "</p>")
     return "\n".join(parts)

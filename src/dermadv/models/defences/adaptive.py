@@ -86,7 +86,9 @@ class OrbitGapRotation(RotationTranslation):
 def _threat(model: Classifier, adaptive: bool, aimed: str = "") -> str:
     cost = query_cost(model)
     if not isinstance(model, Defence):
-        return "black box: the attacker submits images and reads the model's probabilities (1 forward per query)"
+        return (
+            "black box: the attacker submits images and reads the model's probabilities (1 forward per query)"
+        )
     knows = (
         f"and knows the defence ({chain_label(model)}): search space chosen for what it leaves open ({aimed})"
         if adaptive
@@ -102,7 +104,9 @@ def _search(options: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in SEARCH_KEYS and v is not None}
 
 
-def standard_attacks(model: Classifier, names: Sequence[str], options: Mapping[str, Any]) -> list[PlannedAttack]:
+def standard_attacks(
+    model: Classifier, names: Sequence[str], options: Mapping[str, Any]
+) -> list[PlannedAttack]:
     """The named registered attacks (``options``: shared search options), end to end through the defence."""
     out = []
     for name in names:

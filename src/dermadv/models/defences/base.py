@@ -42,7 +42,9 @@ class Defence(Classifier):
     def __init__(self, model: Classifier) -> None:
         super().__init__()
         if not isinstance(model, Classifier):
-            raise ModelError(f"defence {self.defence}: expected a Classifier to wrap, got {type(model).__name__}")
+            raise ModelError(
+                f"defence {self.defence}: expected a Classifier to wrap, got {type(model).__name__}"
+            )
         self.model = model
         self.classes = tuple(model.classes)
         self.input_size = tuple(model.input_size)  # type: ignore[assignment]
@@ -67,7 +69,9 @@ class Defence(Classifier):
         """``NAME:KEY=VALUE,...`` of this defence alone (what ``--defence`` takes), settings that differ
         from their defaults only."""
         defaults = DEFENCES.options(self.defence) if self.defence in DEFENCES else {}
-        changed = {k: v for k, v in self.settings().items() if k not in defaults or _same(defaults[k], v) is False}
+        changed = {
+            k: v for k, v in self.settings().items() if k not in defaults or _same(defaults[k], v) is False
+        }
         opts = ",".join(f"{k}={_text(v)}" for k, v in changed.items())
         return f"{self.defence}:{opts}" if opts else self.defence
 
@@ -183,7 +187,9 @@ def make_defence(model: Classifier, spec: str) -> Defence:
     """Wrap ``model`` in the defence of one spec (ModelError naming the spec and the valid choices)."""
     name, options = parse_defence(spec)
     if name not in DEFENCES:
-        raise ModelError(f"--defence {spec!r}: unknown defence {name!r}; choose one of: {', '.join(DEFENCES.names())}")
+        raise ModelError(
+            f"--defence {spec!r}: unknown defence {name!r}; choose one of: {', '.join(DEFENCES.names())}"
+        )
     try:
         out = DEFENCES.create(name, model=model, **options)
     except RegistryError as exc:

@@ -73,7 +73,9 @@ class Certificate:
         return asdict(self)
 
 
-def _calls(model: Classifier, images: NDArray[np.uint8], metadata: Metadata, threshold: float, bs: int) -> NDArray[np.bool_]:
+def _calls(
+    model: Classifier, images: NDArray[np.uint8], metadata: Metadata, threshold: float, bs: int
+) -> NDArray[np.bool_]:
     """Melanoma calls (True) of the model for a batch, in chunks of ``bs`` images."""
     out = []
     for s in range(0, len(images), bs):
@@ -145,7 +147,13 @@ def exact_gain_certificate(
     counts = [len(t) for t in per_channel]
     total = int(np.prod(counts, dtype=np.float64))
     base = Certificate(
-        image_id, "exact-gain", "color", [lo, hi], _group(clean), None, _correct(clean, truth),
+        image_id,
+        "exact-gain",
+        "color",
+        [lo, hi],
+        _group(clean),
+        None,
+        _correct(clean, truth),
         details={"reachable_images": total, "per_channel": counts},
         scope="every image trunc(min(x c, 255)) reachable with c in the box (exhaustive)",
     )
@@ -176,7 +184,9 @@ def exact_gain_certificate(
     base.forwards = forwards
     base.certified = flips == 0
     base.n = forwards - 1
-    base.reason = "no reachable image changes the call" if flips == 0 else "a reachable image changes the call"
+    base.reason = (
+        "no reachable image changes the call" if flips == 0 else "a reachable image changes the call"
+    )
     if first_flip is not None:
         base.details["flipping_tables"] = first_flip
     return base
@@ -248,7 +258,13 @@ def smoothing_certificate(
     else:
         required = float(max_angle)
         s = required / 2 if sigma is None else float(sigma)
-        dim, make, rng_range, pert, method = 1, _rotation_images, [-required, required], "rotation", "smoothing-rotation"
+        dim, make, rng_range, pert, method = (
+            1,
+            _rotation_images,
+            [-required, required],
+            "rotation",
+            "smoothing-rotation",
+        )
         source = "Fischer et al. 2020: Gaussian smoothing over the rotation angle, Cohen et al. 2019 radius"
     if not s > 0:
         raise ValueError(f"sigma must be positive, got {s}")
@@ -267,9 +283,20 @@ def smoothing_certificate(
     k = mel if guess else n - mel
     p_low = _lower_bound(k, n, alpha)
     cert = Certificate(
-        image_id, method, pert, rng_range, _group(clean), False, _correct(clean, truth),
-        required_radius=required, p_lower=p_low, smoothed_call=_group(guess), n=n, forwards=1 + n0 + n,
-        scope=SCOPE, details={"sigma": s, "n0": n0, "alpha": alpha, "method_source": source, "count": k},
+        image_id,
+        method,
+        pert,
+        rng_range,
+        _group(clean),
+        False,
+        _correct(clean, truth),
+        required_radius=required,
+        p_lower=p_low,
+        smoothed_call=_group(guess),
+        n=n,
+        forwards=1 + n0 + n,
+        scope=SCOPE,
+        details={"sigma": s, "n0": n0, "alpha": alpha, "method_source": source, "count": k},
     )
     if p_low <= 0.5:
         cert.reason = f"abstain: lower bound {p_low:.4f} of P(smoothed call) is not above 1/2"
@@ -296,7 +323,10 @@ def gain_invariance_note(model: Classifier, image: NDArray[np.uint8], delta: flo
 
     chain = model.chain() if isinstance(model, Defence) else []
     if not chain or not isinstance(chain[0], ColorConstancy):
-        return {"exact": "not sound", "reason": "the model does not start with colour constancy: no invariance"}
+        return {
+            "exact": "not sound",
+            "reason": "the model does not start with colour constancy: no invariance",
+        }
     cc = chain[0]
     image = check_image(model.prepare([image])[0])
     corners = np.array(np.meshgrid(*[[1 - delta, 1 + delta]] * 3)).reshape(3, -1).T
@@ -304,14 +334,14 @@ def gain_invariance_note(model: Classifier, image: NDArray[np.uint8], delta: flo
     if any(b is None for b in bounds):
         return {
             "exact": "not sound",
-            "reason": f"pixels clip at gains up to {1 + delta:g} (max value {int(image.max())}): the gain does "
-            "not scale the illuminant estimate, nothing cancels",
+            "reason": f"pixels clip at gains up to {1 + delta:g} (max value {int(image.max())}): the gain "
+            "does not scale the illuminant estimate, nothing cancels",
         }
     bound = max(b for b in bounds if b is not None)
     return {
         "exact": "not sound",
-        "reason": f"no clipping, but uint8 truncation moves the corrected image by up to {bound:.2f} grey levels "
-        "(gain_invariance_bound at the box corners): invariance holds only up to that residual",
+        "reason": f"no clipping, but uint8 truncation moves the corrected image by up to {bound:.2f} grey "
+        "levels (gain_invariance_bound at the box corners): invariance holds only up to that residual",
         "bound_grey_levels": bound,
     }
 

@@ -43,7 +43,9 @@ from dermadv.perturb.base import check_images
 def _check(p: float, sigma: float, target: float) -> tuple[float, float, float]:
     p, sigma, target = float(p), float(sigma), float(target)
     if not (p >= 1 or math.isinf(p)) or math.isnan(p):
-        raise ModelError(f"color-constancy: p must be >= 1 (1 Gray World, 6 Shades of Gray, inf max-RGB), got {p}")
+        raise ModelError(
+            f"color-constancy: p must be >= 1 (1 Gray World, 6 Shades of Gray, inf max-RGB), got {p}"
+        )
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ModelError(f"color-constancy: sigma must be >= 0 pixels, got {sigma}")
     if not (math.isfinite(target) and 0 < target <= 255):
@@ -113,7 +115,9 @@ class ColorConstancy(Defence):
 
     defence = "color-constancy"
 
-    def __init__(self, model: Classifier, *, p: float = 6.0, sigma: float = 0.0, target: float = 160.0) -> None:
+    def __init__(
+        self, model: Classifier, *, p: float = 6.0, sigma: float = 0.0, target: float = 160.0
+    ) -> None:
         super().__init__(model)
         self.p, self.sigma, self.target = _check(p, sigma, target)
 

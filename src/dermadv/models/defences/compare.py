@@ -48,7 +48,9 @@ if TYPE_CHECKING:
 RUN_KIND = "defend"
 
 
-def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[str, Any]:
+def mcnemar_exact(
+    a_correct: Sequence[bool] | np.ndarray, b_correct: Sequence[bool] | np.ndarray
+) -> dict[str, Any]:
     """Exact (binomial) McNemar test of paired correct/incorrect calls: discordant counts and p-value."""
     from scipy.stats import binomtest
 
@@ -58,8 +60,13 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict[
         raise ValueError(f"paired calls differ in length: {a.shape} vs {b.shape}")
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     p = 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
-    return {"n": int(len(a)), "reference_only": only_a, "defence_only": only_b, "p_value": p,
-            "method": "exact McNemar (two-sided binomial on discordant pairs)"}
+    return {
+        "n": int(len(a)),
+        "reference_only": only_a,
+        "defence_only": only_b,
+        "p_value": p,
+        "method": "exact McNemar (two-sided binomial on discordant pairs)",
+    }
 
 
 def parse_chains(text: str | Sequence[str]) -> list[list[str]]:
@@ -99,7 +106,9 @@ def _attack_rows(
     for p in planned:
         before = underlying_forwards(model)
         t0 = time.perf_counter()
-        results = p.attack.run_many(model, images, metas, image_ids=ids, direction=direction, seeds=[seed] * len(ids))
+        results = p.attack.run_many(
+            model, images, metas, image_ids=ids, direction=direction, seeds=[seed] * len(ids)
+        )
         after = underlying_forwards(model)
         attacked = [r for r in results if r.outcome in ("success", "failure")]
         k = sum(1 for r in attacked if r.success)
@@ -119,8 +128,12 @@ def _attack_rows(
             "median_queries": _median(queries),
             "median_forwards": _median([q * cost for q in queries]),
             "forwards_counted": counted if counted is not None else expected,
-            "forwards_check": "no defence: queries are forwards" if counted is None else (
-                "matches queries x cost" if counted == expected else f"MISMATCH: counted {counted}, expected {expected}"
+            "forwards_check": "no defence: queries are forwards"
+            if counted is None
+            else (
+                "matches queries x cost"
+                if counted == expected
+                else f"MISMATCH: counted {counted}, expected {expected}"
             ),
             "query_cost": cost,
             "seconds": round(time.perf_counter() - t0, 2),
@@ -134,6 +147,43 @@ def _attack_rows(
 def _load(model: Classifier, samples: Sequence[Sample]) -> tuple[np.ndarray, list[Any], list[str]]:
     images = model.prepare([model.load_image(str(s.path)) for s in samples]) if samples else np.zeros((0,))
     return images, [s.metadata() for s in samples], [s.image_id for s in samples]
+
+
+def _certificates(
+    model: Classifier,
+    samples: Sequence[Sample],
+    methods: Sequence[str],
+    opts: Mapping[str, Any],
+    threshold: float,
+    seed: int,
+) -> list[Any]:
+    """Every method's certificate for every sample (options: see ``dermadv defend compare --help``)."""
+    from dermadv.models.defences.certify import exact_gain_certificate, smoothing_certificate
+
+    out = []
+    images, metas, ids = _load(model, samples)
+    for s, im, meta, iid in zip(samples, images, metas, ids, strict=True):
+        truth = "melanoma" if s.diagnosis == "mel" else "benign"
+        for method in methods:
+            if method == "exact-gain":
+                out.append(
+                    exact_gain_certificate(
+                        model, im, meta, image_id=iid, truth=truth, threshold=threshold,
+                        delta=float(opts.get("delta", 0.1)), max_images=int(opts.get("max_images", 20_000)),
+                    )
+                )  # fmt: skip
+                continue
+            kind = method.split("-")[1]
+            out.append(
+                smoothing_certificate(
+                    model, im, meta, kind=kind, image_id=iid, truth=truth,
+                    delta=float(opts.get("delta", 0.1)), max_angle=float(opts.get("max_angle", 10.0)),
+                    n0=int(opts.get("n0", 16)), n=int(opts.get("n", 128)),
+                    alpha=float(opts.get("alpha", 0.001)), threshold=threshold, seed=seed,
+                    sigma=float(opts[f"sigma_{kind}"]) if f"sigma_{kind}" in opts else None,
+                )
+            )  # fmt: skip
+    return out
 
 
 @holding_run("out")
@@ -161,12 +211,7 @@ def compare_defences(
 ) -> dict[str, Any]:
     """Compare the chains (``[]`` = undefended, first) on ``samples`` (melanomas and naevi); write ``out``."""
     from dermadv.evaluate import predict_samples
-    from dermadv.models.defences.certify import (
-        METHODS,
-        certified_accuracy,
-        exact_gain_certificate,
-        smoothing_certificate,
-    )
+    from dermadv.models.defences.certify import METHODS, certified_accuracy
     from dermadv.robustness.run import StopRule, parse_transforms, run_robustness
     from dermadv.vocab import check_direction
 
@@ -202,7 +247,9 @@ def compare_defences(
         "threshold": threshold,
         "seed": seed,
     }
-    run = RunDir.open(out, RUN_KIND, settings, run_provenance(model, samples=samples), extra={"status": "running"})
+    run = RunDir.open(
+        out, RUN_KIND, settings, run_provenance(model, samples=samples), extra={"status": "running"}
+    )
     source = check_direction(direction).source_diagnosis
     victims = [s for s in samples if s.diagnosis == source][: attack_limit or None]
     cert_samples = samples[: certify_limit or None]
@@ -226,7 +273,10 @@ def compare_defences(
         if ref_correct is None or ref_scores is None:
             ref_correct, ref_scores = correct, scores
         else:
-            entry["paired_vs_none"] = {"mcnemar_clean": mcnemar_exact(ref_correct, correct), "delong_auc": delong_test(y, ref_scores, scores)}
+            entry["paired_vs_none"] = {
+                "mcnemar_clean": mcnemar_exact(ref_correct, correct),
+                "delong_auc": delong_test(y, ref_scores, scores),
+            }
         images, metas, ids = _load(m, victims)
         planned = standard_attacks(m, attacks, attack_options or {})
         skipped: list[str] = []
@@ -234,57 +284,59 @@ def compare_defences(
             extra, skipped = adaptive_attacks(m, attack_options or {})
             planned += extra
         say(f"[{label}] {len(planned)} attack(s) on {len(victims)} image(s) ({source})")
-        rows, survived = _attack_rows(m, planned, images, metas, ids, direction, seed) if victims else ([], {})
+        rows, survived = (
+            _attack_rows(m, planned, images, metas, ids, direction, seed) if victims else ([], {})
+        )
         if not ref_survived:
             ref_survived = survived
         else:
             for row in rows:
-                ref = ref_survived.get(row["attack"])
+                ref = ref_survived.get(row["attack"], {})
                 mine = survived.get(row["attack"], {})
-                common_ids = [i for i in ids if ref is not None and i in ref and i in mine]
+                common_ids = [i for i in ids if i in ref and i in mine]
                 if common_ids:
-                    row["mcnemar_vs_none"] = mcnemar_exact([ref[i] for i in common_ids], [mine[i] for i in common_ids])
+                    row["mcnemar_vs_none"] = mcnemar_exact(
+                        [ref[i] for i in common_ids], [mine[i] for i in common_ids]
+                    )
         entry["attacks"], entry["adaptive_skipped"] = rows, skipped
         if keys:
             say(f"[{label}] flip rates ({', '.join(k.key for k in keys)}, up to {flip_samples} draws)")
             rob = run_robustness(
-                m, samples, out / "robustness" / _slug(label), keys,
+                m,
+                samples,
+                out / "robustness" / _slug(label),
+                keys,
                 stop=StopRule(samples=flip_samples, check_every=min(16, flip_samples)),
-                seed=seed, threshold=threshold, progress=progress,
+                seed=seed,
+                threshold=threshold,
+                progress=progress,
             )
             entry["flip_rates"] = [
-                {k: r.get(k) for k in ("transform", "flip_rate", "flip_ci_low", "flip_ci_high", "n_images", "forwards")}
+                {
+                    k: r.get(k)
+                    for k in ("transform", "flip_rate", "flip_ci_low", "flip_ci_high", "n_images", "forwards")
+                }
                 for r in rob.summary["rows"]
             ]
         certs = []
         if certify and cert_samples:
             say(f"[{label}] certificates ({', '.join(certify)}) on {len(cert_samples)} image(s)")
-            opts = dict(certify_options or {})
-            cimg, cmeta, cids = _load(m, cert_samples)
-            for s, im, meta, iid in zip(cert_samples, cimg, cmeta, cids, strict=True):
-                truth = "melanoma" if s.diagnosis == "mel" else "benign"
-                for method in certify:
-                    if method == "exact-gain":
-                        c = exact_gain_certificate(m, im, meta, image_id=iid, truth=truth, threshold=threshold,
-                                                   delta=float(opts.get("delta", 0.1)),
-                                                   max_images=int(opts.get("max_images", 20_000)))
-                    else:
-                        c = smoothing_certificate(
-                            m, im, meta, kind=method.split("-")[1], image_id=iid, truth=truth,
-                            delta=float(opts.get("delta", 0.1)), max_angle=float(opts.get("max_angle", 10.0)),
-                            n0=int(opts.get("n0", 16)), n=int(opts.get("n", 128)),
-                            alpha=float(opts.get("alpha", 0.001)), threshold=threshold, seed=seed,
-                            sigma=float(opts[f"sigma_{method.split('-')[1]}"]) if f"sigma_{method.split('-')[1]}" in opts else None,
-                        )
-                    certs.append(c)
-                    certificates.append({"defence": label, **c.to_dict()})
+            certs = _certificates(m, cert_samples, certify, dict(certify_options or {}), threshold, seed)
+            certificates += [{"defence": label, **c.to_dict()} for c in certs]
         entry["certified_accuracy"] = certified_accuracy(certs)
         if certs and "exact-gain" in certify:
-            entry["exact_gain_not_attempted"] = sum(1 for c in certs if c.method == "exact-gain" and c.certified is None)
+            entry["exact_gain_not_attempted"] = sum(
+                1 for c in certs if c.method == "exact-gain" and c.certified is None
+            )
         entry["seconds"] = round(time.perf_counter() - t0, 2)
         results.append(entry)
-    summary = {"model": model.describe().get("name"), "n_images": len(samples), "n_melanoma": int(y.sum()),
-               "direction": direction, "defences": results}
+    summary = {
+        "model": model.describe().get("name"),
+        "n_images": len(samples),
+        "n_melanoma": int(y.sum()),
+        "direction": direction,
+        "defences": results,
+    }
     files = write_outputs(out, summary, certificates)
     run.update(status="complete", summary={"defences": labels, "files": files})
     summary["files"] = files
@@ -311,17 +363,19 @@ def table_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
         c = e["clean"]
         paired = e.get("paired_vs_none", {})
         certs = e.get("certified_accuracy", {})
-        out.append({
-            "defence": e["defence"],
-            "query_cost": e["query_cost"],
-            "accuracy": _pct(c["accuracy"]),
-            "sensitivity": _pct(c["sensitivity"]),
-            "specificity": _pct(c["specificity"]),
-            "auc": _pct(c["auc"]),
-            "delong_p_vs_none": "" if not paired else f"{paired['delong_auc']['p_value']:.3g}",
-            "mcnemar_p_vs_none": "" if not paired else f"{paired['mcnemar_clean']['p_value']:.3g}",
-            **{f"certified_{k}": _pct(v) for k, v in certs.items()},
-        })
+        out.append(
+            {
+                "defence": e["defence"],
+                "query_cost": e["query_cost"],
+                "accuracy": _pct(c["accuracy"]),
+                "sensitivity": _pct(c["sensitivity"]),
+                "specificity": _pct(c["specificity"]),
+                "auc": _pct(c["auc"]),
+                "delong_p_vs_none": "" if not paired else f"{paired['delong_auc']['p_value']:.3g}",
+                "mcnemar_p_vs_none": "" if not paired else f"{paired['mcnemar_clean']['p_value']:.3g}",
+                **{f"certified_{k}": _pct(v) for k, v in certs.items()},
+            }
+        )
     return out
 
 
@@ -336,7 +390,9 @@ def attack_table(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
             "success": _pct(a["success"]),
             "median_queries": a["median_queries"],
             "median_forwards": a["median_forwards"],
-            "mcnemar_p_vs_none": "" if "mcnemar_vs_none" not in a else f"{a['mcnemar_vs_none']['p_value']:.3g}",
+            "mcnemar_p_vs_none": ""
+            if "mcnemar_vs_none" not in a
+            else f"{a['mcnemar_vs_none']['p_value']:.3g}",
             "forwards_check": a["forwards_check"],
             "threat_model": a["threat_model"],
         }
@@ -345,7 +401,9 @@ def attack_table(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def write_outputs(out: Path, summary: Mapping[str, Any], certificates: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+def write_outputs(
+    out: Path, summary: Mapping[str, Any], certificates: Sequence[Mapping[str, Any]]
+) -> dict[str, str]:
     files = {
         "json": out / "defend.json",
         "csv": out / "defend.csv",
@@ -355,7 +413,9 @@ def write_outputs(out: Path, summary: Mapping[str, Any], certificates: Sequence[
     atomic_write_text(files["json"], json.dumps(summary, indent=2, default=str) + "\n")
     atomic_write_text(files["csv"], _csv(table_rows(summary)))
     atomic_write_text(files["attacks_csv"], _csv(attack_table(summary)))
-    cert_rows = [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in c.items()} for c in certificates]
+    cert_rows = [
+        {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in c.items()} for c in certificates
+    ]
     atomic_write_text(files["certificates_csv"], _csv(cert_rows))
     return {k: str(v) for k, v in files.items()}
 

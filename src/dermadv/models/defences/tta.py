@@ -94,17 +94,18 @@ class TestTimeAugmentation(Defence):
             raise ModelError(f"tta:d4 needs a square input; {model.name} takes {self.input_size}")
         self.orbit = self._orbit()
         if len(self.orbit) < 2:
-            raise ModelError("tta: the orbit has a single element (nothing to average); give d4, rotations>=2 or gains")
+            raise ModelError(
+                "tta: the orbit has a single element (nothing to average); give d4, rotations>=2 or gains"
+            )
 
     def _orbit(self) -> list[tuple[str, Transform]]:
         gains: list[tuple[str, Transform]] = [
-            (f"gain({a:g},{b:g},{c:g})", _gain((a, b, c))) for a, b, c in itertools.product(self.gains, repeat=3)
+            (f"gain({a:g},{b:g},{c:g})", _gain((a, b, c)))
+            for a, b, c in itertools.product(self.gains, repeat=3)
         ] or [("", _gain((1.0, 1.0, 1.0)))]
         geo: list[tuple[str, Transform]] = [("", _d4(0, False))]
         if self.d4:
-            geo = [
-                (f"{'mirror+' if m else ''}rot90x{t}", _d4(t, m)) for m in (False, True) for t in range(4)
-            ]
+            geo = [(f"{'mirror+' if m else ''}rot90x{t}", _d4(t, m)) for m in (False, True) for t in range(4)]
         if self.rotations > 1:
             step = 360.0 / self.rotations
             rot = [(f"rot{j * step:g}", _rotation(j * step)) for j in range(self.rotations)]
