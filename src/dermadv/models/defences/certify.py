@@ -44,6 +44,7 @@ from numpy.typing import NDArray
 from dermadv.metrics import melanoma_score
 from dermadv.models.base import Classifier, Metadata
 from dermadv.perturb.base import check_image
+from dermadv.vocab import Group
 
 METHODS: tuple[str, ...] = ("exact-gain", "smoothing-gain", "smoothing-rotation")
 
@@ -86,7 +87,7 @@ def _calls(
 
 
 def _group(call: bool) -> str:
-    return "melanoma" if call else "benign"
+    return Group.MELANOMA if call else Group.BENIGN
 
 
 def _correct(call: bool, truth: str | None) -> bool | None:

@@ -41,6 +41,7 @@ from dermadv.models.defences.base import apply_defences, chain_label, query_cost
 from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import run_provenance, selection_hash
 from dermadv.runs.record import RunDir
+from dermadv.vocab import Group, Outcome
 
 if TYPE_CHECKING:
     from dermadv.data.dataset import Sample
@@ -110,7 +111,7 @@ def _attack_rows(
             model, images, metas, image_ids=ids, direction=direction, seeds=[seed] * len(ids)
         )
         after = underlying_forwards(model)
-        attacked = [r for r in results if r.outcome in ("success", "failure")]
+        attacked = [r for r in results if r.outcome in (Outcome.SUCCESS, Outcome.FAILURE)]
         k = sum(1 for r in attacked if r.success)
         queries = [r.queries for r in attacked]
         counted = None if before is None or after is None else after - before
@@ -122,7 +123,7 @@ def _attack_rows(
             "threat_model": p.threat_model,
             "images": len(results),
             "attacked": len(attacked),
-            "misclassified": sum(1 for r in results if r.outcome == "misclassified"),
+            "misclassified": sum(1 for r in results if r.outcome == Outcome.MISCLASSIFIED),
             "successes": k,
             "success": proportion(k, len(attacked)) if attacked else None,
             "median_queries": _median(queries),
@@ -140,7 +141,7 @@ def _attack_rows(
             "settings": p.describe(),
         }
         rows.append(row)
-        survived[p.name] = {r.image_id: r.outcome == "failure" for r in results}
+        survived[p.name] = {r.image_id: r.outcome == Outcome.FAILURE for r in results}
     return rows, survived
 
 
@@ -163,7 +164,7 @@ def _certificates(
     out = []
     images, metas, ids = _load(model, samples)
     for s, im, meta, iid in zip(samples, images, metas, ids, strict=True):
-        truth = "melanoma" if s.diagnosis == "mel" else "benign"
+        truth = Group.MELANOMA if s.diagnosis == "mel" else Group.BENIGN
         for method in methods:
             if method == "exact-gain":
                 out.append(
