@@ -158,6 +158,7 @@ def exact_gain_certificate(
         details={"reachable_images": total, "per_channel": counts},
         scope="every image trunc(min(x c, 255)) reachable with c in the box (exhaustive)",
     )
+    base.forwards = 1  # the clean call
     if total > max_images:
         base.reason = (
             f"not attempted: {total:.3g} distinct reachable images (channels hold {counts} distinct outputs) "
