@@ -236,3 +236,26 @@ def test_adaptive_attacks_aim_at_what_each_defence_leaves_open() -> None:
     assert gap[0].attack.perturbation.bounds((32, 32, 3))[0] == (0.0, 45.0)
     d4, _ = adaptive_attacks(apply_defences(base, ["tta:d4=true,rotations=3"]), {})
     assert next(p for p in d4 if "orbit" in p.name).attack.perturbation.step == 30.0  # lcm(4, 3) = 12
+
+
+# ----- comparison helpers -----------------------------------------------------------------------------
+def test_parse_chains_puts_the_undefended_model_first() -> None:
+    from dermadv.models.defences.compare import parse_chains
+
+    assert parse_chains("color-constancy:p=6;none;tta+tta:rotations=8") == [
+        [],
+        ["color-constancy:p=6"],
+        ["tta", "tta:rotations=8"],
+    ]
+    assert parse_chains(["none"]) == [[]]
+
+
+def test_exact_mcnemar_on_discordant_pairs() -> None:
+    from dermadv.models.defences.compare import mcnemar_exact
+
+    r = mcnemar_exact([True] * 6 + [False] * 4, [False] * 6 + [False] * 4)
+    assert (r["reference_only"], r["defence_only"]) == (6, 0)
+    assert r["p_value"] == pytest.approx(2 * 0.5**6)  # two-sided binomial, 6 of 6 discordant one way
+    assert mcnemar_exact([True, False], [True, False])["p_value"] == 1.0
+    with pytest.raises(ValueError, match="differ in length"):
+        mcnemar_exact([True], [True, False])
