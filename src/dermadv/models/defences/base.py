@@ -116,6 +116,14 @@ class Defence(Classifier):
         self._melanoma, self._benign = self.model.melanoma, self.model.benign
         return self
 
+    # ----- images ------------------------------------------------------------------------------------
+    def load_image(self, path: str) -> NDArray[np.uint8]:
+        return self.model.load_image(path)
+
+    def prepare(self, images: NDArray[np.uint8] | Sequence[NDArray[np.uint8]]) -> NDArray[np.uint8]:
+        """The wrapped model's own resizing (a defence sees exactly the batch the model would)."""
+        return self.model.prepare(images)
+
     # ----- inference ---------------------------------------------------------------------------------
     def score(self, images: NDArray[np.uint8], metadata: Sequence[Metadata] | None) -> NDArray[np.float64]:
         """Probabilities of the wrapped model for a uint8 batch at ``input_size`` (counted)."""
