@@ -46,6 +46,7 @@ BUILTIN_COMMANDS: tuple[str, ...] = (
     "attack",
     "perturb",
     "robustness",
+    "defend",
     "report",
     "demo",
     "readerstudy",

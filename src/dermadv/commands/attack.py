@@ -101,6 +101,7 @@ def register(app: typer.Typer) -> None:
             None, "--model", help="Model: file, registered name (e.g. sklesion) or module:function."
         ),
         model_option: list[str] = common.model_options_option(),
+        defence: list[str] = common.defence_option(),
         data: Path = typer.Option(None, "--data", help="Dataset directory or metadata CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV from `dermadv data split`."),
         allow_edited_split: bool = common.allow_edited_split_option(),
@@ -212,7 +213,9 @@ def register(app: typer.Typer) -> None:
             "fitness": fitness,
             "eps": _eps_list(eps),
         }
-        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
+        clf = common.load_cli_model(
+            model, model_option, melanoma_classes, benign_classes, device, defences=defence, executor=executor
+        )
         if attack_option:  # NAME.KEY=VALUE, checked against the attacks this campaign runs
             from dermadv.attacks import parse_attack_options
             from dermadv.campaign.runner import resolve_attacks

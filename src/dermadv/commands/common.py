@@ -29,6 +29,30 @@ def model_options_option() -> Any:
     )
 
 
+DEFENCE_HELP = (
+    "Defence in front of the model, NAME or NAME:KEY=VALUE[,KEY=VALUE] (repeatable: the image meets them "
+    "in the order given), e.g. color-constancy:p=6, tta (D4), tta:rotations=8, tta:gains=0.9;1;1.1, "
+    "lowpass:sigma=1. Queries are counted in forwards of the undefended model."
+)
+
+
+def defence_option() -> Any:
+    """``--defence SPEC`` (repeatable) for every command that takes ``--model``; pass the value to
+    :func:`load_cli_model` as ``defences=``."""
+    return typer.Option(None, "--defence", help=DEFENCE_HELP)
+
+
+def check_defence_executor(defences: list[str] | None, executor: str) -> None:
+    """A defended model runs in this process only: Ray workers reload the model from its spec."""
+    from dermadv.errors import ModelError
+
+    if defences and executor != "local":
+        raise ModelError(
+            f"--defence runs with --executor local only (the {executor} workers reload the model from "
+            "--model without its defences)"
+        )
+
+
 def melanoma_classes_option() -> Any:
     return typer.Option(
         None, "--melanoma-classes", help="Model classes counted as melanoma (comma-separated)."
@@ -100,23 +124,29 @@ def load_cli_model(
     benign_classes: str | None = None,
     device: str | None = None,
     classes: str | None = None,
+    defences: list[str] | None = None,
+    executor: str = "local",
 ) -> Any:
-    """Load ``--model`` with its adapter options and class-group overrides (every command's one path)."""
+    """Load ``--model`` with its adapter options and class-group overrides (every command's one path),
+    behind the chain of ``--defence`` specs ``defences`` (the first is the first the image meets)."""
+    from dermadv.models.defences.base import apply_defences
     from dermadv.models.registry import as_classes, load_model, parse_model_options
 
     check_device(device)
+    check_defence_executor(defences, executor)
     if device == "auto":  # as `dermadv train --device auto`: CUDA when available, else the CPU
         device = None
     options: dict[str, Any] = parse_model_options(model_option)
     if classes:
         options["classes"] = classes
-    return load_model(
+    loaded = load_model(
         model,
         melanoma_classes=as_classes(melanoma_classes, "--melanoma-classes"),
         benign_classes=as_classes(benign_classes, "--benign-classes"),
         device=device,
         **options,
     )
+    return apply_defences(loaded, defences)
 
 
 def executor_option(unit: str) -> Any:

@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         model: str = common.model_option(),
         model_option: list[str] = common.model_options_option(),
+        defence: list[str] = common.defence_option(),
         data: str = typer.Option(..., "--data", help="Dataset directory or label CSV."),
         split: Path = typer.Option(None, "--split", help="Split CSV; with it only --subset images are used."),
         allow_edited_split: bool = common.allow_edited_split_option(),
@@ -65,7 +66,9 @@ def register(app: typer.Typer) -> None:
 
             torch.set_num_threads(threads)
         use_subset = subset if subset is not None else ("val" if split is not None else None)
-        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
+        clf = common.load_cli_model(
+            model, model_option, melanoma_classes, benign_classes, device, defences=defence
+        )
         dataset = load_dataset(data, progress=not no_progress)
         samples = select_samples(
             dataset,

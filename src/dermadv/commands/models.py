@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from dermadv.commands.common import MODEL_HELP, load_cli_model
+from dermadv.commands.common import MODEL_HELP, defence_option, load_cli_model
 from dermadv.fileio import atomic_write_json
 
 models_app = typer.Typer(
@@ -74,10 +74,14 @@ def describe(
         None, "--benign-classes", help="Classes counted as benign naevus."
     ),
     device: str | None = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    defence: list[str] = defence_option(),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Load a model and show what it is: classes, groups, input size, decoder, preprocessing."""
-    clf = load_cli_model(model, model_option, melanoma_classes, benign_classes, device, classes=classes)
+    """Load a model and show what it is: classes, groups, input size, decoder, preprocessing (and the
+    defences in front of it)."""
+    clf = load_cli_model(
+        model, model_option, melanoma_classes, benign_classes, device, classes=classes, defences=defence
+    )
     d = clf.describe()
     if json_out:
         typer.echo(json.dumps(d, indent=2, default=str))

@@ -64,6 +64,7 @@ def register(app: typer.Typer) -> None:
             0.5, "--threshold", min=0.0, max=1.0, help="Melanoma decision threshold on p_mel/(p_mel+p_ben)."
         ),
         model_option: list[str] = common.model_options_option(),
+        defence: list[str] = common.defence_option(),
         melanoma_classes: str = common.melanoma_classes_option(),
         benign_classes: str = common.benign_classes_option(),
         device: str = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
@@ -92,7 +93,9 @@ def register(app: typer.Typer) -> None:
             raise DataError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         if split is not None and subset is None:
             subset = "val"  # the study sweeps the validation set, as `dermadv evaluate` does
-        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
+        clf = common.load_cli_model(
+            model, model_option, melanoma_classes, benign_classes, device, defences=defence, executor=executor
+        )
         samples = select_samples(
             data,
             split=split,

@@ -57,6 +57,32 @@ def register(app: typer.Typer) -> None:
             False, "--color-jitter", help="Random colour balance: each RGB channel x a gain in [1-r, 1+r]."
         ),
         color_jitter_range: float = typer.Option(0.1, help="r for --color-jitter."),
+        translate: float = typer.Option(
+            0.0, "--translate", min=0.0, help="Random translation up to PX pixels in x and y (black fill)."
+        ),
+        robust_affine: bool = typer.Option(
+            False,
+            "--robust-affine",
+            help="Translation over the rotation attack's full range (50 px at 299 px, scaled to the input "
+            "size; rotation is already 0-360 degrees).",
+        ),
+        worst_of_k: int = typer.Option(
+            0,
+            "--worst-of-k",
+            min=0,
+            help="Train each image on the worst of K random attack transforms (Engstrom 2019).",
+        ),
+        worst_of: str = typer.Option(
+            "color,rotation",
+            "--worst-of",
+            help="Registered perturbations the worst-of-k transforms are drawn from.",
+        ),
+        color_constancy: float = typer.Option(
+            0.0,
+            "--color-constancy",
+            help="Train behind Shades of Gray with Minkowski p (e.g. 6); evaluate with "
+            "--defence color-constancy:p=P.",
+        ),
         seed: int = typer.Option(0, help="Seed for initialisation, data order and augmentation."),
         workers: int = typer.Option(0, help="DataLoader worker processes (0: load in the main process)."),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -76,7 +102,11 @@ def register(app: typer.Typer) -> None:
         """Fine-tune a classifier (default: ImageNet Inception v3, SGD lr 0.001 momentum 0.9) with rotation,
         crop and flip augmentation; validate every epoch (loss, accuracy, sensitivity, specificity, AUC);
         keep best.pt (best val AUC) and last.pt (resume: run the same command again)."""
+        from dermadv.models.checkpoint import default_input_size
         from dermadv.models.train import TrainSettings, train
+
+        if robust_affine:
+            translate = max(translate, 50.0 * (image_size or default_input_size(arch)) / 299.0)
 
         settings = TrainSettings(
             data=data,
@@ -93,6 +123,10 @@ def register(app: typer.Typer) -> None:
             lr_schedule=lr_schedule,
             image_size=image_size,
             color_jitter=color_jitter_range if color_jitter else 0.0,
+            translate_px=translate,
+            worst_of_k=worst_of_k,
+            worst_of=worst_of,
+            color_constancy=color_constancy,
             seed=seed,
             workers=workers,
             device=device,

@@ -8,7 +8,10 @@ Pipeline (uint8 in, uint8 out): random rotation by 0-360 degrees (bilinear, blac
 resized crop (area ``scale``, aspect ratio 3/4..4/3) to ``size`` x ``size`` -> horizontal and
 vertical flips (p = 0.5 each) -> optional colour-balance jitter: each RGB channel multiplied by its
 own gain drawn uniformly from [1 - r, 1 + r], clipped to 255 (the same transform as the colour
-balance attack; torchvision's ColorJitter is not used).
+balance attack; torchvision's ColorJitter is not used) -> optional random translation by up to
+``translate_px`` pixels in x and y (black fill, as the rotation attack's shift) -> optional Shades of
+Gray colour constancy (``color_constancy`` = its Minkowski p; the model is then trained behind the
+preprocessing, :mod:`dermadv.models.defences.colour`, and must be evaluated behind it too).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Augmentation:
     hflip: bool = True
     vflip: bool = True
     color_jitter: float = 0.0  # r: per-channel gains in [1 - r, 1 + r]; 0 disables
+    translate_px: float = 0.0  # random shift in x and y up to this many pixels (final size); 0 disables
+    color_constancy: float = 0.0  # Shades of Gray Minkowski p applied last (inf: max-RGB); 0 disables
 
     def describe(self) -> dict:
         return {
@@ -47,6 +52,12 @@ class Augmentation:
                     "range": [1 - self.color_jitter, 1 + self.color_jitter],
                 }
                 if self.color_jitter
+                else None
+            ),
+            "translate_px": self.translate_px or None,
+            "color_constancy": (
+                {"method": "Shades of Gray", "p": self.color_constancy, "target": 160.0}
+                if self.color_constancy
                 else None
             ),
         }
@@ -100,4 +111,12 @@ def augment(image: np.ndarray, aug: Augmentation, rng: np.random.Generator):  # 
         gains = rng.uniform(1 - aug.color_jitter, 1 + aug.color_jitter, size=3)
         g = torch.tensor(gains, dtype=torch.float32).view(3, 1, 1)
         t = (t.float() * g).round().clamp(0, 255).to(torch.uint8)
+    if aug.translate_px:
+        dx, dy = (float(v) for v in rng.uniform(-aug.translate_px, aug.translate_px, size=2))
+        t = F.affine(t, angle=0.0, translate=[round(dx), round(dy)], scale=1.0, shear=[0.0, 0.0], fill=[0.0])
+    if aug.color_constancy:
+        from dermadv.models.defences.colour import shades_of_gray
+
+        corrected = shades_of_gray(t.permute(1, 2, 0).contiguous().numpy()[None], aug.color_constancy)[0]
+        t = torch.from_numpy(corrected).permute(2, 0, 1)
     return t.contiguous()

@@ -70,6 +70,14 @@ RESUME_KEYS = (
     "decoder",
     "resize",
 )
+#: Robust-training settings (issue 12): must match to resume too; a checkpoint written before they
+#: existed holds none of them and is read as having their defaults (all off).
+ROBUST_DEFAULTS: dict[str, Any] = {
+    "translate_px": 0.0,
+    "worst_of_k": 0,
+    "worst_of": "color,rotation",
+    "color_constancy": 0.0,
+}
 
 
 @dataclass
@@ -88,6 +96,10 @@ class TrainSettings:
     weight_decay: float = 0.0
     image_size: int | None = None  # default: 299 for inception_v3, else 224
     color_jitter: float = 0.0  # per-channel gain range r (0 = off; --color-jitter gives 0.1)
+    translate_px: float = 0.0  # random translation up to this many pixels in x and y (0 = off)
+    worst_of_k: int = 0  # train each image on the worst of k random attack transforms (0/1 = off)
+    worst_of: str = "color,rotation"  # registered perturbations the worst-of-k transforms come from
+    color_constancy: float = 0.0  # train behind Shades of Gray with this Minkowski p (0 = off)
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -118,6 +130,12 @@ class TrainSettings:
                 f"inception_v3 (its auxiliary head) needs --image-size >= 299, got {self.image_size}",
             ),
             (0 <= self.color_jitter < 1, f"colour jitter range must be in [0, 1), got {self.color_jitter}"),
+            (self.translate_px >= 0, f"--translate must be >= 0 pixels, got {self.translate_px}"),
+            (self.worst_of_k >= 0, f"--worst-of-k must be >= 0, got {self.worst_of_k}"),
+            (
+                self.color_constancy == 0 or self.color_constancy >= 1,
+                f"--color-constancy must be 0 (off) or a Minkowski p >= 1, got {self.color_constancy}",
+            ),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
@@ -141,7 +159,12 @@ class TrainSettings:
 
     @property
     def augmentation(self) -> Augmentation:
-        return Augmentation(size=self.input_size, color_jitter=self.color_jitter)
+        return Augmentation(
+            size=self.input_size,
+            color_jitter=self.color_jitter,
+            translate_px=self.translate_px,
+            color_constancy=self.color_constancy,
+        )
 
     @property
     def input_size(self) -> int:
@@ -375,6 +398,11 @@ class Trainer:
         new = self.s.record()
         keys = list(RESUME_KEYS) + (["epochs"] if self.s.lr_schedule == "cosine" else [])
         diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+        diffs += [
+            f"{k}: {old.get(k, d)!r} -> {new.get(k)!r}"
+            for k, d in ROBUST_DEFAULTS.items()
+            if old.get(k, d) != new.get(k)
+        ]
         for k in ("train_hash", "val_hash"):
             if ckpt.get("data", {}).get(k) != self.data_record[k]:
                 diffs.append(
@@ -594,6 +622,8 @@ class Trainer:
         done = first
         try:
             for bi, (x, y) in enumerate(loader, start=first):
+                if s.worst_of_k > 1:
+                    x = self._worst_of_k(x, y, epoch, bi)
                 self._step(x, y)
                 bar.update()
                 bar.set_postfix(loss=f"{st.partial['loss_sum'] / st.partial['n_seen']:.4f}")
@@ -631,6 +661,45 @@ class Trainer:
         self.scaler.update()
         self.st.partial["loss_sum"] += float(loss.detach()) * len(y)
         self.st.partial["n_seen"] += len(y)
+
+    def _worst_of_k(self, x: Any, y: Any, epoch: int, batch: int) -> Any:
+        """Each image replaced by the worst (highest-loss) of ``worst_of_k`` random transforms drawn over
+        the attacks' full ranges (Engstrom et al. 2019); draws from ``[seed, epoch, batch]``, so a resumed
+        run repeats them. Losses are computed in eval mode without gradients."""
+        import torch
+
+        from dermadv.perturb.base import PERTURBATIONS
+
+        s = self.s
+        rng = np.random.default_rng([s.seed, epoch, batch, 0x0F])
+        names = [n.strip() for n in s.worst_of.split(",") if n.strip()]
+        images = x.permute(0, 2, 3, 1).contiguous().numpy()
+        candidates = []
+        for j in range(s.worst_of_k):
+            pert = PERTURBATIONS.create(names[j % len(names)])
+            bounds = np.asarray(pert.bounds(images.shape[1:]), dtype=np.float64)
+            params = rng.uniform(bounds[:, 0], bounds[:, 1], size=(len(images), len(bounds)))
+            out = pert.transform(images, params)
+            if s.color_constancy:
+                from dermadv.models.defences.colour import shades_of_gray
+
+                out = shades_of_gray(out, s.color_constancy)
+            candidates.append(out)
+        stack = np.stack(candidates)  # k x B x H x W x 3
+        self.module.eval()
+        with torch.no_grad():
+            losses = []
+            for cand in stack:
+                t = torch.from_numpy(cand).to(self.device).permute(0, 3, 1, 2).float()
+                logits = self.module((t - self.mean_t) / self.std_t)
+                logits = logits if isinstance(logits, torch.Tensor) else logits[0]
+                losses.append(
+                    torch.nn.functional.cross_entropy(logits.float(), y.to(self.device), reduction="none")
+                )
+            worst = torch.stack(losses).argmax(dim=0).cpu().numpy()
+        self.module.train()
+        chosen = stack[worst, np.arange(len(images))]
+        return torch.from_numpy(np.ascontiguousarray(chosen)).permute(0, 3, 1, 2)
 
     def _end_epoch(self, epoch: int, te: float) -> None:
         """Validate, record the epoch, keep ``best.pt`` and write ``last.pt`` and the history."""
@@ -715,6 +784,10 @@ class Trainer:
         for start in range(0, len(self.val_samples), bs):
             chunk = self.val_samples[start : start + bs]
             images = np.stack([cache.get(str(x.path), (size, size)) for x in chunk])
+            if self.s.color_constancy:  # the model is trained behind colour constancy: validate behind it
+                from dermadv.models.defences.colour import shades_of_gray
+
+                images = shades_of_gray(images, self.s.color_constancy)
             probs.append(evaluator.predict_proba(images))
         p = np.concatenate(probs)
         labels = np.array([self.s.classes.index(x.diagnosis) for x in self.val_samples])

@@ -693,4 +693,5 @@ def _version() -> str:
     return dermadv.__version__
 
 
+from dermadv.report import defence_section as _defence_section  # noqa: E402,F401  (registers it)
 from dermadv.report import robustness_section as _robustness_section  # noqa: E402,F401  (registers it)

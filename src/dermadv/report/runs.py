@@ -33,6 +33,7 @@ RECORD_KINDS: dict[str, str] = {
     "sweep": "perturbation",
     "attack": "attack",
     "robustness": "robustness",
+    "defend": "defence",
 }
 _TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
 _SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")

@@ -1,4 +1,4 @@
-"""Defences: a classifier that protects another one (issue 12 adds the first ones).
+"""Defences: a classifier that protects another one.
 
 A defence is a :class:`dermadv.models.base.Classifier` wrapping a Classifier: it takes the model
 to protect as its first argument and every setting as an explicit keyword argument with a default
@@ -6,21 +6,31 @@ to protect as its first argument and every setting as an explicit keyword argume
 (same ``classes`` and class groups, uint8 RGB images in, probabilities out), so evaluation,
 perturbation sweeps and attacks run on a defended model exactly as on a plain one::
 
-    @DEFENCES.register("jpeg")
-    class JpegDefence(Classifier):
-        def __init__(self, model: Classifier, *, quality: int = 75) -> None: ...
+    defended = DEFENCES.create("color-constancy", model=load_model("sklesion"), p="6")
+    defended = apply_defences(load_model("sklesion"), ["color-constancy:p=6", "tta:rotations=8"])
 
-    defended = DEFENCES.create("jpeg", model=load_model("sklesion"), quality="60")
+Built-ins (:class:`dermadv.models.defences.base.Defence` subclasses, one module each):
+``color-constancy`` (Shades of Gray / Gray World / max-RGB / general Gray World,
+:mod:`~dermadv.models.defences.colour`), ``tta`` (test-time augmentation over D4, a rotation orbit
+and/or a colour-gain orbit, :mod:`~dermadv.models.defences.tta`) and ``lowpass`` (a Gaussian
+anti-aliasing filter, :mod:`~dermadv.models.defences.lowpass`).
 
-A defence is white-box only if gradients flow through it (``torch_forward``); one that is not
-differentiable says so with ``white_box = False`` and gradient attacks refuse it. Its ``describe()``
-records the defence and its settings beside the wrapped model's description. Other packages add
-defences through the ``dermadv.defences`` entry point.
+A defence is white-box only if gradients flow through it (``torch_forward``); none of the built-ins
+is, so gradient attacks refuse a defended model. Its ``describe()`` records the chain of defences
+and their settings beside the wrapped model's description, and how many forwards of the undefended
+model one query costs. Other packages add defences through the ``dermadv.defences`` entry point.
 """
 
 from __future__ import annotations
 
 from dermadv.registry import Registry
 
-#: Registered defences (none built in yet).
-DEFENCES: Registry = Registry("defence")
+#: Registered defences (built-ins imported on the first lookup).
+DEFENCES: Registry = Registry(
+    "defence",
+    builtins=(
+        "dermadv.models.defences.colour",
+        "dermadv.models.defences.tta",
+        "dermadv.models.defences.lowpass",
+    ),
+)
