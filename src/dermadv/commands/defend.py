@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         Writes RUN/defend.json, defend.csv, defend_attacks.csv, defend_certificates.csv, RUN/robustness/
         and RUN/run.json (kind defend); `dermadv report` shows it.
         """
-        from dermadv.commands.robustness import _samples
+        from dermadv.commands.robustness import select_sources
         from dermadv.errors import DataError
         from dermadv.models.defences.compare import compare_defences, format_summary, parse_chains
         from dermadv.models.registry import parse_model_options
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
             raise DataError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         chains = parse_chains(defences)
         clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
-        chosen, _ = _samples(list(data), split, subset, ids, limit, allow_edited_split)
+        chosen, _ = select_sources(list(data), split, subset, ids, limit, allow_edited_split)
         summary = compare_defences(
             clf,
             chosen,

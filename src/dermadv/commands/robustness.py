@@ -53,7 +53,7 @@ def format_rows(summary: dict[str, Any]) -> str:
     return text.strip("\n")
 
 
-def _samples(
+def select_sources(
     data: list[Path],
     split: Path | None,
     subset: str | None,
@@ -137,6 +137,7 @@ def register(app: typer.Typer) -> None:
         melanoma_classes: str = common.melanoma_classes_option(),
         benign_classes: str = common.benign_classes_option(),
         device: str = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
+        defence: list[str] = common.defence_option(),
         executor: str = common.executor_option("one transform x a few images per unit"),
         address: str = common.address_option(),
         workers: int = common.workers_option(),
@@ -166,8 +167,10 @@ def register(app: typer.Typer) -> None:
             raise DataError("nothing to measure: give --transforms and/or --benchmark")
         if not 0 < threshold < 1:
             raise DataError(f"--threshold must be strictly between 0 and 1, got {threshold}")
-        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
-        chosen, sources = _samples(list(data), split, subset, ids, limit, allow_edited_split)
+        clf = common.load_cli_model(
+            model, model_option, melanoma_classes, benign_classes, device, defences=defence, executor=executor
+        )
+        chosen, sources = select_sources(list(data), split, subset, ids, limit, allow_edited_split)
         run_executor = common.cli_executor(
             executor,
             clf,
@@ -251,12 +254,15 @@ def register(app: typer.Typer) -> None:
         melanoma_classes: str = common.melanoma_classes_option(),
         benign_classes: str = common.benign_classes_option(),
         device: str = typer.Option(None, "--device", help="torch device (cpu, cuda)."),
+        defence: list[str] = common.defence_option(),
     ) -> None:
         """Score the SAM / SAM-C / SAM-P images listed in a submission template with any model and write the
         submission file: melanoma = p_mel/(p_mel+p_ben) of the model, nevus = 1 - melanoma."""
         from dermadv.robustness.submission import score_sam_template
 
-        clf = common.load_cli_model(model, model_option, melanoma_classes, benign_classes, device)
+        clf = common.load_cli_model(
+            model, model_option, melanoma_classes, benign_classes, device, defences=defence
+        )
         n = score_sam_template(clf, template, root, out, batch_size=batch_size)
         typer.echo(f"{out}: {n} images scored with {clf.describe().get('name', model)}")
 
