@@ -1,15 +1,16 @@
 """Grid search (Engstrom et al. 2019, "Exploring the landscape of spatial robustness"): every point of
 a regular grid over the bounds, e.g. rotation x translation (31 x 5 x 5 in the paper) or colour gains.
 
-Grid values on each axis are the centres of ``n`` equal cells of [low, high]: low + (i + 0.5) (high -
-low) / n, i = 0..n-1 (so a periodic angle in [0, 360) has no duplicate 0/360, and for odd n the middle
-of the range -- no shift, gain 1 -- is a grid point). ``order`` fixes which points come first:
+Grid values on each axis are ``numpy.linspace(low, high, n)`` as in the paper (both ends included;
+for odd n the middle -- no shift, gain 1 -- is a grid point), except on the ``periodic`` axes (e.g.
+``periodic="0"`` for the rotation angle in [0, 360]), where the upper end is left out since it equals
+the lower one. One point per axis is the middle of its range. ``order`` fixes which points come first:
 
 - ``"lexicographic"``: C order, the first parameter varying slowest;
-- ``"coarse"`` (default): coarse to fine -- each axis's values are ranked middle first, then by
-  bisection (the van der Corput order), a point's rank is the largest of its axes' ranks, and points
-  are sorted by rank, then lexicographically. The first queries span the range, so an attack that
-  stops at the first success needs few of them;
+- ``"coarse"`` (default): coarse to fine -- each axis's values are ranked ends first, then the middle,
+  then the middles of the halves and so on (breadth-first bisection); a point's rank is the largest of
+  its axes' ranks, and points are sorted by rank, then lexicographically. The first queries span the
+  whole range, the extremes first, so an attack that stops at its first success needs few of them;
 - ``"shuffled"``: a random permutation (seeded).
 """
 
@@ -47,35 +48,43 @@ def parse_points(points: Any, dim: int) -> list[int]:
     return counts
 
 
-def bisection_rank(n: int) -> NDArray[np.intp]:
-    """rank[i] of axis value i when n values are visited middle first, then by bisection."""
-    rank = np.full(n, -1, dtype=np.intp)
-    k, r = 0, 0
-    while r < n:
-        # van der Corput radical inverse of k in base 2, shifted by 1/2 so the middle comes first
-        v, f, j = 0.0, 0.5, k
-        while j:
-            v += f * (j & 1)
-            j >>= 1
-            f /= 2
-        i = int(((v + 0.5) % 1.0) * n)
-        if rank[i] < 0:
-            rank[i] = r
-            r += 1
-        k += 1
-        if k > 64 * n:  # every index is reached long before; fill any left in order
-            for i in np.flatnonzero(rank < 0).tolist():
-                rank[i] = r
-                r += 1
+def bisection_rank(n: int, closed: bool = True) -> NDArray[np.intp]:
+    """rank[i] of axis value i of n when visited ends first (only the lower end of a periodic axis,
+    ``closed=False``), then by breadth-first bisection: for n = 5, indices 0, 4, 2, 1, 3."""
+    if n == 1:
+        return np.zeros(1, dtype=np.intp)
+    visit = [0, n - 1] if closed else [0]
+    spans = [(0, n - 1)] if closed else [(0, n)]
+    while spans:
+        nxt = []
+        for a, b in spans:
+            if b - a > 1:
+                m = (a + b) // 2
+                visit.append(m)
+                nxt += [(a, m), (m, b)]
+        spans = nxt
+    rank = np.empty(n, dtype=np.intp)
+    rank[np.asarray(visit)] = np.arange(n)
     return rank
 
 
-def grid_points(counts: Sequence[int], order: str, rng: np.random.Generator) -> NDArray[np.float64]:
+def axis_values(n: int, periodic: bool) -> NDArray[np.float64]:
+    """n values in [0, 1]: linspace with both ends, or without the upper end on a periodic axis."""
+    if n == 1:
+        return np.array([0.5])
+    return np.linspace(0.0, 1.0, n, endpoint=not periodic)
+
+
+def grid_points(
+    counts: Sequence[int], order: str, rng: np.random.Generator, periodic: Sequence[int] = ()
+) -> NDArray[np.float64]:
     """All grid points in the unit cube (prod(counts) x D), in ``order``."""
-    axes = [(np.arange(n) + 0.5) / n for n in counts]
+    axes = [axis_values(n, d in periodic) for d, n in enumerate(counts)]
     index = np.stack(np.meshgrid(*[np.arange(n) for n in counts], indexing="ij"), -1).reshape(-1, len(counts))
     if order == "coarse":
-        ranks = np.stack([bisection_rank(n)[index[:, d]] for d, n in enumerate(counts)], axis=1)
+        ranks = np.stack(
+            [bisection_rank(n, d not in periodic)[index[:, d]] for d, n in enumerate(counts)], axis=1
+        )
         index = index[np.argsort(ranks.max(axis=1), kind="stable")]
     elif order == "shuffled":
         index = index[rng.permutation(len(index))]
@@ -95,6 +104,7 @@ class GridSearch(Search):
         *,
         points: str = "5",
         order: str = "coarse",
+        periodic: str = "",
         batch: int = 0,
         seed: int | np.random.Generator | None = 0,
     ) -> None:
@@ -103,8 +113,16 @@ class GridSearch(Search):
             raise ValueError(f"grid: order {order!r} is not one of {', '.join(ORDERS)}")
         self.counts = parse_points(points, self.dim)
         self.order = order
+        try:
+            self.periodic = sorted({int(v) for v in str(periodic).replace(" ", "").split(",") if v})
+        except ValueError:
+            raise ValueError(
+                f"grid: periodic must list parameter indices, e.g. '0', got {periodic!r}"
+            ) from None
+        if any(not 0 <= d < self.dim for d in self.periodic):
+            raise ValueError(f"grid: periodic {periodic!r} names a parameter outside 0..{self.dim - 1}")
         self.batch = positive_int(batch, "grid: batch", minimum=0)
-        self.points = grid_points(self.counts, order, self.rng)
+        self.points = grid_points(self.counts, order, self.rng, self.periodic)
         self._next = 0
 
     @property
@@ -121,4 +139,10 @@ class GridSearch(Search):
             self.stop("exhausted")
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "points": self.counts, "order": self.order, "total": len(self.points)}
+        return {
+            "name": self.name,
+            "points": self.counts,
+            "order": self.order,
+            "periodic": self.periodic,
+            "total": len(self.points),
+        }
