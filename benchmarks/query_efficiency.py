@@ -538,6 +538,16 @@ def _jsonable(v: Any) -> Any:
 
 
 # ----- main -------------------------------------------------------------------------------------
+def out_path(args: argparse.Namespace) -> Path:
+    return args.out or RESULTS / f"query-efficiency-{args.model.replace('/', '_')}.json"
+
+
+def write_partial(args: argparse.Namespace, data: dict) -> None:
+    from dermadv.fileio import atomic_write_text
+
+    atomic_write_text(out_path(args).with_suffix(".partial.json"), json.dumps(_jsonable(data), indent=1))
+
+
 def _ints(text: str) -> list[int]:
     return sorted({int(t) for t in text.split(",") if t.strip()})
 
@@ -589,6 +599,7 @@ def main(argv: list[str] | None = None) -> dict:
             m["overhead"] = m["wall_s"] / m["inference_s"] if m.get("inference_s") else None
             m.pop("hits", None)
         families[fam] = {"budgets": budgets, "n_images": len(imgs), "methods": methods}
+        write_partial(args, {"families": families, "partial": True})  # a kill loses at most one family
     result = {
         "model": model.describe(),
         "device": str(getattr(model, "device", None) or "cpu"),
@@ -603,14 +614,14 @@ def main(argv: list[str] | None = None) -> dict:
         "families": families,
         "wall_s": time.perf_counter() - t_start,
     }
-    stem = f"query-efficiency-{args.model.replace('/', '_')}"
-    out = args.out or RESULTS / f"{stem}.json"
+    out = out_path(args)
     from dermadv.fileio import atomic_write_text
 
     atomic_write_text(out, json.dumps(_jsonable(result), indent=1, default=str))
     plot(result, out.with_suffix(".png"))
     text = report(result)
     print(text)
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
     print(f"\nwritten: {out} and {out.with_suffix('.png')}")
     return result
 
