@@ -349,6 +349,17 @@ def register(app: typer.Typer) -> None:
             retry_errors=retry_errors,
             extra_settings={"allow_edited_split": allow_edited_split},
         )
+        if options["batch_size"] == "auto":
+            from dermadv.attacks.throughput import measured
+
+            tuned = measured(clf)
+            if tuned is not None:
+                curve = ", ".join(
+                    f"{r['batch_size']}: {r['images_per_s']:.1f}/s" for r in tuned.get("curve", [])
+                )
+                result.notes.append(
+                    f"forward batch {tuned['batch_size']} (measured images/s by batch: {curve})"
+                )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
         summary = summarize_run(out)
