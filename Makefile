@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -q -e ".[all,ray,postgres,test,docs]"
+	$(PIP) install -q -e ".[all,ray,postgres,search,test,docs]"
 	# sklesion pins TensorFlow; Keras 3 runs its model on the PyTorch backend, so install it without deps.
 	$(PIP) install -q --no-deps sklesion==0.2.2
 	touch $(STAMP)

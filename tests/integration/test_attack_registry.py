@@ -219,7 +219,7 @@ def test_cli_attack_options_reach_the_attacks(
         (
             "color.colour=1",
             "--attack-option color.colour: attack 'color' has no option 'colour'; "
-            "valid options: atol, batch_score, batch_size, delta",
+            "valid options: atol, batch_score, batch_size, chunk, criterion, delta",
         ),
         ("color=1", "--attack-option 'color=1': expected NAME.KEY=VALUE"),
         ("color.maxiter=lots", "attack 'color': option maxiter='lots' is not a valid int"),

@@ -140,7 +140,7 @@ def test_a_schema_1_store_gains_the_hash_column(tmp_path: Path) -> None:
         assert store.changed_images({"a": "sha-a"}) == ([], 1)  # unknown: kept, and counted
         store.add({"image_id": "b", "attack": "color", "outcome": "failure"}, image_sha256="sha-b")
     con = sqlite3.connect(run / "results.sqlite")
-    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     con.close()
 
 

@@ -3,7 +3,8 @@
 Every attack is registered in ``ATTACKS`` (:mod:`dermadv.attacks.registry`, the one mechanism of
 :mod:`dermadv.registry`). Built-ins: the study's five, in its order (:func:`study_attacks`, the
 default set of a campaign): ``fgsm``, ``pgd`` (white-box gradient attacks), ``pixel``, ``color``,
-``rotation`` (black-box, batched differential evolution); and ``evolve`` (differential evolution over
+``rotation`` (black-box, batched differential evolution by default, or any registered search: ``search=NAME``,
+see :mod:`dermadv.attacks.searches`); and ``evolve`` (differential evolution over
 any registered perturbation, ``perturbation=NAME``). Plugins register through the ``dermadv.attacks``
 entry-point group. Options are the attack class's explicit keyword arguments (:func:`attack_options`);
 strings (from a command line) are converted to the type of the default, e.g.
@@ -26,7 +27,7 @@ from typing import Any
 
 from dermadv.attacks.base import Attack, AttackConfigError, AttackResult
 from dermadv.attacks.color import ColorAttack
-from dermadv.attacks.criteria import Misclassification
+from dermadv.attacks.criteria import CRITERIA, Misclassification, TopOneMisclassification, make_criterion
 from dermadv.attacks.de import DEOptions, DESearch, de_search, differential_evolution
 from dermadv.attacks.evolutionary import EvolutionaryAttack
 from dermadv.attacks.evolve import EvolveAttack
@@ -47,6 +48,14 @@ from dermadv.attacks.registry import (
     study_attacks,
 )
 from dermadv.attacks.rotation import RotationAttack
+from dermadv.attacks.searches import (
+    CMAESSearch,
+    GridSearch,
+    RandomSearch,
+    Search,
+    SparseRSSearch,
+    TwoStageSearch,
+)
 from dermadv.vocab import DIRECTIONS
 
 
@@ -58,6 +67,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ATTACKS",
+    "CRITERIA",
     "ATTACK_NAMES",
     "DIRECTIONS",
     "FGSM",
@@ -66,6 +76,13 @@ __all__ = [
     "Attack",
     "AttackConfigError",
     "AttackResult",
+    "CMAESSearch",
+    "GridSearch",
+    "RandomSearch",
+    "Search",
+    "SparseRSSearch",
+    "TopOneMisclassification",
+    "TwoStageSearch",
     "ColorAttack",
     "DEOptions",
     "DESearch",
@@ -81,6 +98,7 @@ __all__ = [
     "de_search",
     "differential_evolution",
     "make_attack",
+    "make_criterion",
     "parse_attack_options",
     "register_attack",
     "split_attack_options",

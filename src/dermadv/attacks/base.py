@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dermadv.attacks.criteria import Misclassification
+from dermadv.attacks.criteria import CRITERIA, Misclassification, make_criterion
 from dermadv.errors import NotWhiteBoxError
 from dermadv.models.base import Classifier, Metadata
 from dermadv.registry import RegistryError
@@ -52,6 +52,11 @@ class AttackResult:
     original: np.ndarray | None = field(default=None, repr=False)  # uint8 at model input size
     adversarial: np.ndarray | None = field(default=None, repr=False)
     error: str | None = None
+    criterion: str | None = None  # the success criterion that judged it ("group" or "top1")
+    search: str | None = None  # the search strategy of a black-box attack ("de", "grid", ...)
+    first_success_query: int | None = None  # query index of the first candidate meeting the criterion
+    first_threshold_query: int | None = None  # ... of the first with P(target group) > threshold
+    fittest: dict[str, Any] | None = None  # the fittest member, when the result is another (successful) one
 
     @property
     def success(self) -> bool:
@@ -106,14 +111,30 @@ class Attack(ABC):
     name: str = "attack"
     white_box_only: bool = False
 
-    def __init__(self, threshold: float = 0.9, fitness: str = "auto", batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        threshold: float = 0.9,
+        fitness: str = "auto",
+        batch_size: int | str | None = None,
+        criterion: str = "group",
+    ) -> None:
         Misclassification(threshold=threshold, fitness=fitness)  # validates
+        if criterion not in CRITERIA:
+            raise AttackConfigError(
+                f"{self.name}: criterion {criterion!r} is not one of {', '.join(CRITERIA)}"
+            )
         numeric = isinstance(batch_size, (int, float, np.integer)) and not isinstance(batch_size, bool)
-        if batch_size is not None and (not numeric or int(batch_size) != batch_size or batch_size < 1):
-            raise AttackConfigError(f"{self.name}: batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size == "auto":
+            pass
+        elif batch_size is not None and (not numeric or int(batch_size) != batch_size or batch_size < 1):
+            raise AttackConfigError(
+                f"{self.name}: batch_size must be a positive integer or 'auto', got {batch_size!r}"
+            )
         self.threshold = float(threshold)
         self.fitness = fitness
         self.batch_size = batch_size
+        self.criterion = criterion
+        self._tuned_batch: int | None = None  # batch_size="auto": measured on the first images
 
     # ----- public API ---------------------------------------------------------------------------
     def run(
@@ -157,11 +178,15 @@ class Attack(ABC):
         metas = _per_image(metadatas, n, "metadatas") if metadatas is not None else [None] * n
         dirs = [check_direction(d) for d in _per_image(direction, n, "direction")]
         seed_list = [int(s) for s in _per_image(seeds if seeds is not None else 0, n, "seeds")]
+        if self.batch_size == "auto" and self._tuned_batch is None:
+            from dermadv.attacks.throughput import tuned_forward_batch
+
+            self._tuned_batch = tuned_forward_batch(model, batch[0], metas[0])
         probs0 = model.predict_proba(batch, metadata_list(metas), batch_size=self.forward_batch(model))
         results: list[AttackResult | None] = [None] * n
         jobs: list[AttackJob] = []
         for i in range(n):
-            crit = Misclassification(dirs[i], self.threshold, self.fitness)
+            crit = make_criterion(self.criterion, dirs[i], self.threshold, self.fitness)
             job = AttackJob(i, ids[i], batch[i], metas[i], crit, seed_list[i], probs0[i])
             if crit.is_correct(model, probs0[i])[0]:
                 jobs.append(job)
@@ -183,13 +208,16 @@ class Attack(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The attack's settings (recorded in run.json beside results)."""
-        return {
+        d: dict[str, Any] = {
             "attack": self.name,
             "white_box_only": self.white_box_only,
             "threshold": self.threshold,
             "fitness": self.fitness,
             "batch_size": self.batch_size,
         }
+        if self.criterion != "group":  # recorded when not the default: older runs stay resumable
+            d["criterion"] = self.criterion
+        return d
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{k}={v!r}" for k, v in self.describe().items() if k != "attack")
@@ -201,7 +229,10 @@ class Attack(ABC):
         """Attack the correctly classified images; one result per job, in order."""
 
     def forward_batch(self, model: Classifier) -> int:
-        """Images per forward pass: the ``batch_size`` option, else the model's own ``batch_size``."""
+        """Images per forward pass: the ``batch_size`` option, else the model's own ``batch_size``;
+        ``"auto"``: the batch of best measured throughput (:mod:`dermadv.attacks.throughput`)."""
+        if self.batch_size == "auto":
+            return int(self._tuned_batch or model.batch_size)
         return int(self.batch_size or model.batch_size)
 
     def score(self, model: Classifier, images: np.ndarray, metadatas: Sequence[Metadata]) -> np.ndarray:
@@ -219,8 +250,10 @@ class Attack(ABC):
         generations: int,
         t0: float,
         outcome: str | None = None,
+        **extra: Any,
     ) -> AttackResult:
-        """Build the result; the outcome is judged by the criterion on ``final_probs``."""
+        """Build the result; the outcome is judged by the criterion on ``final_probs``. ``extra``:
+        further AttackResult fields (search, first_success_query, first_threshold_query, fittest)."""
         crit = job.criterion
         init_conf = float(crit.confidences(model, job.initial_probs)[0][0])
         final_conf = None
@@ -246,4 +279,6 @@ class Attack(ABC):
             seconds=time.perf_counter() - t0,
             original=job.image,
             adversarial=adversarial,
+            criterion=getattr(crit, "name", "group"),
+            **extra,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dermadv.attacks.evolutionary import EvolutionaryAttack
 from dermadv.attacks.registry import ATTACKS
 from dermadv.perturb.color import ColorBalance
@@ -11,7 +14,8 @@ from dermadv.perturb.color import ColorBalance
 class ColorAttack(EvolutionaryAttack):
     """The study's colour attack: c in [0.9, 1.1]^3 (``delta=0.1``), clipped at 255, truncated.
 
-    Search options: see :class:`EvolutionaryAttack`. ``params`` of a result: ``{"c": [c_r, c_g, c_b], ...}``.
+    Search, budget, stopping and criterion options: see :class:`EvolutionaryAttack`.
+    ``params`` of a result: ``{"c": [c_r, c_g, c_b], ...}``.
     """
 
     name = "color"
@@ -30,7 +34,13 @@ class ColorAttack(EvolutionaryAttack):
         threshold: float = 0.9,
         fitness: str = "auto",
         batch_score: bool = True,
-        batch_size: int | None = None,
+        batch_size: int | str | None = None,
+        search: str = "de",
+        search_options: str | Mapping[str, Any] = "",
+        chunk: int = 0,
+        max_queries: int = 0,
+        stop: str = "threshold",
+        criterion: str = "group",
     ) -> None:
         super().__init__(
             ColorBalance(delta),
@@ -45,4 +55,10 @@ class ColorAttack(EvolutionaryAttack):
             fitness=fitness,
             batch_score=batch_score,
             batch_size=batch_size,
+            search=search,
+            search_options=search_options,
+            chunk=chunk,
+            max_queries=max_queries,
+            stop=stop,
+            criterion=criterion,
         )

@@ -5,6 +5,13 @@ The study's definition: the image is a melanoma, the model called it melanoma be
 Group probabilities come from :meth:`Classifier.group_probs`, so a binary and a multi-class model are
 judged alike (for a 7-class model, P(benign group) is P(nv) unless the groups are changed).
 Direction ``"nv->mel"`` attacks naevi toward melanoma with the roles swapped.
+
+The study defines success for a multi-class model in two ways, both offered (:data:`CRITERIA`,
+``criterion=NAME`` on the black-box attacks): ``"group"`` (its Methods; the default): P(benign group)
+> P(melanoma group) after the attack, the image having had P(melanoma group) > P(benign group) before;
+``"top1"`` (its Supplementary Table 2): top-1 class melanoma (a class of the true group) before the
+attack and any other top-1 class after. For a binary model the two agree. Under "group" an image
+with P(mel) > P(nv) may still be top-1 bcc or bkl on a 7-class model; summaries count those.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class Misclassification:
     threshold : the search may stop once P(target group) > threshold (the study: 0.9).
     fitness : "auto" (default), "study" or "margin" (see ``FITNESSES``).
     """
+
+    name: str = "group"
 
     def __init__(self, direction: str = "mel->nv", threshold: float = 0.9, fitness: str = "auto") -> None:
         self.direction = check_direction(direction)
@@ -92,7 +101,7 @@ class Misclassification:
 
     def describe(self, model: Classifier | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
-            "criterion": "misclassification",
+            "criterion": self.name,
             "direction": self.direction.value,
             "threshold": self.threshold,
             "fitness": self.fitness_name,
@@ -103,6 +112,49 @@ class Misclassification:
 
     def __repr__(self) -> str:
         return (
-            f"Misclassification(direction={self.direction.value!r}, threshold={self.threshold}, "
+            f"{type(self).__name__}(direction={self.direction.value!r}, threshold={self.threshold}, "
             f"fitness={self.fitness_name!r})"
         )
+
+
+class TopOneMisclassification(Misclassification):
+    """Success as in the study's Supplementary Table 2: the top-1 class was one of the true group's
+    before the attack (worth attacking) and is any other class after it. Fitness and the stopping
+    threshold are those of :class:`Misclassification`."""
+
+    name = "top1"
+
+    def _true_top1(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
+        true = model.melanoma_indices if self.direction is Direction.MEL_TO_NV else model.benign_indices
+        top: NDArray[np.bool_] = np.isin(np.argmax(np.atleast_2d(probs), axis=1), true)
+        return top
+
+    def is_correct(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
+        """Whether the top-1 class is one of the true group's."""
+        return self._true_top1(model, probs)
+
+    def is_success(self, model: Classifier, probs: NDArray[np.floating[Any]]) -> NDArray[np.bool_]:
+        """Whether the top-1 class is now any class outside the true group."""
+        return ~self._true_top1(model, probs)
+
+
+#: Success criteria by name: "group" (the study's Methods) and "top1" (its Supplementary Table 2).
+CRITERIA: dict[str, type[Misclassification]] = {"group": Misclassification, "top1": TopOneMisclassification}
+
+#: What may stop a search: "threshold" (the study: P(target group) > threshold) or "success" (the
+#: criterion is met, e.g. plain misclassification).
+STOP_RULES: tuple[str, ...] = ("threshold", "success")
+
+
+def make_criterion(
+    name: str = "group", direction: str = "mel->nv", threshold: float = 0.9, fitness: str = "auto"
+) -> Misclassification:
+    """The criterion ``name`` (one of :data:`CRITERIA`) for ``direction``."""
+    if name not in CRITERIA:
+        raise ValueError(f"criterion {name!r} is not one of {', '.join(CRITERIA)}")
+    return CRITERIA[name](direction, threshold, fitness)
+
+
+def top1_in_true_group(model: Classifier, probs: Any, direction: str = "mel->nv") -> NDArray[np.bool_]:
+    """Whether each row's top-1 class belongs to the true group of ``direction``."""
+    return TopOneMisclassification(direction).is_correct(model, np.asarray(probs, dtype=np.float64))

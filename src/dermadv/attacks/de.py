@@ -178,6 +178,27 @@ class DESearch:
             self._trial = self._make_trials()
         return self.scale(self._trial)
 
+    def ask_unit(self) -> NDArray[np.float64]:
+        """The candidates of :meth:`ask` in unit-cube coordinates (for searches built on this one)."""
+        self.ask()
+        return self._trial if self._initialised and self._trial is not None else self.population
+
+    def seed_population(self, unit: Any, energies: Any, extras: Any = None) -> None:
+        """Use already-scored candidates (unit cube, ``size`` x D) as the initial population, instead of
+        scoring the Latin hypercube one: the next :meth:`ask` makes the first generation's trials."""
+        u = np.asarray(unit, dtype=np.float64)
+        e = np.asarray(energies, dtype=np.float64).reshape(-1)
+        if self._initialised:
+            raise RuntimeError("seed_population() after the initial population was told")
+        if u.shape != (self.size, self.dim) or e.shape != (self.size,):
+            raise ValueError(f"seed_population: expected {self.size} x {self.dim} candidates and energies")
+        self.population, self.energies, self._initialised = u.copy(), e.copy(), True
+        self.extras = None if extras is None else np.asarray(extras).copy()
+        self.nfev += self.size
+        self._promote_lowest()
+        if self.options.maxiter == 0:
+            self.stop("maxiter")
+
     def tell(self, energies: Any, extras: Any = None) -> None:
         """Energies (and optional extras) of the candidates from the last :meth:`ask`."""
         e = np.asarray(energies, dtype=np.float64).reshape(-1)

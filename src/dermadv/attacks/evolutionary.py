@@ -1,43 +1,88 @@
-"""Black-box attacks: a perturbation searched by batched differential evolution under a criterion.
+"""Black-box attacks: a perturbation searched under a criterion, scored in batches across images.
 
-Per image: the initial prediction (1 query), then the initial population and one population of
-trials per generation, each scored in ONE ``predict_proba`` call -- with ``run_many`` the
-candidates of all images still searching are concatenated into that one call. The search stops
-when a member of the population reaches the criterion's threshold (P(target group) > 0.9 by
-default; checked after the initial population and after every generation), at ``maxiter``
-generations, or on convergence if enabled. The result is the fittest member of the final
-population; success is judged on it by the criterion (the model's probabilities for exactly that
-uint8 image, already computed during the search, so no extra query).
+Per image: the initial prediction (1 query), then the candidates its search asks for. The search is
+differential evolution by default (``search="de"``, the study's settings); any registered search
+(``SEARCHES``: grid, random, sparse_rs, two_stage, cmaes) can be named instead. Candidates are scored
+in chunks of ``chunk`` per image, the chunks of all images still searching concatenated into one
+``predict_proba`` call (throughput is kept by batching across images).
+
+Stopping (``stop``): "threshold" (the study's rule, P(target group) > ``threshold``) or "success" (the
+criterion is met). With the default ``chunk=0`` and DE, a whole population is one chunk and the rule is
+checked on the population after each generation, exactly as before (the study's checks); any other
+chunk (or search) checks every candidate in the order asked and stops the image's search at the
+first that meets the rule, so that chunked scoring finds the same first success as scoring the whole
+population in the same order, for fewer queries. Budgets: the search's own (``maxiter`` generations for
+DE) and ``max_queries`` (images scored for this image, the initial prediction included; 0 = none).
+
+The result is decided by the criterion: the fittest candidate if it meets the criterion, else the
+fittest candidate that does, if any (``fittest`` then records the fittest one), else the fittest.
+Every result records the query index of its first success and of its first threshold crossing, the
+criterion and the search. Success is judged on the model's probabilities for exactly the returned
+uint8 image, computed during the search (no extra query).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.attacks.base import Attack, AttackConfigError, AttackJob, AttackResult, model_device
+from dermadv.attacks.criteria import STOP_RULES
 from dermadv.attacks.de import DEOptions, DESearch
+from dermadv.attacks.registry import SEARCHES, parse_pairs
 from dermadv.models.base import Classifier
 from dermadv.perturb.base import Perturbation
+from dermadv.registry import RegistryError, coerce
+
+
+@dataclass
+class Member:
+    """One scored candidate: parameters, energy (fitness) and the model's probabilities."""
+
+    x: NDArray[np.float64]
+    energy: float
+    probs: NDArray[np.float64]
+
+
+@dataclass
+class _Track:
+    """One image's search and what its scored candidates showed."""
+
+    search: Any
+    pending: NDArray[np.float64] | None = None  # candidates of the current ask
+    offset: int = 0  # how many of them are scored
+    energies: list[NDArray[np.float64]] = dataclasses.field(default_factory=list)
+    probs: list[NDArray[np.float64]] = dataclasses.field(default_factory=list)
+    best: Member | None = None
+    best_success: Member | None = None
+    first_success: int | None = None
+    first_threshold: int | None = None
 
 
 class EvolutionaryAttack(Attack):
-    """Differential evolution over a :class:`Perturbation`'s parameters.
+    """A search over a :class:`Perturbation`'s parameters (differential evolution by default).
 
-    Options (scipy semantics, see :mod:`dermadv.attacks.de`): ``popsize`` (multiplier: max(5,
+    DE options (scipy semantics, see :mod:`dermadv.attacks.de`): ``popsize`` (multiplier: max(5,
     popsize * D) candidates), ``maxiter`` (generations after the initial population), ``mutation``,
-    ``recombination``, ``init``, ``tol``, ``atol``; ``threshold`` and ``fitness`` (criterion);
-    ``batch_score`` (True: a generation is one forward pass; False: one candidate at a time, same
-    search trajectory); ``batch_size`` (images per forward pass; None = the model's ``batch_size``,
-    which its adapter sets for its runtime: set it >= the population to score a generation in
-    exactly one pass).
+    ``recombination``, ``init``, ``tol``, ``atol``. ``search``: a registered search name;
+    ``search_options``: its options (a mapping or ``"KEY=VALUE,..."``; for "de" they override the DE
+    options above). ``chunk``: candidates per image per forward pass (0: a whole population for DE,
+    the study's checks; for other searches the forward batch shared by the images still searching).
+    ``max_queries``: query budget per image (0: none). ``stop``: "threshold" or "success".
+    ``criterion``: "group" (P(benign group) > P(melanoma group)) or "top1" (top-1 class leaves the
+    true group). ``threshold`` and ``fitness``: see :class:`~dermadv.attacks.criteria.Misclassification`.
+    ``batch_score`` (True: chunks of all images in one call; False: one candidate per call, same
+    trajectory); ``batch_size`` (images per forward pass; None = the model's own; "auto" = measured).
 
     Defaults are the study's: popsize 20 (60 candidates for colour/rotation, 300 for 3 pixels),
-    at most 20 generations after the initial population (scipy's counting; ``generations`` in the
-    result is the number completed, so at most (20 + 1) x 60 + 1 queries for colour), mutation
-    dithered in [0.5, 1), recombination 1, Latin hypercube start, stop at P(target group) > 0.9.
+    at most 20 generations after the initial population, mutation dithered in [0.5, 1),
+    recombination 1, Latin hypercube start, stop at P(target group) > 0.9.
     """
 
     perturbation: Perturbation
@@ -56,9 +101,15 @@ class EvolutionaryAttack(Attack):
         threshold: float = 0.9,
         fitness: str = "auto",
         batch_score: bool = True,
-        batch_size: int | None = None,
+        batch_size: int | str | None = None,
+        search: str = "de",
+        search_options: str | Mapping[str, Any] = "",
+        chunk: int = 0,
+        max_queries: int = 0,
+        stop: str = "threshold",
+        criterion: str = "group",
     ) -> None:
-        super().__init__(threshold=threshold, fitness=fitness, batch_size=batch_size)
+        super().__init__(threshold=threshold, fitness=fitness, batch_size=batch_size, criterion=criterion)
         if isinstance(mutation, list):
             mutation = tuple(mutation)
         try:
@@ -67,6 +118,59 @@ class EvolutionaryAttack(Attack):
             raise AttackConfigError(f"{self.name}: {exc}") from None
         self.perturbation = perturbation
         self.batch_score = bool(batch_score)
+        for what, value in (("chunk", chunk), ("max_queries", max_queries)):
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise AttackConfigError(f"{self.name}: {what} must be an integer >= 0, got {value!r}")
+        if stop not in STOP_RULES:
+            raise AttackConfigError(f"{self.name}: stop {stop!r} is not one of {', '.join(STOP_RULES)}")
+        self.chunk, self.max_queries, self.stop = int(chunk), int(max_queries), stop
+        self.search_name = str(search).strip()
+        self.search_options = self._search_options(search_options)
+        self.make_search([(0.0, 1.0)] * perturbation.dim, 0)  # bad options fail now, not mid-campaign
+
+    # ----- the search -----------------------------------------------------------------------------
+    def _search_options(self, given: str | Mapping[str, Any]) -> dict[str, Any]:
+        if self.search_name not in SEARCHES:
+            names = ", ".join(SEARCHES.names())
+            raise AttackConfigError(
+                f"{self.name}: unknown search {self.search_name!r}; choose one of {names}"
+            )
+        pairs = parse_pairs(given, f"{self.name}: search_options")
+        valid = SEARCHES.options(self.search_name)
+        bad = sorted(set(pairs) - set(valid) | ({"bounds", "seed"} & set(pairs)))
+        if bad:
+            allowed = sorted(set(valid) - {"bounds", "seed"})
+            raise AttackConfigError(
+                f"{self.name}: search {self.search_name!r} has no option(s) {', '.join(bad)}; "
+                f"valid options: {', '.join(allowed) or 'none'}"
+            )
+        try:
+            return {
+                k: coerce(v, None if valid[k] is inspect.Parameter.empty else valid[k], f"search option {k}")
+                for k, v in pairs.items()
+            }
+        except RegistryError as exc:
+            raise AttackConfigError(f"{self.name}: {exc}") from None
+
+    @property
+    def legacy(self) -> bool:
+        """The study's scheme: DE, a whole population per chunk, the stop rule checked per generation."""
+        return self.search_name == "de" and self.chunk == 0
+
+    def make_search(self, bounds: list[tuple[float, float]], rng: np.random.Generator | int) -> Any:
+        """A fresh search over ``bounds`` (DE with this attack's DE options unless another is named)."""
+        try:
+            if self.search_name == "de":
+                opts = self.search_options
+                if "mutation" in opts and isinstance(opts["mutation"], list):
+                    opts = {**opts, "mutation": tuple(opts["mutation"])}
+                options = dataclasses.replace(self.options, **opts) if opts else self.options
+                return DESearch(bounds, options, rng)
+            return SEARCHES.create(self.search_name, bounds=bounds, seed=rng, **self.search_options)
+        except (ValueError, TypeError) as exc:
+            if isinstance(exc, AttackConfigError):
+                raise
+            raise AttackConfigError(f"{self.name}: search {self.search_name!r}: {exc}") from None
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -75,27 +179,94 @@ class EvolutionaryAttack(Attack):
             search=self.options.describe(),
             batch_score=self.batch_score,
         )
+        # recorded when not the defaults, so that runs written before stay resumable
+        if self.search_name != "de" or self.search_options:
+            d["search_name"] = self.search_name
+            d["search_options"] = {k: _plain(v) for k, v in sorted(self.search_options.items())}
+        for key, default in (("chunk", 0), ("max_queries", 0), ("stop", "threshold")):
+            if getattr(self, key) != default:
+                d[key] = getattr(self, key)
         return d
 
+    # ----- the attack -----------------------------------------------------------------------------
     def _attack(self, model: Classifier, jobs: list[AttackJob], t0: float) -> list[AttackResult]:
-        searches = [
-            DESearch(self.perturbation.bounds(job.image.shape), self.options, np.random.default_rng(job.seed))
+        tracks = [
+            _Track(
+                self.make_search(self.perturbation.bounds(job.image.shape), np.random.default_rng(job.seed))
+            )
             for job in jobs
         ]
         results: dict[int, AttackResult] = {}
         while len(results) < len(jobs):
             active = [i for i in range(len(jobs)) if i not in results]
-            cands = {i: searches[i].ask() for i in active}
+            cands = {i: self._next_chunk(model, jobs[i], tracks[i], len(active)) for i in active}
             probs = self._score_candidates(model, [jobs[i] for i in active], [cands[i] for i in active])
             for i, p in zip(active, probs, strict=True):
-                job, search = jobs[i], searches[i]
-                job.queries += len(p)
-                search.tell(job.criterion.fitness(model, p), p)
-                if search.extras is not None and job.criterion.should_stop(model, search.extras).any():
-                    search.stop("threshold", force=True)  # also when it coincides with maxiter
-                if search.done:
-                    results[i] = self._result(model, job, search, t0)
+                self._take(model, jobs[i], tracks[i], cands[i], p)
+                if tracks[i].search.done:
+                    results[i] = self._result(model, jobs[i], tracks[i], t0)
         return [results[i] for i in range(len(jobs))]
+
+    def _next_chunk(
+        self, model: Classifier, job: AttackJob, track: _Track, n_active: int
+    ) -> NDArray[np.float64]:
+        """The next candidates of this image to score (within its query budget)."""
+        if track.pending is None:
+            track.pending, track.offset, track.energies, track.probs = track.search.ask(), 0, [], []
+        left = len(track.pending) - track.offset
+        if self.chunk:
+            size = self.chunk
+        elif self.search_name == "de":
+            size = left
+        else:
+            size = max(1, self.forward_batch(model) // max(1, n_active))
+        size = min(size, left)
+        if self.max_queries:
+            size = min(size, max(1, self.max_queries - job.queries))
+        return track.pending[track.offset : track.offset + size]
+
+    def _take(
+        self, model: Classifier, job: AttackJob, track: _Track, x: NDArray[np.float64], p: NDArray[np.float64]
+    ) -> None:
+        """Book one scored chunk: query indices, best members, the stop rule, telling the search."""
+        crit, search = job.criterion, track.search
+        energies = np.asarray(crit.fitness(model, p), dtype=np.float64)
+        success = crit.is_success(model, p)
+        over = crit.should_stop(model, p)
+        rule = over if self.stop == "threshold" else success
+        before = job.queries
+        job.queries += len(p)
+        if track.first_success is None and success.any():
+            track.first_success = before + 1 + int(np.argmax(success))
+        if track.first_threshold is None and over.any():
+            track.first_threshold = before + 1 + int(np.argmax(over))
+        j = int(np.argmin(energies))  # the earliest of equal energies
+        if track.best is None or energies[j] < track.best.energy:
+            track.best = Member(x[j].copy(), float(energies[j]), p[j].copy())
+        if success.any():
+            j = int(np.flatnonzero(success)[np.argmin(energies[success])])
+            if track.best_success is None or energies[j] < track.best_success.energy:
+                track.best_success = Member(x[j].copy(), float(energies[j]), p[j].copy())
+        track.energies.append(energies)
+        track.probs.append(p)
+        track.offset += len(p)
+        assert track.pending is not None
+        if track.offset >= len(track.pending):  # the whole ask is scored: tell the search
+            search.tell(np.concatenate(track.energies), np.concatenate(track.probs))
+            track.pending = None
+            if self.legacy and search.extras is not None:  # the study's check: any member of the population
+                members = search.extras
+                met = (
+                    crit.should_stop(model, members)
+                    if self.stop == "threshold"
+                    else crit.is_success(model, members)
+                )
+                if met.any():
+                    search.stop(self.stop, force=True)  # also when it coincides with maxiter
+        if not self.legacy and rule.any():
+            search.stop(self.stop, force=True)
+        if not search.done and self.max_queries and job.queries >= self.max_queries:
+            search.stop("max_queries")
 
     def _score_candidates(
         self, model: Classifier, jobs: list[AttackJob], cands: list[NDArray[np.float64]]
@@ -113,10 +284,44 @@ class EvolutionaryAttack(Attack):
             )
         return np.split(probs, np.cumsum([len(im) for im in images])[:-1])
 
-    def _result(self, model: Classifier, job: AttackJob, search: DESearch, t0: float) -> AttackResult:
-        best = search.best_x
-        adversarial = self.perturbation.apply(job.image, best[None], model_device(model))[0]
-        params = self.perturbation.describe_params(best, job.image.shape)
-        params.update(fitness=search.best_energy, stop_reason=search.stop_reason, population=search.size)
-        final = np.asarray(search.best_extra)
-        return self.finish(model, job, final, adversarial, params, search.generation, t0)
+    def _result(self, model: Classifier, job: AttackJob, track: _Track, t0: float) -> AttackResult:
+        search, crit = track.search, job.criterion
+        fittest = track.best
+        if search.nfev > 0 and search.best_extra is not None:
+            told = Member(search.best_x, float(search.best_energy), np.asarray(search.best_extra))
+            if fittest is None or told.energy <= fittest.energy:
+                fittest = told  # DE's own best member: the study's result, bit for bit
+        assert fittest is not None
+        chosen = fittest
+        if not crit.is_success(model, fittest.probs)[0] and track.best_success is not None:
+            chosen = track.best_success
+        shape = job.image.shape
+        adversarial = self.perturbation.apply(job.image, chosen.x[None], model_device(model))[0]
+        params = self.perturbation.describe_params(chosen.x, shape)
+        params.update(fitness=chosen.energy, stop_reason=search.stop_reason, population=search.size)
+        other = None
+        if chosen is not fittest:
+            other = {
+                "params": self.perturbation.describe_params(fittest.x, shape),
+                "fitness": fittest.energy,
+                "final_probs": [float(v) for v in fittest.probs],
+                "success": False,
+            }
+        return self.finish(
+            model,
+            job,
+            chosen.probs,
+            adversarial,
+            params,
+            search.generation,
+            t0,
+            search=self.search_name,
+            first_success_query=track.first_success,
+            first_threshold_query=track.first_threshold,
+            fittest=other,
+        )
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: tuples become lists (run.json compares settings after a JSON round trip)."""
+    return list(value) if isinstance(value, tuple) else value

@@ -24,8 +24,9 @@ class EvolveAttack(EvolutionaryAttack):
     """DE over the registered perturbation ``perturbation``, built with ``perturbation_options``
     (a mapping, or ``"KEY=VALUE[,KEY=VALUE...]"``; values become the types of its defaults).
 
-    Search options: see :class:`EvolutionaryAttack`. ``params`` of a result: the perturbation's own
-    ``describe_params``. ``describe()`` records the perturbation's registered name and options.
+    Search, budget, stopping and criterion options: see :class:`EvolutionaryAttack`. ``params`` of a
+    result: the perturbation's own ``describe_params``. ``describe()`` records the perturbation's
+    registered name and options.
     """
 
     name = "evolve"
@@ -45,7 +46,13 @@ class EvolveAttack(EvolutionaryAttack):
         threshold: float = 0.9,
         fitness: str = "auto",
         batch_score: bool = True,
-        batch_size: int | None = None,
+        batch_size: int | str | None = None,
+        search: str = "de",
+        search_options: str | Mapping[str, Any] = "",
+        chunk: int = 0,
+        max_queries: int = 0,
+        stop: str = "threshold",
+        criterion: str = "group",
     ) -> None:
         name = str(perturbation).strip()
         given = parse_pairs(perturbation_options, "evolve: perturbation_options")
@@ -71,6 +78,12 @@ class EvolveAttack(EvolutionaryAttack):
             fitness=fitness,
             batch_score=batch_score,
             batch_size=batch_size,
+            search=search,
+            search_options=search_options,
+            chunk=chunk,
+            max_queries=max_queries,
+            stop=stop,
+            criterion=criterion,
         )
         self.perturbation_name = name
         self.perturbation_options = opts

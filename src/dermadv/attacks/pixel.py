@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dermadv.attacks.evolutionary import EvolutionaryAttack
 from dermadv.attacks.registry import ATTACKS
 from dermadv.perturb.pixels import FewPixels
@@ -11,7 +14,7 @@ from dermadv.perturb.pixels import FewPixels
 class PixelAttack(EvolutionaryAttack):
     """The study's 3-pixel attack (``d=3``): each pixel (x, y, r, g, b), D = 5 d parameters.
 
-    Search options: see :class:`EvolutionaryAttack`.
+    Search, budget, stopping and criterion options: see :class:`EvolutionaryAttack`.
     ``params`` of a result: ``{"pixels": [{"x", "y", "r", "g", "b"}, ...], ...}`` (integers written).
     """
 
@@ -31,7 +34,13 @@ class PixelAttack(EvolutionaryAttack):
         threshold: float = 0.9,
         fitness: str = "auto",
         batch_score: bool = True,
-        batch_size: int | None = None,
+        batch_size: int | str | None = None,
+        search: str = "de",
+        search_options: str | Mapping[str, Any] = "",
+        chunk: int = 0,
+        max_queries: int = 0,
+        stop: str = "threshold",
+        criterion: str = "group",
     ) -> None:
         super().__init__(
             FewPixels(d),
@@ -46,4 +55,10 @@ class PixelAttack(EvolutionaryAttack):
             fitness=fitness,
             batch_score=batch_score,
             batch_size=batch_size,
+            search=search,
+            search_options=search_options,
+            chunk=chunk,
+            max_queries=max_queries,
+            stop=stop,
+            criterion=criterion,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from dermadv.attacks.evolutionary import EvolutionaryAttack
 from dermadv.attacks.registry import ATTACKS
 from dermadv.perturb.affine import RotationTranslation
@@ -12,7 +15,7 @@ class RotationAttack(EvolutionaryAttack):
     """The study's rotation attack: any angle, shift within 50 px of a 299 px image (scaled to the
     model's input size), black border, bilinear.
 
-    Search options: see :class:`EvolutionaryAttack`.
+    Search, budget, stopping and criterion options: see :class:`EvolutionaryAttack`.
     ``params`` of a result: ``{"angle_deg": .., "dx_px": .., "dy_px": .., ...}``.
     """
 
@@ -33,7 +36,13 @@ class RotationAttack(EvolutionaryAttack):
         threshold: float = 0.9,
         fitness: str = "auto",
         batch_score: bool = True,
-        batch_size: int | None = None,
+        batch_size: int | str | None = None,
+        search: str = "de",
+        search_options: str | Mapping[str, Any] = "",
+        chunk: int = 0,
+        max_queries: int = 0,
+        stop: str = "threshold",
+        criterion: str = "group",
     ) -> None:
         super().__init__(
             RotationTranslation(max_shift, reference_size),
@@ -48,4 +57,10 @@ class RotationAttack(EvolutionaryAttack):
             fitness=fitness,
             batch_score=batch_score,
             batch_size=batch_size,
+            search=search,
+            search_options=search_options,
+            chunk=chunk,
+            max_queries=max_queries,
+            stop=stop,
+            criterion=criterion,
         )

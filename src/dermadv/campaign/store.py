@@ -43,7 +43,9 @@ from dermadv.vocab import check_outcome
 DB_NAME = "results.sqlite"
 IMAGES_DIR = "images"
 #: 2: rows record ``image_sha256`` (schema 1 stores gain the column, NULL in their old rows).
-SCHEMA_VERSION = 2
+#: 3: rows record ``criterion``, ``search``, ``first_success_query``, ``first_threshold_query`` and
+#: ``fittest`` (older stores gain the columns, NULL in their old rows: read as before).
+SCHEMA_VERSION = 3
 
 #: (column, SQL type); JSON columns hold lists/dicts.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -67,8 +69,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("adversarial_path", "TEXT"),
     ("finished_at", "TEXT"),
     ("image_sha256", "TEXT"),
+    ("criterion", "TEXT"),  # the success criterion that judged the row: "group" or "top1"
+    ("search", "TEXT"),  # a black-box attack's search strategy: "de", "grid", "random", ...
+    ("first_success_query", "INTEGER"),  # query index of the first candidate meeting the criterion
+    ("first_threshold_query", "INTEGER"),  # ... of the first with P(target group) > threshold
+    ("fittest", "TEXT"),  # JSON: the fittest member when the result is another (successful) one
 )
-JSON_COLUMNS = frozenset({"initial_probs", "final_probs", "params"})
+JSON_COLUMNS = frozenset({"initial_probs", "final_probs", "params", "fittest"})
 COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _ in COLUMNS)
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -252,6 +259,11 @@ class ResultsStore:
             "adversarial_path": adversarial_path,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "image_sha256": image_sha256 if image_sha256 is not None else _get(result, "image_sha256"),
+            "criterion": _get(result, "criterion"),
+            "search": _get(result, "search"),
+            "first_success_query": _int_or_none(_get(result, "first_success_query")),
+            "first_threshold_query": _int_or_none(_get(result, "first_threshold_query")),
+            "fittest": _dumps(_get(result, "fittest")),
         }
         placeholders = ", ".join("?" for _ in COLUMN_NAMES)
         cur = self._conn.execute(
@@ -358,3 +370,7 @@ class ResultsStore:
 
 def _float_or_none(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

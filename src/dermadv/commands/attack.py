@@ -42,6 +42,36 @@ def _eps_list(text: str | None) -> list[float] | None:
     return values
 
 
+def _check_choices(fitness: str | None, criterion: str | None, stop: str | None, search: str | None) -> None:
+    """A BadParameter naming the flag whose value is not one of its choices."""
+    for flag, value, choices in (
+        ("--fitness", fitness, ("study", "margin")),
+        ("--criterion", criterion, ("group", "top1")),
+        ("--stop", stop, ("threshold", "success")),
+    ):
+        if value is not None and value not in choices:
+            raise typer.BadParameter(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+    if search is not None:
+        from dermadv.attacks import SEARCHES
+
+        if search not in SEARCHES:
+            raise typer.BadParameter(f"--search {search!r}: choose one of {', '.join(SEARCHES.names())}")
+
+
+def _batch_size(text: str | None) -> int | str | None:
+    if text is None or text.strip().lower() == "auto":
+        return None if text is None else "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"--batch-size: expected a positive integer or 'auto', got {text!r}"
+        ) from None
+    if value < 1:
+        raise typer.BadParameter(f"--batch-size: expected a positive integer or 'auto', got {text!r}")
+    return value
+
+
 def _fmt(v: Any, pct: bool = False) -> str:
     if isinstance(v, float):
         if math.isnan(v):
@@ -62,7 +92,10 @@ def format_table(table: list[dict[str, Any]]) -> str:
         "95% CI",
         "med.queries(succ)",
         "med.queries(all)",
+        "p90 q(succ)",
         "med.s",
+        "search",
+        "criterion",
     ]
     lines = [head]
     for r in table:
@@ -82,7 +115,10 @@ def format_table(table: list[dict[str, Any]]) -> str:
                 ci,
                 _fmt(r["median_queries_success"]),
                 _fmt(r["median_queries_all"]),
+                _fmt(r.get("p90_queries_success")),
                 _fmt(r["median_seconds"]),
+                r.get("search") or "-",
+                r.get("criterion") or "-",
             ]
         )
         if r.get("errors"):
@@ -132,13 +168,43 @@ def register(app: typer.Typer) -> None:
         batch_images: int = typer.Option(
             1, "--batch-images", min=1, help="Evolve N images' populations together (one forward pass)."
         ),
-        batch_size: int = typer.Option(
+        batch_size: str = typer.Option(
             None,
             "--batch-size",
-            min=1,
-            help="Images per forward pass (default: the model's own batch size, set by its adapter). "
+            help="Images per forward pass (default: the model's own batch size, set by its adapter); "
+            "'auto': the batch of best measured throughput on this model and device (cached). "
             "Set it >= the population (60 for color/rotation, 300 for pixel at popsize 20) to score "
             "a whole generation in one pass.",
+        ),
+        search: str = typer.Option(
+            None,
+            "--search",
+            help="Search strategy of the black-box attacks: de (default, the study's), grid, random, "
+            "sparse_rs, two_stage, cmaes (a registered search).",
+        ),
+        search_option: list[str] = typer.Option(
+            None,
+            "--search-option",
+            help="Option of the search KEY=VALUE (repeatable), e.g. points=31,5,5 (grid), k=500 (random).",
+        ),
+        max_queries: int = typer.Option(
+            None, "--max-queries", min=1, help="Query budget per image (initial prediction included)."
+        ),
+        chunk: int = typer.Option(
+            None,
+            "--chunk",
+            min=1,
+            help="Candidates per image per forward pass; the search stops at the first candidate that "
+            "meets the stop rule (default: a whole population for DE, as the study checked).",
+        ),
+        criterion: str = typer.Option(
+            None,
+            "--criterion",
+            help="Success: group (P(benign group) > P(melanoma group), default) or top1 (top-1 class "
+            "melanoma before, any other after).",
+        ),
+        stop: str = typer.Option(
+            None, "--stop", help="Stop rule: threshold (P(target) > --threshold, default) or success."
         ),
         popsize: int = typer.Option(
             None,
@@ -194,8 +260,7 @@ def register(app: typer.Typer) -> None:
                 _usage_error(ctx, f"Missing option '{name}'.")
         if subset is not None and split is None:
             _usage_error(ctx, "--subset needs --split")
-        if fitness is not None and fitness not in ("study", "margin"):
-            raise typer.BadParameter(f"--fitness must be 'study' or 'margin', got {fitness!r}")
+        _check_choices(fitness, criterion, stop, search)
 
         from dermadv.campaign.runner import file_sha256, run_campaign
         from dermadv.campaign.summary import summarize_run
@@ -206,7 +271,13 @@ def register(app: typer.Typer) -> None:
         source_diagnosis = check_direction(direction).source_diagnosis
         attack_names = _split_list(attacks, "--attacks")
         options = {
-            "batch_size": batch_size,
+            "batch_size": _batch_size(batch_size),
+            "search": search,
+            "search_options": ",".join(search_option) if search_option else None,
+            "max_queries": max_queries,
+            "chunk": chunk,
+            "criterion": criterion,
+            "stop": stop,
             "popsize": popsize,
             "max_generations": max_generations,
             "threshold": threshold,
@@ -281,6 +352,17 @@ def register(app: typer.Typer) -> None:
             retry_errors=retry_errors,
             extra_settings={"allow_edited_split": allow_edited_split},
         )
+        if options["batch_size"] == "auto":
+            from dermadv.attacks.throughput import measured
+
+            tuned = measured(clf)
+            if tuned is not None:
+                curve = ", ".join(
+                    f"{r['batch_size']}: {r['images_per_s']:.1f}/s" for r in tuned.get("curve", [])
+                )
+                result.notes.append(
+                    f"forward batch {tuned['batch_size']} (measured images/s by batch: {curve})"
+                )
         for note in result.notes:
             typer.echo(f"note: {note}", err=True)
         summary = summarize_run(out)
@@ -311,7 +393,10 @@ def register(app: typer.Typer) -> None:
             if summary_line:
                 typer.echo(summary_line)
             typer.echo(format_table(summary["attacks"]))
-            typer.echo(f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}")
+            typer.echo(
+                f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}  "
+                f"success vs queries: {summary['files']['queries']}"
+            )
 
     @attack_app.command("summarize")
     def summarize(
@@ -321,8 +406,9 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
-        """Success table per attack (Wilson 95% CI, median queries and time) as CSV, plus the
-        before/after melanoma-score heat map PNG."""
+        """Success table per attack (Wilson 95% CI, median and 90th-percentile queries per success,
+        time, search, criterion) as CSV, the before/after melanoma-score heat map PNG and the success
+        rate against query budget with Wilson bands (queries.png)."""
         from dermadv.campaign.summary import summarize_run
 
         summary = summarize_run(run, out)
@@ -330,7 +416,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(summary, indent=2))
         else:
             typer.echo(format_table(summary["attacks"]))
-            typer.echo(f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}")
+            typer.echo(
+                f"table: {summary['files']['csv']}  heat map: {summary['files']['heatmap']}  "
+                f"success vs queries: {summary['files']['queries']}"
+            )
 
     app.add_typer(
         attack_app,

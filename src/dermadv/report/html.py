@@ -396,7 +396,7 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
     summaries: dict[str, dict[str, dict[str, Any]]] = {}
     for run in runs:  # one column per run, even when two runs' labels coincide
         label = run.label if run.label not in summaries else f"{run.label} ({run.path})"
-        summaries[label] = {s["attack"]: s for s in summarize_rows(rows_by_run[run.path])}
+        summaries[label] = {s["attack"]: s for s in summarize_rows(rows_by_run[run.path], _attack_model(run))}
     attacks = sorted({a for s in summaries.values() for a in s})
     labels = list(summaries)
     table = []
@@ -419,14 +419,83 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
             *[max((s["misclassified"] for s in summaries[lb].values()), default=0) for lb in labels],
         ],
     ]
+    misc += _query_rows(summaries, attacks, labels)
     grouped = {lb: {a: (s["successful"], s["attempted"]) for a, s in summaries[lb].items()} for lb in labels}
     return (
         _table(["attack", *labels], table + misc)
         + '<p class="note">Success = a melanoma first classified correctly is called benign after the attack '
-        "(successes / attempted, Wilson 95% CI). Images the model already misclassified are not attacked. "
-        "One column per model (the study's Supplementary Table 2).</p>"
+        "(successes / attempted, Wilson 95% CI; the criterion row says which definition judged it: group = "
+        "P(benign group) &gt; P(melanoma group), top1 = top-1 class leaves melanoma). Images the model "
+        "already misclassified are not attacked. One column per model (the study's Supplementary Table "
+        "2).</p>"
         + img_tag(figures.success_bar_plot(grouped), "attack success rates")
+        + _query_curves(runs, rows_by_run)
     )
+
+
+def _query_rows(
+    summaries: dict[str, dict[str, dict[str, Any]]], attacks: list[str], labels: list[str]
+) -> list[list[Any]]:
+    """Rows of the attack table: queries per success (median, 90th percentile), search and criterion per
+    attack, and how many attacked images were not top-1 of their true group to begin with."""
+
+    def cell(s: dict[str, Any] | None, key: str) -> str:
+        v = None if s is None else s.get(key)
+        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.0f}"
+
+    rows: list[list[Any]] = []
+    for a in attacks:
+        rows.append(
+            [
+                f"{a}: queries per success, median / p90",
+                *[
+                    f"{cell(summaries[lb].get(a), 'median_queries_success')} / "
+                    f"{cell(summaries[lb].get(a), 'p90_queries_success')}"
+                    for lb in labels
+                ],
+            ]
+        )
+        rows.append(
+            [
+                f"{a}: search, criterion",
+                *[
+                    ", ".join(
+                        str((summaries[lb].get(a) or {}).get(k) or "-") for k in ("search", "criterion")
+                    )
+                    for lb in labels
+                ],
+            ]
+        )
+    rows.append(
+        [
+            "attacked images not top-1 of their true group at the start",
+            *[max((s.get("not_top1_true") or 0 for s in summaries[lb].values()), default=0) for lb in labels],
+        ]
+    )
+    return rows
+
+
+def _query_curves(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]) -> str:
+    """Success rate against query budget (Wilson bands) per attack and search, one figure per run."""
+    from dermadv.campaign.summary import plot_query_curves, query_curves
+
+    parts = []
+    for run in runs:
+        curves = query_curves(rows_by_run[run.path])
+        if not curves:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / "queries.png"
+            plot_query_curves(curves, png, title=f"{run.label}: success against queries")
+            parts.append(
+                img_tag(
+                    png.read_bytes(),
+                    f"success against queries {run.label}",
+                    f"{run.label}: share of attacked images whose first success came within each query "
+                    "budget (initial prediction included), Wilson 95% bands.",
+                )
+            )
+    return "".join(parts)
 
 
 def _heatmap_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]) -> str:
