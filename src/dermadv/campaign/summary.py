@@ -29,7 +29,7 @@ from dermadv.campaign.runner import read_run_info
 from dermadv.campaign.store import ResultsStore
 from dermadv.fileio import atomic_write_bytes, atomic_write_json
 from dermadv.metrics import wilson_ci as metrics_wilson_ci
-from dermadv.vocab import Direction, Outcome
+from dermadv.vocab import Direction, Group, Outcome
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
     "attack",
@@ -89,15 +89,15 @@ def not_top1_true(rows: Sequence[Mapping[str, Any]], model: Mapping[str, Any] | 
     if not classes:
         return None
     groups = {
-        "melanoma": set((model or {}).get("melanoma_classes") or ["mel"]),
-        "benign": set((model or {}).get("benign_classes") or ["nv"]),
+        Group.MELANOMA: set((model or {}).get("melanoma_classes") or ["mel"]),
+        Group.BENIGN: set((model or {}).get("benign_classes") or ["nv"]),
     }
     count = 0
     for r in rows:
         probs = r.get("initial_probs") or []
         if len(probs) == len(classes):
             top = classes[int(np.argmax(probs))]
-            count += top not in groups.get(str(r.get("true_group") or "melanoma"), set())
+            count += top not in groups.get(Group(r.get("true_group") or Group.MELANOMA), set())
     return count
 
 
