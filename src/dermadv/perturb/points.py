@@ -202,18 +202,21 @@ def _valued_point(spec: str, name: str, values: tuple[float, ...]) -> SweepPoint
         return SweepPoint(f"rot:{_fmt(values[0])}", f"Rotation {_fmt(values[0])}°", name, values)
     if name == "shift":
         return _shift_point(spec, values)
-    labels = {
-        "rotation": f"Rotation {_fmt(values[0])}°, shift ({_fmt(values[1])}, {_fmt(values[2])}) px",
-        "hue": f"Hue {values[0]:+g}",
-        "gaussian_blur": f"Gaussian blur σ={_fmt(values[0])}",
-        "jpeg": f"JPEG quality {_fmt(values[0])}",
-        "brightness": f"Brightness ×{_fmt(values[0])}",
-        "contrast": f"Contrast ×{_fmt(values[0])}",
-        "color": f"Colour gains ({text})",
+    v0 = _fmt(values[0])
+    labels = {  # one value each, except rotation (3) and color (3); built lazily for the one asked for
+        "rotation": lambda: f"Rotation {v0}°, shift ({_fmt(values[1])}, {_fmt(values[2])}) px",
+        "hue": lambda: f"Hue {values[0]:+g}",
+        "gaussian_blur": lambda: f"Gaussian blur σ={v0}",
+        "jpeg": lambda: f"JPEG quality {v0}",
+        "brightness": lambda: f"Brightness ×{v0}",
+        "contrast": lambda: f"Contrast ×{v0}",
+        "color": lambda: f"Colour gains ({text})",
     }
-    label = labels.get(
-        name,
-        f"{name} ({', '.join(f'{p}={_fmt(v)}' for p, v in zip(space.param_names, values, strict=True))})",
+    make = labels.get(name)
+    label = (
+        make()
+        if make is not None
+        else f"{name} ({', '.join(f'{p}={_fmt(v)}' for p, v in zip(space.param_names, values, strict=True))})"
     )
     return SweepPoint(f"{_SHORT.get(name, name)}:{text}", label, name, values)
 

@@ -541,9 +541,19 @@ def overview_section(runs: Sequence[Run], context: ReportContext) -> str:
     """Synthetic-data warning, the runs given, the user's notes, when and by what it was made."""
     overview: list[str] = []
     if context.synthetic:
+        real = [r for r in runs if not runs_are_synthetic([r])]
+        which = (
+            "The runs on synthetic images: "
+            + ", ".join(esc(r.label) for r in runs if r not in real)
+            + ". The other runs ("
+            + ", ".join(esc(r.label) for r in real)
+            + ") are on real images. "
+            if real
+            else "These results were computed on synthetic images. "
+        )
         overview.append(
-            '<div class="warn"><strong>Synthetic data.</strong> These results were computed on procedurally '
-            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the "
+            f'<div class="warn"><strong>Synthetic data.</strong> {which}Synthetic images are procedurally '
+            "generated (dermadv.synthetic), not dermoscopic photographs: results on them show that the "
             "pipeline runs, not how any real classifier behaves. Run "
             "<code>dermadv demo --data /path/to/ISIC_2019</code> "
             "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>"
