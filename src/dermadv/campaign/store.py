@@ -67,6 +67,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("adversarial_path", "TEXT"),
     ("finished_at", "TEXT"),
     ("image_sha256", "TEXT"),
+    # how visible the change is (dermadv.perceptual): mean / 95th-percentile CIEDE2000 and SSIM between
+    # the original and the adversarial image; NULL when no adversarial image was saved (and in older runs)
+    ("delta_e_mean", "REAL"),
+    ("delta_e_p95", "REAL"),
+    ("ssim", "REAL"),
 )
 JSON_COLUMNS = frozenset({"initial_probs", "final_probs", "params"})
 COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _ in COLUMNS)
@@ -252,6 +257,7 @@ class ResultsStore:
             "adversarial_path": adversarial_path,
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "image_sha256": image_sha256 if image_sha256 is not None else _get(result, "image_sha256"),
+            **_perceptual(original, adversarial),
         }
         placeholders = ", ".join("?" for _ in COLUMN_NAMES)
         cur = self._conn.execute(
@@ -354,6 +360,15 @@ class ResultsStore:
     def attacks(self) -> list[str]:
         """Attack names present in the store, sorted."""
         return [a for (a,) in self._conn.execute("SELECT DISTINCT attack FROM results ORDER BY attack")]
+
+
+def _perceptual(original: Any, adversarial: Any) -> dict[str, float | None]:
+    """The row's perceptual-distance columns (None when either image is missing or sizes differ)."""
+    from dermadv.perceptual import PERCEPTUAL_KEYS, perceptual_distance
+
+    if original is None or adversarial is None or np.shape(original) != np.shape(adversarial):
+        return dict.fromkeys(PERCEPTUAL_KEYS)
+    return dict(perceptual_distance(original, adversarial))
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -36,6 +36,7 @@ import numpy as np
 
 from dermadv.errors import DataError, DermadvError
 from dermadv.fileio import atomic_write_text
+from dermadv.perceptual import JND_DELTA_E, below_jnd, row_distance
 from dermadv.registry import Registry
 from dermadv.report import figures
 from dermadv.report.runs import Run, detect_run, find_paths, read_history, read_metrics, read_predictions
@@ -394,9 +395,11 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
     if not runs:
         return _empty("attack runs (dermadv attack)")
     summaries: dict[str, dict[str, dict[str, Any]]] = {}
+    runs_by_label: dict[str, Run] = {}
     for run in runs:  # one column per run, even when two runs' labels coincide
         label = run.label if run.label not in summaries else f"{run.label} ({run.path})"
         summaries[label] = {s["attack"]: s for s in summarize_rows(rows_by_run[run.path])}
+        runs_by_label[label] = run
     attacks = sorted({a for s in summaries.values() for a in s})
     labels = list(summaries)
     table = []
@@ -410,6 +413,7 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
             cells.append(
                 f"{s['successful']}/{s['attempted']} = {100 * s['success_rate']:.1f}% "
                 f"({100 * s['ci_low']:.1f}–{100 * s['ci_high']:.1f}%)"
+                + _invisible_cell(runs_by_label[label], rows_by_run[runs_by_label[label].path], a)
             )
         table.append(cells)
     misc = [
@@ -424,9 +428,26 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
         _table(["attack", *labels], table + misc)
         + '<p class="note">Success = a melanoma first classified correctly is called benign after the attack '
         "(successes / attempted, Wilson 95% CI). Images the model already misclassified are not attacked. "
-        "One column per model (the study's Supplementary Table 2).</p>"
+        "One column per model (the study's Supplementary Table 2). <em>Below JND</em>: successes whose "
+        f"mean CIEDE2000 colour difference from the original is under {JND_DELTA_E} (the just-noticeable "
+        "difference), out of the same attempts, Wilson 95% CI: the attacks a reader would not see.</p>"
         + img_tag(figures.success_bar_plot(grouped), "attack success rates")
     )
+
+
+def _invisible_cell(run: Run, rows: list[dict[str, Any]], attack: str) -> str:
+    """'; below JND 2/5 = 40.0% (…)' for one attack of one run: successes below the visibility threshold."""
+    from dermadv.metrics import wilson_ci
+
+    attempted = [
+        r for r in rows if r["attack"] == attack and r["outcome"] in (Outcome.SUCCESS, Outcome.FAILURE)
+    ]
+    flags = [below_jnd(row_distance(run.path, r)) for r in attempted if r["outcome"] == Outcome.SUCCESS]
+    if not attempted or any(f is None for f in flags):
+        return ""
+    k, n = sum(bool(f) for f in flags), len(attempted)
+    lo, hi = wilson_ci(k, n)
+    return f"; below JND {k}/{n} = {100 * k / n:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}%)"
 
 
 def _heatmap_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]) -> str:
@@ -488,6 +509,7 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                         mel_after,
                         r["outcome"],
                         show_difference=attack in DIFFERENCE_ATTACKS,
+                        distance=row_distance(run.path, r),
                     )
                 )
         if examples:
@@ -498,7 +520,9 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                     "Left: unmodified; middle: adversarial; right (pixel-space attacks): signed "
                     "difference, amplified so the largest change reaches black or white (grey = "
                     "unchanged; when few pixels changed, as in the few-pixel attack, they are circled in "
-                    "red). Captions: melanoma confidence p_mel/(p_mel+p_ben).",
+                    "red). Captions: melanoma confidence p_mel/(p_mel+p_ben); how visible the change is: "
+                    f"mean and 95th-percentile CIEDE2000 colour difference (ΔE00; below {JND_DELTA_E} is "
+                    "the just-noticeable difference) and SSIM (1 = identical).",
                 )
             )
     return "".join(parts) or _empty("attack runs with saved images")
