@@ -42,6 +42,8 @@ BUILTIN_COMMANDS: tuple[str, ...] = (
     "attack",
     "perturb",
     "robustness",
+    "transfer",
+    "explain",
     "report",
     "demo",
     "readerstudy",

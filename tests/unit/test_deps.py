@@ -35,6 +35,7 @@ EXTRA_MODULES: dict[str, set[str]] = {
     "readerstudy/store.py": {"readerstudy"},
     "readerstudy/analysis.py": {"readerstudy"},
     "commands/readerstudy.py": {"readerstudy"},
+    "explain/__init__.py": {"explain"},
 }
 
 

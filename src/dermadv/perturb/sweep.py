@@ -423,9 +423,7 @@ def run_sweep(
     hashes = sample_hashes(samples, out)
     content = [hashes[i] for i in ids]
     records = {
-        c.spec: rec
-        for c in points
-        if (rec := _stored_record(done_file(c), fingerprint, ids)) is not None
+        c.spec: rec for c in points if (rec := _stored_record(done_file(c), fingerprint, ids)) is not None
     }
     stale = _stale_images(records, content)  # spec -> indices of the images that changed since
     skipped = [spec for spec in records if spec not in stale]
@@ -534,9 +532,7 @@ def _write_outputs(
     w2 = csv.writer(buf)
     w2.writerow(["image_id", "melanoma", *[c.spec for c in points]])
     for k, image_id in enumerate(ids):
-        w2.writerow(
-            [image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in points]]
-        )
+        w2.writerow([image_id, int(y_true[k]), *[repr(float(records[c.spec]["scores"][k])) for c in points]])
     atomic_write_text(out / "perturbation_scores.csv", buf.getvalue())
     atomic_write_text(
         out / "perturbation.json",

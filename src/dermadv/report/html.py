@@ -728,3 +728,4 @@ def _version() -> str:
 
 
 from dermadv.report import robustness_section as _robustness_section  # noqa: E402,F401  (registers it)
+from dermadv.report import transfer_section as _transfer_section  # noqa: E402,F401  (registers it)
