@@ -1,4 +1,4 @@
-"""Attribution maps: occlusion for any model, Integrated Gradients and Grad-CAM (Captum) for white-box ones."""
+"""Attribution maps: occlusion for any model, Integrated Gradients and Grad-CAM (Captum) for white-box."""
 
 from __future__ import annotations
 
