@@ -265,8 +265,14 @@ def _targets(models: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
     if isinstance(models, Mapping):
         return dict(models)
     from dermadv.models.registry import load_model
+    from dermadv.report.runs import model_label
 
-    return {spec: load_model(spec) for spec in dict.fromkeys(models)}
+    out: dict[str, Any] = {}
+    for spec in dict.fromkeys(models):
+        model = load_model(spec)
+        label = model_label(model.describe())  # as reports name the model of a campaign run
+        out[label if label not in out else f"{label} [{spec}]"] = model
+    return out
 
 
 def _source_labels(sources: Sequence[Any]) -> list[str]:

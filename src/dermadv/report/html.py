@@ -14,8 +14,9 @@ or None when it has nothing to show (then it is left out)::
     @REPORT_SECTIONS.register("calibration", title="Calibration", order=35)
     def calibration_section(runs: Sequence[Run], context: ReportContext) -> str | None: ...
 
-The built-in sections are always present, each saying when no run of its kind was given:
-overview, metrics, roc, training, perturbation, attacks, heatmap, examples, provenance.
+The built-in sections: summary (the first screen, :mod:`dermadv.report.first_screen`), overview,
+metrics, roc, training, perturbation, attacks, heatmap, transfer, examples, explanations, provenance.
+A section with nothing to show (no run of its kind) is left out, not drawn empty.
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #dde}
 figcaption{font-size:.85em;color:#444}code{background:#f2f2f2;padding:0 .25em}
 nav a{margin-right:.9em;font-size:.9em}
 details pre{font-size:.75em;overflow-x:auto;background:#f7f7f7;padding:.6em}
+#summary{background:#f6f9fc;border:1px solid #ccd;border-radius:6px;padding:.2em 1.2em .6em}
+#summary h3{margin:.8em 0 .2em}#summary li{margin:.25em 0}a.num{color:#0b4f8a;font-weight:600}
+.tag{font-size:.75em;background:#fff3cd;border:1px solid #e0b84a;border-radius:3px;padding:0 .4em}
+@media print{nav{display:none}section{break-inside:auto}figure{break-inside:avoid}
+body{max-width:none;padding:0}h2{break-after:avoid}}
 """
 
 
@@ -233,8 +239,12 @@ def _section(key: str, title: str, body: str) -> str:
     return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>\n{body}\n</section>'
 
 
+#: How a built-in section says it has nothing to show; such sections are left out of the report.
+EMPTY_MARK = '<p class="empty">'
+
+
 def _empty(what: str) -> str:
-    return f'<p class="empty">No {esc(what)} given to this report.</p>'
+    return f"{EMPTY_MARK}No {esc(what)} given to this report.</p>"
 
 
 def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
@@ -705,7 +715,7 @@ def build_report(
     parts = []
     for key, section_title, section in registered_sections():
         body = _run_section(key, section, parsed, context)
-        if body is not None:
+        if body is not None and not body.startswith(EMPTY_MARK):  # nothing to show: left out
             parts.append((key, section_title, body))
     nav = "".join(f'<a href="#{esc(k)}">{esc(t)}</a>' for k, t, _ in parts)
     doc = (
@@ -727,5 +737,7 @@ def _version() -> str:
     return dermadv.__version__
 
 
+from dermadv.report import explain_section as _explain_section  # noqa: E402,F401  (registers it)
+from dermadv.report import first_screen as _first_screen  # noqa: E402,F401  (registers it)
 from dermadv.report import robustness_section as _robustness_section  # noqa: E402,F401  (registers it)
 from dermadv.report import transfer_section as _transfer_section  # noqa: E402,F401  (registers it)
