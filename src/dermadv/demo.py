@@ -64,6 +64,9 @@ class DemoPlan:
     sklesion_attacks: tuple[str, ...]
     sklesion_popsize: int
     sklesion_generations: int
+    explain_rows: int = 1  # attacked image pairs explained per model
+    sklesion_patch: int = 0  # occlusion patch for sklesion (0: a third of its input side)
+    transfer_keras: bool = True  # also score sklesion-onnx's adversarial images on the Keras model
 
 
 PLANS: dict[str, DemoPlan] = {
@@ -86,6 +89,7 @@ PLANS: dict[str, DemoPlan] = {
         sklesion_attacks=("color",),
         sklesion_popsize=2,
         sklesion_generations=1,
+        transfer_keras=False,
     ),
     "full": DemoPlan(
         n_per_class=100,
@@ -106,6 +110,7 @@ PLANS: dict[str, DemoPlan] = {
         sklesion_attacks=("color", "rotation"),
         sklesion_popsize=3,
         sklesion_generations=3,
+        explain_rows=2,
     ),
 }
 
@@ -286,6 +291,59 @@ def _sklesion_step(
     return [ev_dir, sk_dir], summary
 
 
+def _transfer_and_explain(
+    out: Path,
+    plan: DemoPlan,
+    checkpoint: Path,
+    attack_dir: Path,
+    runs: list[Path],
+    notes: list[str],
+    log: Callable[[str], None],
+) -> list[Path]:
+    """Score sklesion's adversarial images on its Keras original (when loadable) and on the model
+    trained here; occlusion maps of one sklesion pair and every map of one pair of our model."""
+    from dermadv.explain.run import explain_campaign
+    from dermadv.models.registry import load_model
+    from dermadv.report.runs import model_label
+    from dermadv.transfer import run_transfer
+
+    made: list[Path] = []
+    sk_dir = out / "attacks-sklesion"
+    ours = load_model(str(checkpoint), device="cpu")
+    if sk_dir in runs:
+        from dermadv.campaign.runner import read_run_info
+
+        sk_name = str((read_run_info(sk_dir).get("settings", {}).get("model") or {}).get("name", "sklesion"))
+        sk = _load_sklesion(log) if sk_name == "sklesion-onnx" else load_model("sklesion")
+        targets: dict[str, Any] = {model_label(sk.describe()): sk, model_label(ours.describe()): ours}
+        if sk_name == "sklesion-onnx" and plan.transfer_keras:
+            try:
+                keras = load_model("sklesion")
+                targets[model_label(keras.describe())] = keras
+            except DermadvError as exc:
+                log(f"   Keras sklesion not loaded ({exc}); transfer to its ONNX export only")
+        run_transfer([sk_dir], targets, out / "transfer", log=lambda m: log(f"   transfer {m}"))
+        made.append(out / "transfer")
+        patch = plan.sklesion_patch or min(sk.input_size) // 3
+        log(f"   occlusion maps of {plan.explain_rows} sklesion image pair(s) ({patch} px patches)")
+        explain_campaign(
+            sk,
+            sk_dir,
+            out / "explain-sklesion",
+            methods=["occlusion"],
+            limit=plan.explain_rows,
+            options={"occlusion": {"patch": patch}},
+        )
+        made.append(out / "explain-sklesion")
+    explain_campaign(ours, attack_dir, out / "explain", limit=plan.explain_rows)
+    made.append(out / "explain")
+    notes.append(
+        "Explanations: occlusion (any model), Integrated Gradients and Grad-CAM (white-box models, Captum), "
+        "on a few attacked images (dermadv explain --run RUN)."
+    )
+    return made
+
+
 def run_demo(
     data: str | Path | None = None,
     out: str | Path = "dermadv-demo",
@@ -314,7 +372,7 @@ def run_demo(
 
     # 1-2: data and split
     t0 = time.perf_counter()
-    log("[1/8] data")
+    log("[1/9] data")
     data_path, synthetic = _resolve_data(data, out, plan, log)
     if synthetic:
         log(
@@ -323,7 +381,7 @@ def run_demo(
         )
     step("data", t0)
     t0 = time.perf_counter()
-    log("[2/8] split (stratified, grouped by lesion, seed 0)")
+    log("[2/9] split (stratified, grouped by lesion, seed 0)")
     split_csv = _make_split(data_path, out, plan, log)
     step("split", t0)
 
@@ -331,7 +389,7 @@ def run_demo(
     from dermadv.models.train import TrainSettings, train
 
     t0 = time.perf_counter()
-    log(f"[3/8] train {plan.arch} from scratch at {plan.input_size} px for {plan.epochs} epochs (CPU)")
+    log(f"[3/9] train {plan.arch} from scratch at {plan.input_size} px for {plan.epochs} epochs (CPU)")
     settings = TrainSettings(
         data=str(data_path),
         split=str(split_csv),
@@ -357,7 +415,7 @@ def run_demo(
     from dermadv.models.registry import load_model
 
     t0 = time.perf_counter()
-    log("[4/8] evaluate on the validation set")
+    log("[4/9] evaluate on the validation set")
     model = load_model(str(trained.best), device="cpu")
     val = select_samples(data_path, split=split_csv, subset="val", classes=("mel", "nv"))
     ev = evaluate_model(model, val, progress=progress)
@@ -384,7 +442,7 @@ def run_demo(
     from dermadv.perturb.sweep import run_sweep
 
     t0 = time.perf_counter()
-    log(f"[5/8] perturbation sweep on {len(val)} validation images: {plan.perturbations}")
+    log(f"[5/9] perturbation sweep on {len(val)} validation images: {plan.perturbations}")
     sweep = run_sweep(
         model,
         val,
@@ -413,7 +471,7 @@ def run_demo(
     t0 = time.perf_counter()
     targets = _pick_melanomas(eval_dir, val, plan.attack_images)
     log(
-        f"[6/8] all attacks on {len(targets)} validation melanoma(s), small budget "
+        f"[6/9] all attacks on {len(targets)} validation melanoma(s), small budget "
         f"(popsize {plan.popsize} x D, {plan.max_generations} generations)"
     )
     attack_dir = out / "attacks"
@@ -440,7 +498,7 @@ def run_demo(
     # 7: the third-party model
     runs = [eval_dir, out / "train", out / "perturbation", attack_dir]
     t0 = time.perf_counter()
-    log("[7/8] third-party model sklesion (Keras 3 Xception, HAM10000, 7 classes + metadata)")
+    log("[7/9] third-party model sklesion (Keras 3 Xception, HAM10000, 7 classes + metadata)")
     if not sklesion:
         notes.append("sklesion step skipped (--no-sklesion).")
         log("   skipped (--no-sklesion)")
@@ -453,11 +511,17 @@ def run_demo(
         summary["sklesion"] = sk_summary
     step("sklesion", t0)
 
+    # 8: transfer and explanations
+    t0 = time.perf_counter()
+    log("[8/9] transfer of sklesion's adversarial images to other models; what drives the calls")
+    runs.extend(_transfer_and_explain(out, plan, trained.best, attack_dir, runs, notes, log))
+    step("transfer", t0)
+
     # 8: report
     from dermadv.report.html import build_report
 
     t0 = time.perf_counter()
-    log("[8/8] HTML report")
+    log("[9/9] HTML report (and PDF, when Chromium is installed)")
     notes.insert(
         0,
         f"Made by `dermadv demo --size {size}` on {'SYNTHETIC images' if synthetic else data_path}: "
@@ -471,6 +535,14 @@ def run_demo(
         notes=notes,
         synthetic=synthetic,
     )
+    try:
+        from dermadv.report.pdf import html_to_pdf, pdf_facts
+
+        pdf = html_to_pdf(report, out / "report.pdf")
+        summary["pdf"] = {"path": str(pdf), **pdf_facts(pdf)}
+        log(f"   PDF: {pdf} ({summary['pdf']['pages']} pages)")
+    except DermadvError as exc:
+        log(f"   no PDF: {exc}")
     step("report", t0)
     result = DemoResult(
         out=out,

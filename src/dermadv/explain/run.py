@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +121,11 @@ def explain_campaign(
     attacks: Sequence[str] | None = None,
     limit: int = 4,
     log: Callable[[str], None] = lambda _m: None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Maps of a campaign's original and adversarial images (rows with both saved), side by side.
 
+    ``options``: per method, keyword arguments for it (e.g. ``{"occlusion": {"patch": 64}}``).
     ``ids``: these images (default: up to ``limit`` rows, successes first). The model should be the
     campaign's (then the maps explain the calls the attack changed) but may be any."""
     from dermadv.campaign.store import ResultsStore
@@ -156,7 +158,8 @@ def explain_campaign(
         log(f"{r['image_id']} / {r['attack']}: {', '.join(methods)}")
         files = {}
         for m in methods:
-            pair = {"original": explain(model, orig, m), "adversarial": explain(model, adv, m)}
+            kw = dict((options or {}).get(m, {}))
+            pair = {"original": explain(model, orig, m, **kw), "adversarial": explain(model, adv, m, **kw)}
             files[m] = _save(out, f"{r['image_id']}__{r['attack']}__{m}", pair)
         entries.append(
             {

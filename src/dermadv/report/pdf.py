@@ -94,11 +94,14 @@ def _object_text(data: bytes) -> bytes:
 
 
 def pdf_facts(pdf: str | Path) -> dict[str, int]:
-    """``{"pages": n, "images": k}``: page objects and image XObjects in a PDF file."""
+    """``{"pages": n, "images": k, "page_count": c}``: page objects and image XObjects in a PDF file,
+    and the page count its page tree declares (the root ``/Pages`` node's ``/Count``; 0 if unread)."""
     data = Path(pdf).read_bytes()
     if not data.startswith(b"%PDF-"):
         raise DermadvError(f"{pdf}: not a PDF file")
     text = _object_text(data)
     pages = len(re.findall(rb"/Type\s*/Page(?![s\w])", text))
     images = len(re.findall(rb"/Subtype\s*/Image\b", text))
-    return {"pages": pages, "images": images}
+    counts = [int(c) for c in re.findall(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)", text)]
+    counts += [int(c) for c in re.findall(rb"/Count\s+(\d+)[^>]*?/Type\s*/Pages\b", text)]
+    return {"pages": pages, "images": images, "page_count": max(counts, default=0)}
