@@ -201,7 +201,8 @@ def test_cli_report(runs, reference_csv, tmp_path):
     ]
     html = out.read_text(encoding="utf-8")
     assert '<section id="attacks">' in html and '<section id="perturbation">' in html
-    assert '<section id="roc">' not in html and '<section id="metrics">' not in html  # no evaluation run
+    assert '<section id="roc">' not in html  # no evaluation run: nothing to draw, left out
+    assert '<section id="metrics">' in html and "Published model &lt;A&gt;" in html  # the reference row
 
 
 def test_attack_table_one_column_per_model(runs, tmp_path):
