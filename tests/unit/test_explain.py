@@ -125,3 +125,51 @@ def test_explain_dataset_writes_pngs(tmp_path):
         with Image.open(out / e["files"]["occlusion"]["png"]) as im:
             assert im.size == (32, 32) and im.mode == "RGB"
         assert np.load(out / e["files"]["occlusion"]["npy"]).shape == (32, 32)
+
+
+def test_cli_explain_and_transfer(tmp_path):
+    """`dermadv explain --data D --ids` writes PNG maps; `dermadv transfer RUN --models` writes the matrix."""
+    import json
+
+    from cli_support import run_cli
+    from dermadv.campaign.runner import run_campaign
+    from dermadv.data import load_dataset
+    from dermadv.models.registry import load_model
+    from dermadv.synthetic import generate_dataset
+
+    ds = generate_dataset(tmp_path / "d", 3, 1, size=48, seed=2)
+    ids = sorted(s.image_id for s in load_dataset(ds.root, progress=False).samples)[:2]
+    model = "models_support:mean_colour_probs"
+    out = run_cli(
+        [
+            "explain",
+            "--model",
+            model,
+            "--data",
+            str(ds.root),
+            "--ids",
+            ",".join(ids),
+            "--out",
+            str(tmp_path / "e"),
+        ]
+    )
+    assert "(2 PNGs;" in out  # one occlusion map per image (a black-box model); its .npy beside it
+    assert sorted(p.name for p in (tmp_path / "e").glob("*.png")) == sorted(
+        f"{i}__occlusion.png" for i in ids
+    )
+    mels = [s for s in load_dataset(ds.root, progress=False).samples if s.diagnosis == "mel"]
+    run_campaign(
+        load_model(model),
+        mels,
+        tmp_path / "run",
+        ["color"],
+        attack_options={"popsize": 1, "max_generations": 1},
+        progress=False,
+    )
+    res = json.loads(
+        run_cli(
+            ["transfer", str(tmp_path / "run"), "--models", model, "--out", str(tmp_path / "t"), "--json"]
+        )
+    )
+    assert res["matrix"] and res["matrix"][0]["attack"] == "color"
+    assert (tmp_path / "t" / "transfer.csv").exists()
