@@ -335,7 +335,13 @@ def _transfer_and_explain(
             options={"occlusion": {"patch": patch}},
         )
         made.append(out / "explain-sklesion")
-    explain_campaign(ours, attack_dir, out / "explain", limit=plan.explain_rows)
+    explain_campaign(
+        ours,
+        attack_dir,
+        out / "explain",
+        limit=plan.explain_rows,
+        options={"occlusion": {"patch": max(4, min(ours.input_size) // 4)}},
+    )
     made.append(out / "explain")
     notes.append(
         "Explanations: occlusion (any model), Integrated Gradients and Grad-CAM (white-box models, Captum), "
