@@ -47,6 +47,8 @@ BUILTIN_COMMANDS: tuple[str, ...] = (
     "perturb",
     "robustness",
     "defend",
+    "transfer",
+    "explain",
     "report",
     "demo",
     "readerstudy",

@@ -11,7 +11,9 @@ Steps (each resumable through the library it calls; rerunning the same command s
 5. the systematic perturbation sweep (:func:`dermadv.perturb.sweep.run_sweep`);
 6. every attack on a handful of validation melanomas, small budget
    (:func:`dermadv.campaign.runner.run_campaign`);
-7. the third-party ``sklesion`` model attacked on 1-3 images, when that package is installed;
+7. the third-party ``sklesion`` model, when that package is installed, evaluated and attacked on REAL
+   dermoscopy: the 24 ISIC 2017 (CC-0) images shipped as :mod:`dermadv.samples` (with ``--data``: on
+   the validation images of that data set instead);
 8. one self-contained HTML report (:func:`dermadv.report.html.build_report`).
 
 The study's protocol at full scale (Inception v3 at 299 px, ImageNet weights, whole ISIC 2019) is in
@@ -62,6 +64,9 @@ class DemoPlan:
     sklesion_attacks: tuple[str, ...]
     sklesion_popsize: int
     sklesion_generations: int
+    explain_rows: int = 1  # attacked image pairs explained per model
+    sklesion_patch: int = 0  # occlusion patch for sklesion (0: a third of its input side)
+    transfer_keras: bool = True  # also score sklesion-onnx's adversarial images on the Keras model
 
 
 PLANS: dict[str, DemoPlan] = {
@@ -84,6 +89,7 @@ PLANS: dict[str, DemoPlan] = {
         sklesion_attacks=("color",),
         sklesion_popsize=2,
         sklesion_generations=1,
+        transfer_keras=False,
     ),
     "full": DemoPlan(
         n_per_class=100,
@@ -100,10 +106,11 @@ PLANS: dict[str, DemoPlan] = {
         popsize=8,
         max_generations=15,
         eps=(1.0, 2.0, 4.0, 8.0),
-        sklesion_images=3,
+        sklesion_images=4,
         sklesion_attacks=("color", "rotation"),
         sklesion_popsize=3,
         sklesion_generations=3,
+        explain_rows=2,
     ),
 }
 
@@ -199,25 +206,148 @@ def _pick_melanomas(eval_dir: Path, samples: list[Any], k: int) -> list[Any]:
     return mels[:k]
 
 
-def _screen_melanomas(
-    model: Any, samples: list[Any], k: int, log: Callable[[str], None], max_screen: int = 12
-) -> list[Any]:
-    """Up to k melanomas the (third-party) model classifies correctly, found by predicting at most
-    ``max_screen`` of them; falls back to the highest-scoring ones (then recorded as misclassified)."""
-    from dermadv.metrics import melanoma_score
+def _load_sklesion(log: Callable[[str], None]) -> Any:
+    """sklesion through its ONNX export (cached; about 5x faster on a CPU), else through Keras."""
+    from dermadv.models.registry import load_model
 
-    mels = sorted((s for s in samples if s.diagnosis == "mel"), key=lambda s: s.image_id)[:max_screen]
-    if not mels:
-        return []
-    images = [model.load_image(str(s.path)) for s in mels]
-    meta = [s.metadata() for s in mels] if getattr(model, "needs_metadata", False) else None
-    scores = melanoma_score(model, model.predict_proba(images, metadata=meta))
-    order = sorted(
-        range(len(mels)), key=lambda i: (scores[i] < 0.5, scores[i] if scores[i] >= 0.5 else -scores[i])
+    try:
+        return load_model("sklesion-onnx")
+    except DermadvError as exc:
+        log(f"   sklesion-onnx unavailable ({exc}); using the Keras model")
+        return load_model("sklesion")
+
+
+def _sklesion_step(
+    out: Path,
+    plan: DemoPlan,
+    user_val: list[Any],
+    user_data: dict[str, Any] | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[list[Path], dict[str, Any]]:
+    """Evaluate and attack sklesion: on the user's validation images (``user_data`` given), else on the
+    real ISIC 2017 sample shipped as :mod:`dermadv.samples`. Returns the run folders and a summary."""
+    from dermadv.campaign.runner import run_campaign
+    from dermadv.campaign.summary import summarize_run
+    from dermadv.data import dataset_hash
+    from dermadv.evaluate import evaluate_model, write_evaluation
+
+    notes: list[str] = []
+    try:
+        sk = _load_sklesion(log)
+    except DermadvError as exc:
+        log(f"   skipped: {exc}")
+        return [], {"notes": [f"sklesion not attacked: {exc}"]}
+    if user_data is None:
+        from dermadv import samples
+
+        images = list(samples.dataset().samples)
+        data_info: dict[str, Any] = {
+            "path": str(samples.path()),
+            "synthetic": False,
+            "sample": "dermadv.samples",
+        }
+        log(f"   on the {len(images)} real ISIC 2017 dermoscopy images shipped as dermadv.samples (CC-0)")
+        notes.append(
+            f"sklesion is evaluated and attacked on real dermoscopy: the {len(images)} ISIC 2017 (CC-0) "
+            "images shipped as dermadv.samples, chosen on sklesion's own calls (mostly melanomas it gets "
+            "right), so its accuracy there describes the sample, not the model."
+        )
+    else:
+        images, data_info = user_val, user_data
+    ev_dir = out / "evaluation-sklesion"
+    ev = evaluate_model(sk, images, progress=progress)
+    write_evaluation(
+        ev, sk, ev_dir, data={**data_info, "hash": dataset_hash(images)}, settings={"model": sk.name}
     )
-    n_right = int((scores >= 0.5).sum())
-    log(f"   {model.name} calls {n_right}/{len(mels)} melanomas melanoma; attacking {min(k, len(mels))}")
-    return [mels[i] for i in order[:k]]
+    scores = dict(zip((s.image_id for s in images), (float(x) for x in ev.scores), strict=True))
+    # correctly called first (the study attacks only those), least confident first: a small search
+    # budget shows more on those nearer the threshold
+    mels = sorted(
+        (s for s in images if s.diagnosis == "mel"),
+        key=lambda s: (scores[s.image_id] < 0.5, scores[s.image_id], s.image_id),
+    )
+    n_right = sum(scores[s.image_id] >= 0.5 for s in mels)
+    targets = mels[: plan.sklesion_images]
+    log(f"   {sk.name} calls {n_right}/{len(mels)} melanomas melanoma; attacking {len(targets)}")
+    sk_dir = out / "attacks-sklesion"
+    opts = {"popsize": plan.sklesion_popsize, "max_generations": plan.sklesion_generations}
+    run_campaign(
+        sk,
+        targets,
+        sk_dir,
+        list(plan.sklesion_attacks),
+        attack_options=opts,
+        data_info=data_info,
+        provenance={"data": {**data_info, "hash": dataset_hash(targets)}},
+        progress=progress,
+    )
+    summary: dict[str, Any] = {
+        "model": sk.name,
+        "melanomas_called_melanoma": f"{n_right}/{len(mels)}",
+        "attacks": _success_line(summarize_run(sk_dir), log),
+        "notes": notes,
+    }
+    return [ev_dir, sk_dir], summary
+
+
+def _transfer_and_explain(
+    out: Path,
+    plan: DemoPlan,
+    checkpoint: Path,
+    attack_dir: Path,
+    runs: list[Path],
+    notes: list[str],
+    log: Callable[[str], None],
+) -> list[Path]:
+    """Score sklesion's adversarial images on its Keras original (when loadable) and on the model
+    trained here; occlusion maps of one sklesion pair and every map of one pair of our model."""
+    from dermadv.explain.run import explain_campaign
+    from dermadv.models.registry import load_model
+    from dermadv.report.runs import model_label
+    from dermadv.transfer import run_transfer
+
+    made: list[Path] = []
+    sk_dir = out / "attacks-sklesion"
+    ours = load_model(str(checkpoint), device="cpu")
+    if sk_dir in runs:
+        from dermadv.campaign.runner import read_run_info
+
+        sk_name = str((read_run_info(sk_dir).get("settings", {}).get("model") or {}).get("name", "sklesion"))
+        sk = _load_sklesion(log) if sk_name == "sklesion-onnx" else load_model("sklesion")
+        targets: dict[str, Any] = {model_label(sk.describe()): sk, model_label(ours.describe()): ours}
+        if sk_name == "sklesion-onnx" and plan.transfer_keras:
+            try:
+                keras = load_model("sklesion")
+                targets[model_label(keras.describe())] = keras
+            except DermadvError as exc:
+                log(f"   Keras sklesion not loaded ({exc}); transfer to its ONNX export only")
+        run_transfer([sk_dir], targets, out / "transfer", log=lambda m: log(f"   transfer {m}"))
+        made.append(out / "transfer")
+        patch = plan.sklesion_patch or min(sk.input_size) // 3
+        log(f"   occlusion maps of {plan.explain_rows} sklesion image pair(s) ({patch} px patches)")
+        explain_campaign(
+            sk,
+            sk_dir,
+            out / "explain-sklesion",
+            methods=["occlusion"],
+            limit=plan.explain_rows,
+            options={"occlusion": {"patch": patch}},
+        )
+        made.append(out / "explain-sklesion")
+    explain_campaign(
+        ours,
+        attack_dir,
+        out / "explain",
+        limit=plan.explain_rows,
+        options={"occlusion": {"patch": max(4, min(ours.input_size) // 4)}},
+    )
+    made.append(out / "explain")
+    notes.append(
+        "Explanations: occlusion (any model), Integrated Gradients and Grad-CAM (white-box models, Captum), "
+        "on a few attacked images (dermadv explain --run RUN)."
+    )
+    return made
 
 
 def run_demo(
@@ -248,7 +378,7 @@ def run_demo(
 
     # 1-2: data and split
     t0 = time.perf_counter()
-    log("[1/8] data")
+    log("[1/9] data")
     data_path, synthetic = _resolve_data(data, out, plan, log)
     if synthetic:
         log(
@@ -257,7 +387,7 @@ def run_demo(
         )
     step("data", t0)
     t0 = time.perf_counter()
-    log("[2/8] split (stratified, grouped by lesion, seed 0)")
+    log("[2/9] split (stratified, grouped by lesion, seed 0)")
     split_csv = _make_split(data_path, out, plan, log)
     step("split", t0)
 
@@ -265,7 +395,7 @@ def run_demo(
     from dermadv.models.train import TrainSettings, train
 
     t0 = time.perf_counter()
-    log(f"[3/8] train {plan.arch} from scratch at {plan.input_size} px for {plan.epochs} epochs (CPU)")
+    log(f"[3/9] train {plan.arch} from scratch at {plan.input_size} px for {plan.epochs} epochs (CPU)")
     settings = TrainSettings(
         data=str(data_path),
         split=str(split_csv),
@@ -291,7 +421,7 @@ def run_demo(
     from dermadv.models.registry import load_model
 
     t0 = time.perf_counter()
-    log("[4/8] evaluate on the validation set")
+    log("[4/9] evaluate on the validation set")
     model = load_model(str(trained.best), device="cpu")
     val = select_samples(data_path, split=split_csv, subset="val", classes=("mel", "nv"))
     ev = evaluate_model(model, val, progress=progress)
@@ -318,7 +448,7 @@ def run_demo(
     from dermadv.perturb.sweep import run_sweep
 
     t0 = time.perf_counter()
-    log(f"[5/8] perturbation sweep on {len(val)} validation images: {plan.perturbations}")
+    log(f"[5/9] perturbation sweep on {len(val)} validation images: {plan.perturbations}")
     sweep = run_sweep(
         model,
         val,
@@ -347,7 +477,7 @@ def run_demo(
     t0 = time.perf_counter()
     targets = _pick_melanomas(eval_dir, val, plan.attack_images)
     log(
-        f"[6/8] all attacks on {len(targets)} validation melanoma(s), small budget "
+        f"[6/9] all attacks on {len(targets)} validation melanoma(s), small budget "
         f"(popsize {plan.popsize} x D, {plan.max_generations} generations)"
     )
     attack_dir = out / "attacks"
@@ -374,41 +504,30 @@ def run_demo(
     # 7: the third-party model
     runs = [eval_dir, out / "train", out / "perturbation", attack_dir]
     t0 = time.perf_counter()
-    log("[7/8] third-party model sklesion (Keras 3, HAM10000, 7 classes + metadata)")
-    sk_dir = out / "attacks-sklesion"
+    log("[7/9] third-party model sklesion (Keras 3 Xception, HAM10000, 7 classes + metadata)")
     if not sklesion:
         notes.append("sklesion step skipped (--no-sklesion).")
         log("   skipped (--no-sklesion)")
     else:
-        try:
-            sk = load_model("sklesion")
-        except DermadvError as exc:
-            notes.append(f"sklesion not attacked: {exc}")
-            log(f"   skipped: {exc}")
-        else:
-            sk_targets = _screen_melanomas(
-                sk, val, plan.sklesion_images, log, max(12, 8 * plan.sklesion_images)
-            )
-            opts = {"popsize": plan.sklesion_popsize, "max_generations": plan.sklesion_generations}
-            run_campaign(
-                sk,
-                sk_targets,
-                sk_dir,
-                list(plan.sklesion_attacks),
-                attack_options=opts,
-                data_info=data_info,
-                provenance={"data": {**data_info, "hash": dataset_hash(sk_targets)}},
-                progress=progress,
-            )
-            summary["sklesion"] = _success_line(summarize_run(sk_dir), log)
-            runs.append(sk_dir)
+        sk_runs, sk_summary = _sklesion_step(
+            out, plan, val, data_info if not synthetic else None, progress, log
+        )
+        runs.extend(sk_runs)
+        notes.extend(sk_summary.pop("notes", []))
+        summary["sklesion"] = sk_summary
     step("sklesion", t0)
+
+    # 8: transfer and explanations
+    t0 = time.perf_counter()
+    log("[8/9] transfer of sklesion's adversarial images to other models; what drives the calls")
+    runs.extend(_transfer_and_explain(out, plan, trained.best, attack_dir, runs, notes, log))
+    step("transfer", t0)
 
     # 8: report
     from dermadv.report.html import build_report
 
     t0 = time.perf_counter()
-    log("[8/8] HTML report")
+    log("[9/9] HTML report (and PDF, when Chromium is installed)")
     notes.insert(
         0,
         f"Made by `dermadv demo --size {size}` on {'SYNTHETIC images' if synthetic else data_path}: "
@@ -422,6 +541,14 @@ def run_demo(
         notes=notes,
         synthetic=synthetic,
     )
+    try:
+        from dermadv.report.pdf import html_to_pdf, pdf_facts
+
+        pdf = html_to_pdf(report, out / "report.pdf")
+        summary["pdf"] = {"path": str(pdf), **pdf_facts(pdf)}
+        log(f"   PDF: {pdf} ({summary['pdf']['pages']} pages)")
+    except DermadvError as exc:
+        log(f"   no PDF: {exc}")
     step("report", t0)
     result = DemoResult(
         out=out,

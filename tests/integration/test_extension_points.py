@@ -20,14 +20,18 @@ from dermadv.report.html import REPORT_SECTIONS, SECTIONS
 from plugin_support import INPUT_SIZE, fit_channel_mean_logreg
 
 BUILTIN_SECTIONS = [
+    "summary",
     "overview",
     "metrics",
     "roc",
     "training",
     "perturbation",
+    "robustness",
     "attacks",
     "heatmap",
+    "transfer",
     "examples",
+    "explanations",
     "provenance",
 ]
 
@@ -144,10 +148,12 @@ def test_registered_section_is_in_the_report(
     )
     out = tmp_path / "report.html"
     listed = json.loads(run_cli(["report", str(ev), "--out", str(out), "--json"]))
-    assert listed["sections"][:3] == ["overview", "run-count", "never-shown"]
+    assert listed["sections"][:4] == ["summary", "overview", "run-count", "never-shown"]
     html = out.read_text(encoding="utf-8")
     shown = [k for k, _ in SECTIONS if f'<section id="{k}">' in html]
-    assert shown == ["overview", "run-count", "metrics", "roc", "melanoma-scores", *BUILTIN_SECTIONS[3:]]
+    assert [k for k, _ in SECTIONS if k in BUILTIN_SECTIONS] == BUILTIN_SECTIONS  # the built-ins, in order
+    # an evaluation run only: the sections with nothing to show (training, attacks...) are left out
+    assert shown == ["summary", "overview", "run-count", "metrics", "roc", "melanoma-scores", "provenance"]
     assert "<h2>Runs &lt;counted&gt;</h2>" in html and "<p>1 run(s), 1 evaluation(s): ev</p>" in html
     assert '<a href="#run-count">' in html and "never-shown" not in html
     scores = fitted["probs"][:12, 1]

@@ -1,6 +1,7 @@
 """The HTML report: built from real evaluation, perturbation and attack runs on real ISIC images;
-every section present, every figure a decodable PNG, text escaped, and it renders in headless
-Chromium with every image loaded and no request leaving the file."""
+every section with something to show present (the others left out), every figure a decodable PNG,
+text escaped, the first screen's numbers linked, and it renders in headless Chromium with every image
+loaded and no request leaving the file, and prints to a PDF holding every figure."""
 
 from __future__ import annotations
 
@@ -21,6 +22,18 @@ from dermadv.data.images import load_image, resize_uint8
 from dermadv.report.html import SECTIONS, build_report
 
 NASTY_NAME = 'bright<ness> & "co"'
+#: The sections a report of an evaluation, a perturbation and an attack run has something to show in.
+SHOWN = [
+    "summary",
+    "overview",
+    "metrics",
+    "roc",
+    "perturbation",
+    "attacks",
+    "heatmap",
+    "examples",
+    "provenance",
+]
 
 
 def brightness_model(samples, name: str = NASTY_NAME):
@@ -93,7 +106,8 @@ def _images(html: str) -> list[bytes]:
 def test_report_sections_images_and_escaping(report):
     html = report.read_text(encoding="utf-8")
     for key, _title in SECTIONS:
-        assert f'<section id="{key}">' in html, key
+        assert (f'<section id="{key}">' in html) == (key in SHOWN), key  # nothing to show: left out
+    assert 'class="empty"' not in html
     # one ROC, one perturbation plot, success bars, heat map, example grid
     pngs = _images(html)
     assert len(pngs) >= 5
@@ -153,7 +167,7 @@ def test_report_in_headless_chromium(report):
         finally:
             browser.close()
     assert len(widths) >= 5 and all(w > 0 for w in widths), widths
-    assert ids == [k for k, _ in SECTIONS]
+    assert ids == [k for k, _ in SECTIONS if k in SHOWN] == SHOWN
     assert title == "Test <report>"
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
 
@@ -186,8 +200,9 @@ def test_cli_report(runs, reference_csv, tmp_path):
         "attack"
     ]
     html = out.read_text(encoding="utf-8")
-    assert all(f'<section id="{k}">' in html for k, _ in SECTIONS)
-    assert "No evaluation runs with predictions.csv given" in html
+    assert '<section id="attacks">' in html and '<section id="perturbation">' in html
+    assert '<section id="roc">' not in html  # no evaluation run: nothing to draw, left out
+    assert '<section id="metrics">' in html and "Published model &lt;A&gt;" in html  # the reference row
 
 
 def test_attack_table_one_column_per_model(runs, tmp_path):
@@ -213,3 +228,49 @@ def test_attack_table_one_column_per_model(runs, tmp_path):
     assert model_label(ckpt("runs/m1/best.pt", 0.0)) == "resnet18:runs/m1/best.pt (no colour jitter)"
     assert model_label(ckpt("runs/m2/best.pt", 0.1)) == "resnet18:runs/m2/best.pt (colour jitter)"
     assert model_label({"name": "sklesion"}) == "sklesion"
+
+
+def test_first_screen_answers_per_model_with_linked_numbers(runs, report):
+    import json
+
+    from dermadv.campaign.store import ResultsStore
+    from dermadv.campaign.summary import summarize_rows
+
+    html = report.read_text(encoding="utf-8")
+    first = html.split('<section id="summary">')[1].split("</section>")[0]
+    assert html.index('<section id="summary">') < html.index('<section id="overview">')
+    m = json.loads((runs["eval"] / "metrics.json").read_text())["metrics"]
+    c = m["confusion"]
+    sens = m["sensitivity"]
+    assert f'<a class="num" href="#metrics">{c["tp"]} of {c["tp"] + c["fn"]}</a> melanomas' in first
+    assert (
+        f'href="#metrics">{sens["value"]:.2f}, 95% CI {sens["ci_low"]:.2f}–{sens["ci_high"]:.2f}</a>' in first
+    )
+    with ResultsStore(runs["attack"], create=False) as store:
+        table = summarize_rows(store.rows())
+    for s in table:
+        if s["attempted"] and s["successful"]:
+            assert f'href="#attacks">{s["successful"]} of {s["attempted"]} (' in first
+    worst = max(
+        json.loads((runs["perturb"] / "perturbation.json").read_text())["rows"][1:],
+        key=lambda r: r["flipped"],
+    )
+    assert f'href="#perturbation">{worst["flipped"]} of {worst["n"]}</a>' in first
+    # every link on the first screen leads to a section of the report
+    for target in set(re.findall(r'href="#([a-z-]+)"', first)):
+        assert f'<section id="{target}">' in html, target
+    # visibility of each attack: below-JND counts in the attack table, ΔE00 in the example grid caption
+    assert "below JND" in html.split('<section id="attacks">')[1] and "CIEDE2000" in html
+
+
+def test_report_prints_to_pdf_with_every_figure(report, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium not installed at /usr/bin/chromium")
+    from dermadv.report.pdf import html_to_pdf, pdf_facts
+
+    figures = len(_images(report.read_text(encoding="utf-8")))
+    pdf = html_to_pdf(report, tmp_path / "report.pdf")
+    facts = pdf_facts(pdf)
+    assert facts["images"] >= figures >= 5
+    assert facts["pages"] >= 3 and facts["page_count"] == facts["pages"]  # page objects = the page tree
+    assert pdf.read_bytes().rstrip().endswith(b"%%EOF")

@@ -36,6 +36,7 @@ EXTRA_MODULES: dict[str, set[str]] = {
     "readerstudy/analysis.py": {"readerstudy"},
     "commands/readerstudy.py": {"readerstudy"},
     "attacks/searches/cmaes.py": {"search"},
+    "explain/__init__.py": {"explain"},
 }
 
 

@@ -74,6 +74,11 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("first_success_query", "INTEGER"),  # query index of the first candidate meeting the criterion
     ("first_threshold_query", "INTEGER"),  # ... of the first with P(target group) > threshold
     ("fittest", "TEXT"),  # JSON: the fittest member when the result is another (successful) one
+    # how visible the change is (dermadv.perceptual): mean / 95th-percentile CIEDE2000 and SSIM between
+    # the original and the adversarial image; NULL when no adversarial image was saved (and in older runs)
+    ("delta_e_mean", "REAL"),
+    ("delta_e_p95", "REAL"),
+    ("ssim", "REAL"),
 )
 JSON_COLUMNS = frozenset({"initial_probs", "final_probs", "params", "fittest"})
 COLUMN_NAMES: tuple[str, ...] = tuple(c for c, _ in COLUMNS)
@@ -264,6 +269,7 @@ class ResultsStore:
             "first_success_query": _int_or_none(_get(result, "first_success_query")),
             "first_threshold_query": _int_or_none(_get(result, "first_threshold_query")),
             "fittest": _dumps(_get(result, "fittest")),
+            **_perceptual(original, adversarial),
         }
         placeholders = ", ".join("?" for _ in COLUMN_NAMES)
         cur = self._conn.execute(
@@ -366,6 +372,15 @@ class ResultsStore:
     def attacks(self) -> list[str]:
         """Attack names present in the store, sorted."""
         return [a for (a,) in self._conn.execute("SELECT DISTINCT attack FROM results ORDER BY attack")]
+
+
+def _perceptual(original: Any, adversarial: Any) -> dict[str, float | None]:
+    """The row's perceptual-distance columns (None when either image is missing or sizes differ)."""
+    from dermadv.perceptual import PERCEPTUAL_KEYS, perceptual_distance
+
+    if original is None or adversarial is None or np.shape(original) != np.shape(adversarial):
+        return dict.fromkeys(PERCEPTUAL_KEYS)
+    return dict(perceptual_distance(original, adversarial))
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -27,16 +27,19 @@ def register(app: typer.Typer) -> None:
         sklesion: bool = typer.Option(
             True,
             "--sklesion/--no-sklesion",
-            help="Also attack the third-party sklesion model when installed.",
+            help="Also evaluate and attack the third-party sklesion model when installed: on the real ISIC "
+            "2017 sample shipped as dermadv.samples, or with --data on that data set's validation images.",
         ),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Split, train a small classifier, evaluate it, sweep perturbations, run every attack on a few
-        melanomas, attack the third-party sklesion model, and write one HTML report -- offline, on a CPU.
+        melanomas, evaluate and attack the third-party sklesion model, score its adversarial images on
+        other models, map what drives the calls, and write one HTML report (and a PDF) -- offline, on a CPU.
 
-        Without --data it runs on procedurally generated SYNTHETIC images (the repository ships no
-        dermoscopic images) and says so everywhere. On real data: dermadv demo --data /path/to/ISIC_2019
+        Without --data our classifier is trained and tested on procedurally generated SYNTHETIC images
+        (and every output says so), while sklesion runs on 24 real ISIC 2017 dermoscopy images shipped
+        with dermadv (dermadv.samples, CC-0). On real data: dermadv demo --data /path/to/ISIC_2019
         """
         from dermadv.demo import ISIC_HINT, run_demo
 

@@ -72,6 +72,17 @@ def build(
         "--allow-change/--no-allow-change",
         help="Let readers go back and change answers (changes are logged).",
     ),
+    max_delta_e: float | None = typer.Option(
+        None,
+        "--max-delta-e",
+        help="Only adversarial images whose mean CIEDE2000 colour difference from the original is below "
+        "this (2.3 = just-noticeable difference).",
+    ),
+    balance_visibility: bool = typer.Option(
+        False,
+        "--balance-visibility/--no-balance-visibility",
+        help="Draw each attack's images alternately below and above the just-noticeable difference.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
     """Assemble a study: opaque image names, ground truth and provenance kept in the hidden manifest."""
@@ -100,6 +111,8 @@ def build(
             title=title,
             confidence=confidence,
             allow_change=allow_change,
+            max_delta_e=max_delta_e,
+            balance_visibility=balance_visibility,
         )
     else:
         raise DataError("give --from RUN (repeatable) or --images FOLDER --manifest CSV")

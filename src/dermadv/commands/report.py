@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         ),
         title: str = typer.Option("dermadv report", "--title", help="Report title."),
         examples: int = typer.Option(2, "--examples", min=0, help="Example images per attack and model."),
+        pdf: Path = typer.Option(
+            None, "--pdf", help="Also print the report to this PDF (headless Chromium), e.g. for a dossier."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Write ONE self-contained HTML report (figures embedded, no external resources) with model
@@ -37,6 +40,12 @@ def register(app: typer.Typer) -> None:
 
         path = build_report(runs, out, reference_csv=reference, title=title, examples_per_attack=examples)
         kinds = {str(r): detect_run(r).kinds for r in runs}
+        pdf_facts: dict[str, int] | None = None
+        if pdf is not None:
+            from dermadv.report.pdf import html_to_pdf
+            from dermadv.report.pdf import pdf_facts as count
+
+            pdf_facts = count(html_to_pdf(path, pdf))
         if as_json:
             typer.echo(
                 json.dumps(
@@ -45,6 +54,7 @@ def register(app: typer.Typer) -> None:
                         "runs": kinds,
                         "sections": [k for k, _ in SECTIONS],
                         "bytes": path.stat().st_size,
+                        **({"pdf": str(pdf), "pdf_pages": pdf_facts["pages"]} if pdf_facts else {}),
                     },
                     indent=2,
                 )
@@ -53,3 +63,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(
                 f"report: {path} ({path.stat().st_size / 1e6:.1f} MB; open it in any browser, offline)"
             )
+            if pdf_facts:
+                typer.echo(f"pdf: {pdf} ({pdf_facts['pages']} pages, {pdf_facts['images']} images)")

@@ -267,8 +267,15 @@ def build_from_runs(
     title: str = "Dermoscopy reader study",
     confidence: str = "required",
     allow_change: bool = False,
+    max_delta_e: float | None = None,
+    balance_visibility: bool = False,
 ) -> tuple[Study, dict[str, Any]]:
     """Build a study from campaign RUN directories.
+
+    How visible each change is (:mod:`dermadv.perceptual`): ``max_delta_e`` keeps only adversarial
+    images whose mean CIEDE2000 difference from their original is below it (e.g. 2.3, the
+    just-noticeable difference); ``balance_visibility`` draws each attack's images alternately from
+    those below and at or above the JND, so both are represented as far as the runs allow.
 
     Per attack type, ``per_attack`` successful adversarial images are drawn at random (seeded);
     ``unmodified`` images are drawn half melanoma, half naevus, from the dataset ``unmodified_from``
@@ -285,9 +292,13 @@ def build_from_runs(
     if not runs:
         raise DataError("give at least one --from RUN directory")
     rng = np.random.default_rng(seed)
+    if max_delta_e is not None and not max_delta_e > 0:
+        raise DataError(f"--max-delta-e must be > 0, got {max_delta_e}")
     successes, originals = _read_runs(runs, attacks)
     summary: dict[str, Any] = {"adversarial": {}, "unmodified": {}, "shortfalls": []}
-    items, used_sources = _draw_adversarial(successes, per_attack, rng, summary)
+    if max_delta_e is not None or balance_visibility:
+        successes = _by_visibility(successes, max_delta_e, balance_visibility, summary)
+    items, used_sources = _draw_adversarial(successes, per_attack, rng, summary, balance_visibility)
     for attack in attacks or []:
         if attack not in successes:
             summary["shortfalls"].append(f"attack {attack}: no successful images in the runs")
@@ -305,6 +316,8 @@ def build_from_runs(
         "seed": seed,
         "attacks": list(attacks) if attacks else None,
         "exclude_attacked_sources": exclude_attacked_sources,
+        "max_delta_e": max_delta_e,
+        "balance_visibility": balance_visibility,
         # what was drawn (its "unmodified" counts per group must not replace the number asked above)
         **{k: v for k, v in summary.items() if k != "unmodified"},
         "unmodified_drawn": summary["unmodified"],
@@ -339,11 +352,53 @@ def _read_runs(
     return successes, originals
 
 
+def _by_visibility(
+    successes: dict[str, list[dict[str, Any]]],
+    max_delta_e: float | None,
+    balance: bool,
+    summary: dict[str, Any],
+) -> dict[str, list[dict[str, Any]]]:
+    """Each success with its perceptual distance (``_delta_e``); those at or above ``max_delta_e`` and
+    those whose distance is unknown (no saved images) left out, and counted in the summary."""
+    from dermadv.perceptual import row_distance
+
+    kept: dict[str, list[dict[str, Any]]] = {}
+    for attack, rows in successes.items():
+        out = []
+        for row in rows:
+            d = row_distance(row["_run"], row)
+            if d is None:
+                continue
+            if max_delta_e is None or d["delta_e_mean"] < max_delta_e:
+                out.append({**row, "_delta_e": d["delta_e_mean"]})
+        if len(out) < len(rows):
+            why = f"mean ΔE00 >= {max_delta_e} or unknown" if max_delta_e is not None else "ΔE00 unknown"
+            summary["shortfalls"].append(
+                f"attack {attack}: {len(rows) - len(out)} successful image(s) left out ({why})"
+            )
+        if out:
+            kept[attack] = out
+    return kept
+
+
+def _alternate_visibility(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``rows`` (already shuffled) reordered to alternate below-JND and visible images."""
+    from dermadv.perceptual import JND_DELTA_E
+
+    low = [r for r in rows if r["_delta_e"] < JND_DELTA_E]
+    high = [r for r in rows if r["_delta_e"] >= JND_DELTA_E]
+    out: list[dict[str, Any]] = []
+    for i in range(max(len(low), len(high))):
+        out += [g[i] for g in (low, high) if i < len(g)]
+    return out
+
+
 def _draw_adversarial(
     successes: dict[str, list[dict[str, Any]]],
     per_attack: int,
     rng: np.random.Generator,
     summary: dict[str, Any],
+    balance_visibility: bool = False,
 ) -> tuple[list[dict[str, Any]], set[tuple[str, str]]]:
     """``per_attack`` images per attack (fresh lesions first); the items and the (run, image id) used."""
     items: list[dict[str, Any]] = []
@@ -359,6 +414,8 @@ def _draw_adversarial(
         # same images: a reader who sees one lesion in five versions is no longer blinded to it);
         # a lesion is reused only when there are not enough others, and that is reported.
         shuffled = [pool[i] for i in rng.permutation(len(pool))]
+        if balance_visibility:
+            shuffled = _alternate_visibility(shuffled)
         shown = {image_id for _, image_id in used_sources}
         fresh: list[dict[str, Any]] = []
         for row in shuffled:
@@ -514,5 +571,6 @@ def _run_item(row: dict[str, Any], condition: str, relpath: str) -> dict[str, An
         "initial_probs": json.dumps(row.get("initial_probs")),
         "final_probs": json.dumps(row.get("final_probs")) if adversarial else "",
         "queries": row.get("queries") if adversarial else "",
+        "delta_e_mean": (row.get("_delta_e", row.get("delta_e_mean")) if adversarial else None),
         "run": str(run.resolve()),
     }

@@ -198,6 +198,8 @@ class AttackExample:
     final_conf: float | None
     outcome: str
     show_difference: bool = False
+    #: dermadv.perceptual distance (delta_e_mean, delta_e_p95, ssim), shown under the adversarial image
+    distance: Mapping[str, float] | None = None
 
 
 def amplified_difference(original: np.ndarray, adversarial: np.ndarray) -> tuple[np.ndarray, float]:
@@ -231,7 +233,13 @@ def example_grid(examples: Sequence[AttackExample], title: str = "Example attack
         ax[0].set_title(f"{e.image_id}\nunmodified: mel {e.initial_conf:.3f}", fontsize=7)
         ax[1].imshow(e.adversarial)
         final = "n/a" if e.final_conf is None else f"{e.final_conf:.3f}"
-        ax[1].set_title(f"{e.attack} ({e.outcome})\nadversarial: mel {final}", fontsize=7)
+        seen = ""
+        if e.distance:
+            seen = (
+                f"\nΔE00 mean {e.distance['delta_e_mean']:.2f} p95 {e.distance['delta_e_p95']:.2f}, "
+                f"SSIM {e.distance['ssim']:.3f}"
+            )
+        ax[1].set_title(f"{e.attack} ({e.outcome})\nadversarial: mel {final}{seen}", fontsize=7)
         if ncols == 3:
             if e.show_difference:
                 diff, factor = amplified_difference(e.original, e.adversarial)

@@ -14,8 +14,9 @@ or None when it has nothing to show (then it is left out)::
     @REPORT_SECTIONS.register("calibration", title="Calibration", order=35)
     def calibration_section(runs: Sequence[Run], context: ReportContext) -> str | None: ...
 
-The built-in sections are always present, each saying when no run of its kind was given:
-overview, metrics, roc, training, perturbation, attacks, heatmap, examples, provenance.
+The built-in sections: summary (the first screen, :mod:`dermadv.report.first_screen`), overview,
+metrics, roc, training, perturbation, attacks, heatmap, transfer, examples, explanations, provenance.
+A section with nothing to show (no run of its kind) is left out, not drawn empty.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 
 from dermadv.errors import DataError, DermadvError
 from dermadv.fileio import atomic_write_text
+from dermadv.perceptual import JND_DELTA_E, below_jnd, row_distance
 from dermadv.registry import Registry
 from dermadv.report import figures
 from dermadv.report.runs import Run, detect_run, find_paths, read_history, read_metrics, read_predictions
@@ -97,6 +99,11 @@ figure{margin:1em 0}figure img{max-width:100%;border:1px solid #dde}
 figcaption{font-size:.85em;color:#444}code{background:#f2f2f2;padding:0 .25em}
 nav a{margin-right:.9em;font-size:.9em}
 details pre{font-size:.75em;overflow-x:auto;background:#f7f7f7;padding:.6em}
+#summary{background:#f6f9fc;border:1px solid #ccd;border-radius:6px;padding:.2em 1.2em .6em}
+#summary h3{margin:.8em 0 .2em}#summary li{margin:.25em 0}a.num{color:#0b4f8a;font-weight:600}
+.tag{font-size:.75em;background:#fff3cd;border:1px solid #e0b84a;border-radius:3px;padding:0 .4em}
+@media print{nav{display:none}section{break-inside:auto}figure{break-inside:avoid}
+body{max-width:none;padding:0}h2{break-after:avoid}}
 """
 
 
@@ -232,8 +239,12 @@ def _section(key: str, title: str, body: str) -> str:
     return f'<section id="{esc(key)}"><h2>{esc(title)}</h2>\n{body}\n</section>'
 
 
+#: How a built-in section says it has nothing to show; such sections are left out of the report.
+EMPTY_MARK = '<p class="empty">'
+
+
 def _empty(what: str) -> str:
-    return f'<p class="empty">No {esc(what)} given to this report.</p>'
+    return f"{EMPTY_MARK}No {esc(what)} given to this report.</p>"
 
 
 def _metrics_section(runs: list[Run], references: list[dict[str, Any]]) -> str:
@@ -394,9 +405,11 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
     if not runs:
         return _empty("attack runs (dermadv attack)")
     summaries: dict[str, dict[str, dict[str, Any]]] = {}
+    runs_by_label: dict[str, Run] = {}
     for run in runs:  # one column per run, even when two runs' labels coincide
         label = run.label if run.label not in summaries else f"{run.label} ({run.path})"
         summaries[label] = {s["attack"]: s for s in summarize_rows(rows_by_run[run.path], _attack_model(run))}
+        runs_by_label[label] = run
     attacks = sorted({a for s in summaries.values() for a in s})
     labels = list(summaries)
     table = []
@@ -410,6 +423,7 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
             cells.append(
                 f"{s['successful']}/{s['attempted']} = {100 * s['success_rate']:.1f}% "
                 f"({100 * s['ci_low']:.1f}–{100 * s['ci_high']:.1f}%)"
+                + _invisible_cell(runs_by_label[label], rows_by_run[runs_by_label[label].path], a)
             )
         table.append(cells)
     misc = [
@@ -427,7 +441,9 @@ def _attacks_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any
         "(successes / attempted, Wilson 95% CI; the criterion row says which definition judged it: group = "
         "P(benign group) &gt; P(melanoma group), top1 = top-1 class leaves melanoma). Images the model "
         "already misclassified are not attacked. One column per model (the study's Supplementary Table "
-        "2).</p>"
+        "2). <em>Below JND</em>: successes whose "
+        f"mean CIEDE2000 colour difference from the original is under {JND_DELTA_E} (the just-noticeable "
+        "difference), out of the same attempts, Wilson 95% CI: the attacks a reader would not see.</p>"
         + img_tag(figures.success_bar_plot(grouped), "attack success rates")
         + _query_curves(runs, rows_by_run)
     )
@@ -498,6 +514,21 @@ def _query_curves(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]
     return "".join(parts)
 
 
+def _invisible_cell(run: Run, rows: list[dict[str, Any]], attack: str) -> str:
+    """'; below JND 2/5 = 40.0% (…)' for one attack of one run: successes below the visibility threshold."""
+    from dermadv.metrics import wilson_ci
+
+    attempted = [
+        r for r in rows if r["attack"] == attack and r["outcome"] in (Outcome.SUCCESS, Outcome.FAILURE)
+    ]
+    flags = [below_jnd(row_distance(run.path, r)) for r in attempted if r["outcome"] == Outcome.SUCCESS]
+    if not attempted or any(f is None for f in flags):
+        return ""
+    k, n = sum(bool(f) for f in flags), len(attempted)
+    lo, hi = wilson_ci(k, n)
+    return f"; below JND {k}/{n} = {100 * k / n:.1f}% ({100 * lo:.1f}–{100 * hi:.1f}%)"
+
+
 def _heatmap_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, Any]]]) -> str:
     from dermadv.campaign.summary import confidence_pairs, plot_heatmap
 
@@ -557,6 +588,7 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                         mel_after,
                         r["outcome"],
                         show_difference=attack in DIFFERENCE_ATTACKS,
+                        distance=row_distance(run.path, r),
                     )
                 )
         if examples:
@@ -567,7 +599,9 @@ def _examples_section(runs: list[Run], rows_by_run: dict[Path, list[dict[str, An
                     "Left: unmodified; middle: adversarial; right (pixel-space attacks): signed "
                     "difference, amplified so the largest change reaches black or white (grey = "
                     "unchanged; when few pixels changed, as in the few-pixel attack, they are circled in "
-                    "red). Captions: melanoma confidence p_mel/(p_mel+p_ben).",
+                    "red). Captions: melanoma confidence p_mel/(p_mel+p_ben); how visible the change is: "
+                    f"mean and 95th-percentile CIEDE2000 colour difference (ΔE00; below {JND_DELTA_E} is "
+                    "the just-noticeable difference) and SSIM (1 = identical).",
                 )
             )
     return "".join(parts) or _empty("attack runs with saved images")
@@ -610,9 +644,19 @@ def overview_section(runs: Sequence[Run], context: ReportContext) -> str:
     """Synthetic-data warning, the runs given, the user's notes, when and by what it was made."""
     overview: list[str] = []
     if context.synthetic:
+        real = [r for r in runs if not runs_are_synthetic([r])]
+        which = (
+            "The runs on synthetic images: "
+            + ", ".join(esc(r.label) for r in runs if r not in real)
+            + ". The other runs ("
+            + ", ".join(esc(r.label) for r in real)
+            + ") are on real images. "
+            if real
+            else "These results were computed on synthetic images. "
+        )
         overview.append(
-            '<div class="warn"><strong>Synthetic data.</strong> These results were computed on procedurally '
-            "generated images (dermadv.synthetic), not on dermoscopic photographs: they show that the "
+            f'<div class="warn"><strong>Synthetic data.</strong> {which}Synthetic images are procedurally '
+            "generated (dermadv.synthetic), not dermoscopic photographs: results on them show that the "
             "pipeline runs, not how any real classifier behaves. Run "
             "<code>dermadv demo --data /path/to/ISIC_2019</code> "
             "(or the examples/ scripts) on real ISIC data for meaningful numbers.</div>"
@@ -740,7 +784,7 @@ def build_report(
     parts = []
     for key, section_title, section in registered_sections():
         body = _run_section(key, section, parsed, context)
-        if body is not None:
+        if body is not None and not body.startswith(EMPTY_MARK):  # nothing to show: left out
             parts.append((key, section_title, body))
     nav = "".join(f'<a href="#{esc(k)}">{esc(t)}</a>' for k, t, _ in parts)
     doc = (
@@ -763,4 +807,7 @@ def _version() -> str:
 
 
 from dermadv.report import defence_section as _defence_section  # noqa: E402,F401  (registers it)
+from dermadv.report import explain_section as _explain_section  # noqa: E402,F401  (registers it)
+from dermadv.report import first_screen as _first_screen  # noqa: E402,F401  (registers it)
 from dermadv.report import robustness_section as _robustness_section  # noqa: E402,F401  (registers it)
+from dermadv.report import transfer_section as _transfer_section  # noqa: E402,F401  (registers it)

@@ -8,7 +8,9 @@ files, and may then be several kinds at once:
 - ``evaluation``: ``metrics.json`` and/or ``predictions.csv`` (``dermadv evaluate``);
 - ``perturbation``: ``perturbation.json`` (``dermadv perturb``);
 - ``attack``: ``results.sqlite`` (``dermadv attack``);
-- ``robustness``: ``robustness.json`` (``dermadv robustness``).
+- ``robustness``: ``robustness.json`` (``dermadv robustness``);
+- ``transfer``: ``transfer.json`` (``dermadv transfer``);
+- ``explanation``: ``explain.json`` (``dermadv explain``).
 
 Readers are tolerant about column names so that predictions from other tools can be reported too.
 """
@@ -34,6 +36,7 @@ RECORD_KINDS: dict[str, str] = {
     "attack": "attack",
     "robustness": "robustness",
     "defend": "defence",
+    "transfer": "transfer",
 }
 _TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
 _SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")
@@ -141,6 +144,10 @@ def _sniff_run(p: Path) -> Run:
         kinds.append("attack")
     if (p / "robustness.json").exists():
         kinds.append("robustness")
+    if (p / "transfer.json").exists():
+        kinds.append("transfer")
+    if (p / "explain.json").exists():
+        kinds.append("explanation")
     if not kinds:
         raise DataError(
             f"{p}: not a dermadv run (expected history.json, metrics.json/predictions.csv, perturbation.json "

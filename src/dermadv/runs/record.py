@@ -72,7 +72,7 @@ from dermadv.runs.lock import RunHold, hold_run, is_held
 RUN_FILE = "run.json"
 SCHEMA = 1
 #: Kinds of run folders (``kind`` in run.json).
-KINDS: tuple[str, ...] = ("train", "evaluate", "sweep", "attack", "robustness", "defend")
+KINDS: tuple[str, ...] = ("train", "evaluate", "sweep", "attack", "robustness", "defend", "transfer")
 #: ``kind`` values written before run records had one shape.
 LEGACY_KINDS: dict[str, str] = {"dermadv-attack-campaign": "attack", "perturbation": "sweep"}
 
