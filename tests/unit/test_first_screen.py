@@ -63,3 +63,14 @@ def test_attack_lines_and_verdict():
     assert "No attack tried" in _verdict(ModelFacts("n", attacks=[_attack("pixel", 0, 3)]))
     assert _verdict(ModelFacts("o")) == ""
     assert all(t in ("attacks", "examples") for t in re.findall(r'href="#([a-z]+)"', fooled + held))
+
+
+def test_defence_found_in_a_defended_models_description():
+    """The description a real defence wrapper writes (dermadv.models.defences) names its chain."""
+    from dermadv.models.defences.base import apply_defences
+    from robustness_support import constant_fn, model
+
+    defended = apply_defences(model(constant_fn), ["color-constancy:p=6", "tta:rotations=4"])
+    label, base = _defence(defended.describe())
+    assert label is not None and "color-constancy" in label and "tta" in label
+    assert base == "constant_fn"

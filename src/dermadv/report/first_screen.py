@@ -60,6 +60,11 @@ def _defence(description: Any) -> tuple[str | None, str | None]:
     """(defence label, name of the model it protects) from a model description, or (None, None)."""
     if not isinstance(description, Mapping):
         return None, None
+    spec = description.get("defence_spec")  # a defended model (dermadv.models.defences): its chain
+    if isinstance(spec, list) and spec:
+        inner = description.get("undefended")
+        base = str(inner["name"]) if isinstance(inner, Mapping) and inner.get("name") else None
+        return " + ".join(str(x) for x in spec), base
     d = description.get("defence") or description.get("defense")
     if not d:
         return None, None
