@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
             "color,rotation",
             "--transforms",
             help="Comma-separated registered transforms (`dermadv transforms`), each over its "
-            "clinical range, or NAME@S at severity S; `all` = every transform with a magnitude.",
+            "clinical range, or NAME@S at severity S; `all` = every clinical transform.",
         ),
         severity: str = typer.Option(
             None,

@@ -107,6 +107,9 @@ class Perturbation:
     param_names: tuple[str, ...] = ()
     #: where this transform is defined (paper, benchmark, code); recorded by describe()
     source: str = ""
+    #: a variation that happens in clinical practice (``dermadv robustness --transforms all`` samples
+    #: these); False for pure search spaces such as a few arbitrary pixels
+    clinical: bool = True
 
     def __init__(self) -> None:
         """No options (subclasses take theirs as explicit keyword arguments)."""

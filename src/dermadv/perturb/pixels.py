@@ -21,6 +21,7 @@ class FewPixels(Perturbation):
     """Params (x1, y1, r1, g1, b1, ..., xd, yd, rd, gd, bd): d pixels replaced by colours."""
 
     name = "pixel"
+    clinical = False  # a search space for the attack, not a variation a dermatoscope produces
 
     def __init__(self, d: int = 3) -> None:
         if int(d) != d or d < 1:

@@ -75,8 +75,8 @@ class TransformKey:
 
 
 def parse_transforms(text: str | Sequence[str], severities: str | None = None) -> list[TransformKey]:
-    """``color,rotation,gaussian_blur@3`` (``all``: every registered transform with a magnitude
-    parameter) at ``severities`` (None: the whole clinical range; ``1-5`` or ``2,4``: each severity)."""
+    """``color,rotation,gaussian_blur@3`` (``all``: every registered clinical transform) at
+    ``severities`` (None: the whole clinical range; ``1-5`` or ``2,4``: each severity)."""
     items = [t.strip() for t in text.split(",")] if isinstance(text, str) else [str(t).strip() for t in text]
     items = [t for t in items if t]
     if not items:
@@ -121,14 +121,8 @@ def _severities(text: str | None) -> list[int | None]:
 
 
 def _all_transforms() -> list[str]:
-    """Registered transforms with at least one magnitude parameter (not the few-pixel search space)."""
-    shape = (299, 299, 3)
-    return [n for n in PERTURBATIONS.names() if any(p.identity is not None for p in _space(n, None, shape))]
-
-
-def _space(name: str, severity: int | None, shape: tuple[int, ...]) -> tuple[Any, ...]:
-    t: Perturbation = PERTURBATIONS.create(name)
-    return t.space(shape) if severity is None else t.severity_space(severity, shape)
+    """Registered transforms that are clinical variations (not the few-pixel search space)."""
+    return [n for n in PERTURBATIONS.names() if getattr(PERTURBATIONS.get(n), "clinical", True)]
 
 
 def benchmark_keys(names: Sequence[str]) -> list[TransformKey]:
