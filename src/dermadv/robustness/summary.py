@@ -6,7 +6,11 @@ Definitions (per transform and severity; "call" = melanoma score >= threshold):
 - an image's *flip probability*: the share of its draws whose call differs from its unmodified
   call, with a Clopper-Pearson interval;
 - *flip rate*: the mean flip probability over images (each image counts once, whatever its number of
-  draws), with a 95% percentile bootstrap CI over lesions (all images of a lesion drawn together);
+  draws), with a 95% CI that covers both sources of uncertainty: the percentile bootstrap over lesions
+  (all images of a lesion drawn together; it sees how lesions differ, but collapses to a point when
+  every image flips never, or always) joined with the Clopper-Pearson interval of all draws pooled
+  (it sees that a finite number of draws was made): the CI runs from the lower of the two lows to the
+  higher of the two highs;
 - *fragile share*: the share of images with flip probability > 0, and > 0.5;
 - accuracy, sensitivity, specificity and balanced error *under the transform*: each image counts by
   the share of its draws called correctly; *clean*: its unmodified call. The difference has a paired
@@ -210,6 +214,9 @@ def _transform_row(
         ]
     )
     est, lo, hi = lesion_bootstrap_ci(p, groups, n_boot=N_BOOT)
+    n_draws = sum(int(r["draws"]) for r in image_rows)
+    pooled_lo, pooled_hi = clopper_pearson(sum(int(r["flips"]) for r in image_rows), n_draws)
+    lo, hi = min(lo, pooled_lo), max(hi, pooled_hi)
     any_, any_lo, any_hi = lesion_bootstrap_ci((p > 0).astype(float), groups, n_boot=N_BOOT)
     half, half_lo, half_hi = lesion_bootstrap_ci((p > 0.5).astype(float), groups, n_boot=N_BOOT)
     rc, rp = _rates(y, clean), _rates(y, pert)
