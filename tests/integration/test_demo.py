@@ -43,8 +43,9 @@ def test_demo_small_end_to_end(tmp_path):
     report = Path(res["report"])
     assert report == out / "report.html" and report.exists()
     html = report.read_text(encoding="utf-8")
-    for key, _ in SECTIONS:  # every built-in section has something to show in the demo (robustness: no run)
-        assert (f'<section id="{key}">' in html) == (key != "robustness"), key
+    not_run = ("robustness", "defences")  # the demo makes no robustness or defence-comparison run
+    for key, _ in SECTIONS:  # every other built-in section has something to show in the demo
+        assert (f'<section id="{key}">' in html) == (key not in not_run), key
     assert "Synthetic data." in html and "dermadv demo --data /path/to/ISIC_2019" in html
     pngs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(pngs) >= 6  # ROC, training, perturbation, success bars, heat map, examples

@@ -150,6 +150,6 @@ def test_report_reads_the_kind(mel_nv: list[Any], tmp_path: Path) -> None:
     (legacy / "perturbation.json").write_text(json.dumps({"rows": []}))
     (legacy / "metrics.json").write_text("{}")
     assert detect_run(legacy).kinds == ["evaluation", "perturbation"]
-    (legacy / "run.json").write_text(json.dumps({"kind": "robustness"}))
-    with pytest.raises(DataError, match="a 'robustness' run; reports cover"):
+    (legacy / "run.json").write_text(json.dumps({"kind": "calibration"}))  # a kind no report covers
+    with pytest.raises(DataError, match="a 'calibration' run; reports cover"):
         detect_run(legacy)
