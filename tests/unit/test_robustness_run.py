@@ -222,3 +222,22 @@ def test_sam_c_and_sam_p_benchmarks_through_a_run(tmp_path: Path) -> None:
     }
     assert not images  # benchmark items are not sampled transforms: no per-image flip rows
     assert res.summary["forwards"] == 4 * (14 * 6 + 10 * 32)  # clean + 5 severities per corruption; 31 frames
+
+
+def test_precision_rule_is_a_separate_question(tmp_path: Path) -> None:
+    """Off by default: an image with no flip stops only once "below stop_below" is settled; asked for, a
+    half-width of at most ``precision`` stops it earlier (0 flips in 32: CP upper 0.109, half-width 0.054)."""
+    samples = uniform_samples(tmp_path / "img", 2)
+    default = run_robustness(
+        model(constant_fn), samples, tmp_path / "a", [TransformKey("color")], progress=False
+    )
+    assert {(r["stop"], r["draws"]) for r in default.summary["images"]} == {("below", 192)}
+    precise = run_robustness(
+        model(constant_fn),
+        samples,
+        tmp_path / "b",
+        [TransformKey("color")],
+        stop=StopRule(precision=0.1),
+        progress=False,
+    )
+    assert {(r["stop"], r["draws"]) for r in precise.summary["images"]} == {("precise", 32)}  # 16: 0.103

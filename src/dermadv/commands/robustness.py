@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
         ),
         stop_above: float = typer.Option(0.5, "--stop-above", help="... or its lower bound is above this."),
         precision: float = typer.Option(
-            0.1, "--precision", help="... or its interval's half-width is at most this."
+            None, "--precision", help="... or its interval's half-width is at most this (default: off)."
         ),
         sequential: bool = typer.Option(
             True, "--sequential/--fixed-n", help="Sequential stopping, or always --samples."
