@@ -34,7 +34,7 @@ def _answer(page, number: int, how: str, answer: str, confidence: int) -> str:
     """Answer the item shown (mouse or keyboard) and wait until the next page is shown."""
     page.wait_for_url(re.compile(rf"/item/{number}$"))
     key = page.locator("body").get_attribute("data-image")
-    page.wait_for_function("document.getElementById('study-image').complete")
+    page.wait_for_function("() => document.getElementById('study-image').complete")
     if how == "mouse":
         page.click(f"button.choice[data-value='{answer}']")
         page.click(f"#rate-{confidence}")
@@ -97,7 +97,7 @@ def test_reader_completes_study_through_crash_and_browser_restart(browser, isic2
         page.keyboard.press("m")
         page.keyboard.press("3")
         page.keyboard.press("Enter")
-        page.wait_for_function("document.getElementById('status').textContent.includes('retrying')")
+        page.wait_for_function("() => document.getElementById('status').textContent.includes('retrying')")
         server = Server(study, port=server.port).start()
         page.wait_for_url(re.compile(r"/item/5$"), timeout=30_000)
         clicked[key4] = ("melanoma", 3)

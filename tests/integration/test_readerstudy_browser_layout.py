@@ -97,7 +97,9 @@ def _screenshot(page, path: Path) -> np.ndarray:
 
 
 def _status(page, text: str) -> None:
-    page.wait_for_function(f"document.getElementById('status').textContent.includes({json.dumps(text)})")
+    # a function, not an expression: Playwright re-evaluates an expression with eval() on every poll,
+    # which the page's Content Security Policy (no 'unsafe-eval') refuses once polling starts
+    page.wait_for_function("(t) => document.getElementById('status').textContent.includes(t)", arg=text)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
@@ -113,7 +115,7 @@ def test_reader_page_fits_every_window(browser, small_study, tmp_path, size):
         page.goto(f"{server.base}/r/{token}")
         page.click("#start")
         page.wait_for_url(re.compile(r"/item/1$"))
-        page.wait_for_function("document.getElementById('study-image').style.width !== ''")
+        page.wait_for_function("() => document.getElementById('study-image').style.width !== ''")
         viewer, img = _box(page, "#viewer"), _box(page, "#study-image")
         # fitted: as large as the viewer allows, up to 4x, centred, smooth (not pixelated)
         expected = min(viewer["width"] / NATURAL, viewer["height"] / NATURAL, 4.0) * NATURAL
@@ -210,7 +212,7 @@ def test_reader_page_fits_every_window(browser, small_study, tmp_path, size):
         # a conflict: the same item answered in a second tab; the first tab says so and offers a way on
         other = ctx.new_page()
         other.goto(page.url)
-        other.wait_for_function("document.getElementById('study-image').complete")
+        other.wait_for_function("() => document.getElementById('study-image').complete")
         other.keyboard.press("m")
         other.keyboard.press("4")
         other.keyboard.press("Enter")
