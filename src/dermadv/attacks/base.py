@@ -82,6 +82,7 @@ class AttackJob:
     seed: int
     initial_probs: np.ndarray
     queries: int = 1  # the initial prediction
+    device_image: Any = field(default=None, repr=False)  # the image on the model's device (device path)
 
 
 def _per_image(value: Any, n: int, what: str) -> list[Any]:

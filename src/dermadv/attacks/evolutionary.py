@@ -40,6 +40,9 @@ from dermadv.models.base import Classifier
 from dermadv.perturb.base import Perturbation
 from dermadv.registry import RegistryError, coerce
 
+#: where candidates are perturbed and scored (see EvolutionaryAttack's ``device_path``)
+DEVICE_PATHS = ("auto", "on", "off")
+
 
 @dataclass
 class Member:
@@ -79,6 +82,10 @@ class EvolutionaryAttack(Attack):
     true group). ``threshold`` and ``fitness``: see :class:`~dermadv.attacks.criteria.Misclassification`.
     ``batch_score`` (True: chunks of all images in one call; False: one candidate per call, same
     trajectory); ``batch_size`` (images per forward pass; None = the model's own; "auto" = measured).
+    ``device_path``: "auto" (on when the model computes on a GPU and can score tensors), "on" or
+    "off": candidates are perturbed where the model runs (:meth:`Perturbation.transform_tensor`) and
+    scored there (``predict_tensor``); per chunk only the N x K probabilities come back to the host.
+    It changes no result (the equality is tested); it is how the arithmetic runs, so not recorded.
 
     Defaults are the study's: popsize 20 (60 candidates for colour/rotation, 300 for 3 pixels),
     at most 20 generations after the initial population, mutation dithered in [0.5, 1),
@@ -108,8 +115,14 @@ class EvolutionaryAttack(Attack):
         max_queries: int = 0,
         stop: str = "threshold",
         criterion: str = "group",
+        device_path: str = "auto",
     ) -> None:
         super().__init__(threshold=threshold, fitness=fitness, batch_size=batch_size, criterion=criterion)
+        if device_path not in DEVICE_PATHS:
+            raise AttackConfigError(
+                f"{self.name}: device_path must be one of {', '.join(DEVICE_PATHS)}, got {device_path!r}"
+            )
+        self.device_path = device_path
         if isinstance(mutation, list):
             mutation = tuple(mutation)
         try:
@@ -268,10 +281,47 @@ class EvolutionaryAttack(Attack):
         if not search.done and self.max_queries and job.queries >= self.max_queries:
             search.stop("max_queries")
 
+    def on_device(self, model: Classifier) -> bool:
+        """Whether candidates are perturbed and scored on the model's device (see ``device_path``)."""
+        if self.device_path == "off" or not self.batch_score:
+            return False
+        can = callable(getattr(type(model), "predict_tensor", None))
+        if self.device_path == "on":
+            if not can:
+                raise AttackConfigError(
+                    f"{self.name}: device_path=on needs a model that scores tensors (a torch model); "
+                    f"{model.name} ({type(model).__name__}) does not"
+                )
+            return True
+        return can and model_device(model).type != "cpu" and self.perturbation.device_native
+
+    def _device_image(self, model: Classifier, job: AttackJob) -> Any:
+        """The job's image as a uint8 1 x H x W x 3 tensor on the model's device (uploaded once)."""
+        import torch
+
+        if job.device_image is None:
+            job.device_image = torch.from_numpy(np.ascontiguousarray(job.image)[None]).to(model_device(model))
+        return job.device_image
+
+    def _score_on_device(
+        self, model: Classifier, jobs: list[AttackJob], cands: list[NDArray[np.float64]]
+    ) -> list[NDArray[np.float64]]:
+        import torch
+
+        pert = self.perturbation
+        parts = [
+            pert.transform_tensor(self._device_image(model, j), c) for j, c in zip(jobs, cands, strict=True)
+        ]
+        x = parts[0] if len(parts) == 1 else torch.cat(parts)
+        probs = model.predict_tensor(x, None, batch_size=self.forward_batch(model))  # type: ignore[attr-defined]
+        return np.split(probs, np.cumsum([len(c) for c in cands])[:-1])
+
     def _score_candidates(
         self, model: Classifier, jobs: list[AttackJob], cands: list[NDArray[np.float64]]
     ) -> list[NDArray[np.float64]]:
         """Probabilities for each job's candidates; all jobs' candidates in one forward pass."""
+        if self.on_device(model) and not any(job.metadata for job in jobs):
+            return self._score_on_device(model, jobs, cands)
         device = model_device(model)  # torch-based perturbations run where the model runs
         images = [self.perturbation.apply(job.image, c, device) for job, c in zip(jobs, cands, strict=True)]
         metas = [job.metadata for job, im in zip(jobs, images, strict=True) for _ in range(len(im))]
@@ -296,7 +346,12 @@ class EvolutionaryAttack(Attack):
         if not crit.is_success(model, fittest.probs)[0] and track.best_success is not None:
             chosen = track.best_success
         shape = job.image.shape
-        adversarial = self.perturbation.apply(job.image, chosen.x[None], model_device(model))[0]
+        if self.on_device(model):  # exactly the image that was scored
+            scored = self.perturbation.transform_tensor(self._device_image(model, job), chosen.x[None])
+            adversarial = scored[0].cpu().numpy()
+            job.device_image = None
+        else:
+            adversarial = self.perturbation.apply(job.image, chosen.x[None], model_device(model))[0]
         params = self.perturbation.describe_params(chosen.x, shape)
         params.update(fitness=chosen.energy, stop_reason=search.stop_reason, population=search.size)
         other = None

@@ -53,6 +53,7 @@ class EvolveAttack(EvolutionaryAttack):
         max_queries: int = 0,
         stop: str = "threshold",
         criterion: str = "group",
+        device_path: str = "auto",
     ) -> None:
         name = str(perturbation).strip()
         given = parse_pairs(perturbation_options, "evolve: perturbation_options")
@@ -84,6 +85,7 @@ class EvolveAttack(EvolutionaryAttack):
             max_queries=max_queries,
             stop=stop,
             criterion=criterion,
+            device_path=device_path,
         )
         self.perturbation_name = name
         self.perturbation_options = opts

@@ -41,6 +41,7 @@ class PixelAttack(EvolutionaryAttack):
         max_queries: int = 0,
         stop: str = "threshold",
         criterion: str = "group",
+        device_path: str = "auto",
     ) -> None:
         super().__init__(
             FewPixels(d),
@@ -61,4 +62,5 @@ class PixelAttack(EvolutionaryAttack):
             max_queries=max_queries,
             stop=stop,
             criterion=criterion,
+            device_path=device_path,
         )

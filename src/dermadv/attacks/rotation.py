@@ -43,6 +43,7 @@ class RotationAttack(EvolutionaryAttack):
         max_queries: int = 0,
         stop: str = "threshold",
         criterion: str = "group",
+        device_path: str = "auto",
     ) -> None:
         super().__init__(
             RotationTranslation(max_shift, reference_size),
@@ -63,4 +64,5 @@ class RotationAttack(EvolutionaryAttack):
             max_queries=max_queries,
             stop=stop,
             criterion=criterion,
+            device_path=device_path,
         )

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from dermadv.data.images import as_batch, load_image, resize_uint8
 from dermadv.errors import ModelError, ModelOutputError, NotWhiteBoxError
 from dermadv.labels import DEFAULT_BENIGN_CLASSES, DEFAULT_MELANOMA_CLASSES, canonical_diagnosis
+from dermadv.models.accel import AcceleratedForward, InferenceSettings, memory_batch_limit
 from dermadv.vocab import Group
 
 if TYPE_CHECKING:
@@ -208,7 +209,8 @@ class TorchModuleClassifier(Classifier):
         decoder: str = "pil",
         output: str = "logits",
         device: str | None = None,
-        batch_size: int = 32,
+        batch_size: int | str = 32,
+        inference: InferenceSettings | None = None,
     ) -> None:
         super().__init__()
         import torch
@@ -224,10 +226,24 @@ class TorchModuleClassifier(Classifier):
         self.name = name
         self.decoder = decoder
         self.output = output
-        self.batch_size = batch_size
         self._mean_t = torch.tensor(self.mean, device=self.device).view(1, 3, 1, 1) * 255.0
         self._std_t = torch.tensor(self.std, device=self.device).view(1, 3, 1, 1) * 255.0
+        self.accel = AcceleratedForward(self.module, self.device, inference)
+        self.module = self.accel.module  # channels-last weights when chosen (gradients use it too)
+        self.batch_size = self._batch_size(batch_size)
         self.set_groups()
+
+    def _batch_size(self, batch_size: int | str) -> int:
+        """A positive int, or "auto": the largest power of two fitting the GPU's free memory (measured
+        with one forward pass; 32 off CUDA, where :mod:`dermadv.attacks.throughput` measures speed)."""
+        if batch_size == "auto":
+            limit = memory_batch_limit(self._eager_probs, (*self.input_size, 3), self.device)
+            return limit or 32
+        if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
+            raise ModelError(
+                f"{self.name}: batch_size must be a positive integer or 'auto', got {batch_size!r}"
+            )
+        return int(batch_size)
 
     def torch_forward(self, x: torch.Tensor, metadata: Sequence[Metadata] | None = None) -> torch.Tensor:
         import torch
@@ -239,14 +255,72 @@ class TorchModuleClassifier(Classifier):
             out = torch.log(out.clamp_min(1e-12))
         return out
 
+    def _logits(self, forward: Any, x_u8: torch.Tensor) -> torch.Tensor:
+        """Float32 class probabilities' logits from uint8 N x H x W x 3 on the model's device.
+
+        The N x 3 x H x W view of NHWC memory is channels-last already; the arithmetic is that of
+        :meth:`torch_forward` (so CPU results are unchanged), run under the chosen autocast.
+        """
+        import torch
+
+        x = x_u8.permute(0, 3, 1, 2).float()
+        with self.accel.autocast():
+            raw = forward((x - self._mean_t) / self._std_t)
+        out: torch.Tensor = raw if isinstance(raw, torch.Tensor) else raw[0]
+        if self.output == "probs":
+            out = torch.log(out.float().clamp_min(1e-12))
+        return out.float()
+
+    def _eager_probs(self, x_u8: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.softmax(self._logits(self.accel.module, x_u8), dim=1)
+
+    def _probs(self, x_u8: torch.Tensor) -> torch.Tensor:
+        """Probabilities for one forward batch; padded to ``batch_size`` when CUDA graphs need static
+        shapes (the padding rows are dropped)."""
+        import torch
+
+        n = x_u8.shape[0]
+        if self.accel.static_shapes and n < self.batch_size:
+            pad = x_u8[-1:].expand(self.batch_size - n, -1, -1, -1)
+            x_u8 = torch.cat([x_u8, pad])
+        return torch.softmax(self._logits(self.accel, x_u8), dim=1)[:n].clone()
+
     def _predict(self, images: NDArray[np.uint8], metadata: list[Metadata] | None) -> NDArray[np.float32]:
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2)
+        host = torch.from_numpy(np.ascontiguousarray(images))
+        if self.device.type == "cuda":  # page-locked memory: the copy overlaps with compute
+            x = host.pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = host.to(self.device)
         with torch.inference_mode():
-            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                logits = self.torch_forward(x.float())
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            return self._probs(x).cpu().numpy()
+
+    def predict_tensor(
+        self, images: torch.Tensor, metadata: Sequence[Metadata] | None = None, batch_size: int | None = None
+    ) -> NDArray[np.float64]:
+        """Probabilities N x K for a uint8 N x H x W x 3 tensor already at ``input_size``, wherever it
+        lives (the device path: candidates perturbed on the GPU are scored without leaving it; only the
+        N x K probabilities come back)."""
+        import torch
+
+        h, w = self.input_size
+        if images.dtype != torch.uint8 or images.ndim != 4 or tuple(images.shape[1:]) != (h, w, 3):
+            raise ModelError(
+                f"{self.name}: predict_tensor needs a uint8 N x {h} x {w} x 3 tensor, got "
+                f"{images.dtype} {tuple(images.shape)}"
+            )
+        x = images.to(self.device, non_blocking=True)
+        bs = int(batch_size or self.batch_size)
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(x), bs):
+                out.append(self._probs(x[start : start + bs]))
+        if not out:
+            return np.zeros((0, len(self.classes)), dtype=np.float64)
+        return self._checked(torch.cat(out).cpu().numpy(), len(x))
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
@@ -256,6 +330,7 @@ class TorchModuleClassifier(Classifier):
                 "std": list(self.std),
                 "output": self.output,
                 "device": str(self.device),
+                "inference": self.accel.describe(),
             }
         )
         return d

@@ -17,6 +17,7 @@ from typing import Any
 
 from dermadv.errors import ModelError
 from dermadv.fileio import atomic_target
+from dermadv.models.accel import INFERENCE_OPTIONS, InferenceSettings, inference_settings
 from dermadv.models.base import TorchModuleClassifier
 from dermadv.models.formats import register_format
 from dermadv.runs.provenance import versions
@@ -299,7 +300,14 @@ def module_from_checkpoint(ckpt: Mapping[str, Any], source: str = "checkpoint") 
 class CheckpointClassifier(TorchModuleClassifier):
     """A :class:`TorchModuleClassifier` rebuilt from a dermadv checkpoint; describes its provenance."""
 
-    def __init__(self, module: Any, ckpt: Mapping[str, Any], path: Path, device: str | None = None) -> None:
+    def __init__(
+        self,
+        module: Any,
+        ckpt: Mapping[str, Any],
+        path: Path,
+        device: str | None = None,
+        inference: InferenceSettings | None = None,
+    ) -> None:
         h, w = ckpt["input_size"]
         super().__init__(
             module,
@@ -311,6 +319,7 @@ class CheckpointClassifier(TorchModuleClassifier):
             decoder=ckpt["decoder"],
             device=device,
             batch_size=int(ckpt.get("training", {}).get("batch_size", 32)),
+            inference=inference,
         )
         self.resize_method = ckpt.get("resize", "bilinear")
         self.path = path
@@ -333,7 +342,9 @@ class CheckpointClassifier(TorchModuleClassifier):
 
 
 #: Adapter options a dermadv checkpoint accepts; everything else is in the file itself.
-CHECKPOINT_OPTIONS = ("batch_size",)
+#: ``precision``, ``compile``, ``channels_last``, ``cuda_graphs``: how inference runs
+#: (:mod:`dermadv.models.accel`); ``batch_size``: a positive integer or "auto" (fit to GPU memory).
+CHECKPOINT_OPTIONS = ("batch_size", *INFERENCE_OPTIONS)
 
 
 def load_checkpoint_classifier(
@@ -341,8 +352,9 @@ def load_checkpoint_classifier(
 ) -> TorchModuleClassifier:
     """Rebuild a white-box classifier from a dermadv checkpoint file alone.
 
-    The checkpoint records classes, input size and preprocessing, so the only option is ``batch_size``;
-    any other option is an error rather than silently ignored.
+    The checkpoint records classes, input size and preprocessing, so the options are only how it runs
+    (``batch_size`` and the inference settings); any other option is an error rather than silently
+    ignored.
     """
     path = Path(path)
     ckpt = read_checkpoint(path)
@@ -354,15 +366,21 @@ def load_checkpoint_classifier(
             "(classes, input size and preprocessing come from the checkpoint itself; use "
             "--melanoma-classes/--benign-classes to regroup classes)"
         )
+    inference = inference_settings(options, str(path))
     module = module_from_checkpoint(ckpt, str(path))
-    model = CheckpointClassifier(module, ckpt, path, device=device)
+    model = CheckpointClassifier(module, ckpt, path, device=device, inference=inference)
     if options.get("batch_size") is not None:
+        if options["batch_size"] == "auto":
+            model.batch_size = model._batch_size("auto")
+            return model
         try:
             batch_size = int(options["batch_size"])
         except (TypeError, ValueError):
             batch_size = 0
         if batch_size < 1:
-            raise ModelError(f"{path}: batch_size must be a positive integer, got {options['batch_size']!r}")
+            raise ModelError(
+                f"{path}: batch_size must be a positive integer or 'auto', got {options['batch_size']!r}"
+            )
         model.batch_size = batch_size
     return model
 
@@ -381,6 +399,11 @@ class CheckpointFormat:
     """A ``.pt``/``.pth`` file not claimed by another format (TorchScript sniffs its archives)."""
 
     batch_size: int | str | None = None
+    precision: str | None = None
+    compile: str | None = None
+    channels_last: str | None = None
+    cuda_graphs: str | None = None
 
     def load(self, source: Path, device: str | None = None) -> TorchModuleClassifier:
-        return load_checkpoint_classifier(source, device=device, batch_size=self.batch_size)
+        given = {k: getattr(self, k) for k in INFERENCE_OPTIONS if getattr(self, k) is not None}
+        return load_checkpoint_classifier(source, device=device, batch_size=self.batch_size, **given)

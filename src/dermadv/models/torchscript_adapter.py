@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dermadv.errors import ModelError
+from dermadv.models.accel import inference_settings
 from dermadv.models.base import TorchModuleClassifier
 from dermadv.models.formats import option_values, register_format
 from dermadv.models.registry import as_floats, as_size, classes_or_meta
@@ -49,6 +50,10 @@ class TorchScriptClassifier(TorchModuleClassifier):
         output: str | None = None,
         decoder: str | None = None,
         batch_size: int | str | None = None,
+        precision: str | None = None,
+        compile: str | None = None,
+        channels_last: str | None = None,
+        cuda_graphs: str | None = None,
         **unknown: Any,
     ) -> TorchScriptClassifier:
         """Load ``path`` with ``torch.jit.load``; options override the archive's ``dermadv.json``."""
@@ -58,7 +63,8 @@ class TorchScriptClassifier(TorchModuleClassifier):
         if unknown:
             raise ModelError(
                 f"{path}: unknown TorchScript option(s) {sorted(unknown)}; known: classes, "
-                "input_size, mean, std, output, decoder, batch_size"
+                "input_size, mean, std, output, decoder, batch_size, precision, compile, channels_last, "
+                "cuda_graphs"
             )
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
@@ -97,8 +103,17 @@ class TorchScriptClassifier(TorchModuleClassifier):
             decoder=decoder or meta.get("decoder", "pil"),
             output=out_kind,
             device=device,
-            batch_size=int(batch_size or meta.get("batch_size", 32)),
+            batch_size=batch_size if batch_size == "auto" else int(batch_size or meta.get("batch_size", 32)),
             source=str(path),
+            inference=inference_settings(
+                {
+                    "precision": precision,
+                    "compile": compile,
+                    "channels_last": channels_last,
+                    "cuda_graphs": cuda_graphs,
+                },
+                str(path),
+            ),
         )
         model.resize_method = meta.get("resize", model.resize_method)
         model.metadata_source = "dermadv.json" if meta else "options"
@@ -145,6 +160,10 @@ class TorchScriptFormat:
     output: str | None = None
     decoder: str | None = None
     batch_size: int | str | None = None
+    precision: str | None = None
+    compile: str | None = None
+    channels_last: str | None = None
+    cuda_graphs: str | None = None
 
     def load(self, source: Path, device: str | None = None) -> TorchScriptClassifier:
         return TorchScriptClassifier.from_file(source, device=device, **option_values(self))

@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image, check_images
+from dermadv.perturb.base import (
+    PERTURBATIONS,
+    Perturbation,
+    check_image,
+    check_images,
+    check_tensor_images,
+    rows_for,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -95,6 +102,21 @@ def _rotate_tensor(
     only the uint8 image is transposed to N x H x W x 3, written into ``out`` when given.
     """
     import torch
+
+    n, (h, w) = len(angle), x.shape[2:]
+    u8 = _rotate_device(x, angle, dx, dy).cpu()
+    if out is None:
+        out = np.empty((n, h, w, 3), dtype=np.uint8)
+    torch.from_numpy(out).copy_(u8)
+    return out
+
+
+def _rotate_device(
+    x: torch.Tensor, angle: NDArray[np.float64], dx: NDArray[np.float64], dy: NDArray[np.float64]
+) -> torch.Tensor:
+    """float32 1-or-N x 3 x H x W (0..255) -> rotated/shifted uint8 N x H x W x 3 on x's device
+    (rounded half to even and clipped in place; the N x H x W x 3 result is a permuted view)."""
+    import torch
     import torch.nn.functional as F
 
     n, (h, w) = len(angle), x.shape[2:]
@@ -102,11 +124,7 @@ def _rotate_tensor(
     y = F.grid_sample(
         x.expand(n, -1, -1, -1), grid, mode="bilinear", padding_mode="zeros", align_corners=False
     )
-    u8 = y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
-    if out is None:
-        out = np.empty((n, h, w, 3), dtype=np.uint8)
-    torch.from_numpy(out).copy_(u8)
-    return out
+    return y.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def rotate(
@@ -190,6 +208,21 @@ class RotationTranslation(Perturbation):
         if len(p) == 1:
             p = np.broadcast_to(p, (len(batch), 3))
         return rotate(batch, p[:, 0], p[:, 1], p[:, 2], chunk=self.chunk, device=device)
+
+    device_native = True  # grid_sample on the device (a GPU's float32 may differ by one grey level)
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        import torch
+
+        x = check_tensor_images(images, self.name)
+        p = rows_for(x, self.check_params(params), self.name)
+        src = x.permute(0, 3, 1, 2).float()
+        parts = []
+        for s in range(0, len(p), self.chunk):
+            q = p[s : s + self.chunk]
+            part = src if len(x) == 1 else src[s : s + len(q)]
+            parts.append(_rotate_device(part, q[:, 0], q[:, 1], q[:, 2]).contiguous())
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None

@@ -186,6 +186,28 @@ class Perturbation:
             out[i] = self.apply(batch[i], p[i : i + 1], device=device)[0]
         return out
 
+    # ----- on the device ------------------------------------------------------------------------------
+    #: True where :meth:`transform_tensor` computes on the tensor's own device (the GPU path keeps a
+    #: campaign's candidates there); False: the numpy path with one host round trip per call
+    device_native: bool = False
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        """The device path: uint8 N x H x W x 3 torch tensor on any device, with N = P (a row per image)
+        or N = 1 (one image, every row of the P x D ``params``) -> uint8 P x H x W x 3 on that device.
+
+        Native implementations (``device_native``) give the bytes of :meth:`transform` exactly where
+        their docstring says so (table look-ups and pixel writes are exact everywhere; float kernels
+        such as ``grid_sample`` may round a value one grey level differently on a GPU). The default
+        runs :meth:`apply`/:meth:`transform` on a host copy and moves the result back.
+        """
+        import torch
+
+        x = check_tensor_images(images, self.name)
+        p = self.check_params(params)
+        host = x.cpu().numpy()
+        out = self.apply(host[0], p) if len(host) == 1 else self.transform(host, p)
+        return torch.from_numpy(out).to(x.device)
+
     def with_decoder(self, decoder: str) -> Perturbation:
         """This perturbation for a model whose JPEG decoder is ``decoder`` (only JPEG cares)."""
         return self
@@ -237,6 +259,44 @@ def to_uint8(x: torch.Tensor) -> NDArray[np.uint8]:
 
     out: NDArray[np.uint8] = torch.round(x).clamp_(0, 255).to(torch.uint8).cpu().numpy()
     return out
+
+
+def check_tensor_images(images: Any, what: str = "images") -> torch.Tensor:
+    """Validate a uint8 N x H x W x 3 torch tensor (the device path's images)."""
+    import torch
+
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch uint8 N x H x W x 3 tensor, got {type(images).__name__}")
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(
+            f"{what}: expected a uint8 N x H x W x 3 tensor, got {images.dtype} {tuple(images.shape)}"
+        )
+    return images
+
+
+def rows_for(images: torch.Tensor, params: NDArray[np.float64], what: str) -> NDArray[np.float64]:
+    """``params`` as P rows for ``images`` (N = 1 with any P, or N = P; one row broadcast to N)."""
+    n = images.shape[0]
+    if len(params) == 1 and n > 1:
+        return np.broadcast_to(params, (n, params.shape[1]))
+    if n not in (1, len(params)):
+        raise ValueError(f"{what}: {n} images but {len(params)} parameter rows")
+    return params
+
+
+def apply_tables_tensor(images: torch.Tensor, tables: NDArray[np.uint8]) -> torch.Tensor:
+    """:func:`apply_tables` on the images' device: the same tables (computed on the host with the
+    documented arithmetic, P x 3 x 256 bytes) gathered on the device, so the bytes are identical."""
+    import torch
+
+    p, n = len(tables), images.shape[0]
+    if n not in (1, p):
+        raise ValueError(f"apply_tables_tensor: {n} images for {p} tables (need 1 or {p})")
+    dev = images.device
+    flat = torch.from_numpy(np.ascontiguousarray(tables, dtype=np.uint8).reshape(p, 3 * 256)).to(dev)
+    index = images.reshape(n, -1, 3).long() + torch.arange(3, device=dev) * 256
+    out = torch.gather(flat, 1, index.reshape(n, -1).expand(p, -1))
+    return out.reshape(p, *images.shape[1:])
 
 
 def per_image_channels(values: Any, n: int, what: str) -> NDArray[np.float64]:

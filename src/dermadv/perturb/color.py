@@ -9,7 +9,7 @@ arithmetic, so a whole population costs one gather per channel.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,10 +18,16 @@ from dermadv.perturb.base import (
     PERTURBATIONS,
     Perturbation,
     apply_tables,
+    apply_tables_tensor,
     check_image,
     check_images,
+    check_tensor_images,
     per_image_channels,
+    rows_for,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def color_tables(factors: NDArray[np.float64]) -> NDArray[np.uint8]:
@@ -74,6 +80,12 @@ class ColorBalance(Perturbation):
         batch = check_images(images)
         p = self.check_params(params)
         return apply_tables(batch, color_tables(np.broadcast_to(p, (len(batch), 3)) if len(p) == 1 else p))
+
+    device_native = True  # the same tables, gathered on the device: identical bytes
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        x = check_tensor_images(images, self.name)
+        return apply_tables_tensor(x, color_tables(rows_for(x, self.check_params(params), self.name)))
 
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None

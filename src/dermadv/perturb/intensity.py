@@ -6,7 +6,7 @@ Arithmetic: ``clip(x + s, 0, 255)`` per channel, then round-half-to-even for non
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -15,10 +15,16 @@ from dermadv.perturb.base import (
     PERTURBATIONS,
     Perturbation,
     apply_tables,
+    apply_tables_tensor,
     check_image,
     check_images,
+    check_tensor_images,
     per_image_channels,
+    rows_for,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 
 def shift_tables(offsets: NDArray[np.float64]) -> NDArray[np.uint8]:
@@ -65,6 +71,12 @@ class ChannelShift(Perturbation):
         batch = check_images(images)
         p = self.check_params(params)
         return apply_tables(batch, shift_tables(np.broadcast_to(p, (len(batch), 3)) if len(p) == 1 else p))
+
+    device_native = True  # the same tables, gathered on the device: identical bytes
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        x = check_tensor_images(images, self.name)
+        return apply_tables_tensor(x, shift_tables(rows_for(x, self.check_params(params), self.name)))
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": list(self.param_names), "max_shift": self.max_shift}

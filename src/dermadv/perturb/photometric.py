@@ -15,7 +15,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb._ops import Transform, batch_and_params, device_of, u8_tensor, unique_rows
-from dermadv.perturb.base import PERTURBATIONS, Param, apply_tables, check_image, check_severity
+from dermadv.perturb.base import (
+    PERTURBATIONS,
+    Param,
+    apply_tables,
+    apply_tables_tensor,
+    check_image,
+    check_severity,
+    check_tensor_images,
+    rows_for,
+)
 
 IMAGENET_C = "Hendrycks & Dietterich 2019, ImageNet-C (hendrycks/robustness, make_imagenet_c.py)"
 SAM_C = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-C (DBO-DKFZ/SCP-Robustness-Benchmark)"
@@ -57,6 +66,24 @@ class _TorchvisionScalar(Transform):
             else:
                 t = _uint8_nchw(batch[idx]).to(device_of(device))
                 out[idx] = _nhwc(self._call(t, value).cpu())
+        return out
+
+    device_native = True  # the same torchvision call on the tensor's device (GPU: within a grey level)
+
+    def transform_tensor(self, images: Any, params: NDArray[np.float64]) -> Any:
+        import torch
+
+        x = check_tensor_images(images, self.name)
+        p = rows_for(x, self.check_params(params), self.name)
+        out = torch.empty((len(p), *x.shape[1:]), dtype=torch.uint8, device=x.device)
+        for row, idx in unique_rows(p):
+            value = float(row[0])
+            where = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(x.device)
+            src = x if len(x) == 1 else x.index_select(0, where)
+            res = src if value == self._identity_value() else self._call(src.permute(0, 3, 1, 2), value)
+            if value != self._identity_value():
+                res = res.permute(0, 2, 3, 1)
+            out[where] = res.expand(len(where), -1, -1, -1) if len(src) == 1 else res
         return out
 
 
@@ -148,6 +175,14 @@ class Brightness(Transform):
     ) -> NDArray[np.uint8]:
         batch, p = batch_and_params(self, images, params)
         return apply_tables(batch, brightness_tables(p[:, 0]))
+
+    device_native = True  # the same tables, gathered on the device: identical bytes
+
+    def transform_tensor(self, images: Any, params: NDArray[np.float64]) -> Any:
+        x = check_tensor_images(images, self.name)
+        return apply_tables_tensor(
+            x, brightness_tables(rows_for(x, self.check_params(params), self.name)[:, 0])
+        )
 
 
 @PERTURBATIONS.register("contrast_c", builtin=True)

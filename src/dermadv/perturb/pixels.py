@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image
+from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_image, check_tensor_images, rows_for
 
 
 @PERTURBATIONS.register("pixel", builtin=True)
@@ -53,6 +53,21 @@ class FewPixels(Perturbation):
         for k in range(self.d):  # in order: a later pixel overwrites an earlier one at the same spot
             out[rows, q[:, k, 1], q[:, k, 0]] = q[:, k, 2:].to(torch.uint8)
         return out.numpy()
+
+    device_native = True  # the same integer writes on the device: identical bytes
+
+    def transform_tensor(self, images: Any, params: NDArray[np.float64]) -> Any:
+        import torch
+
+        x = check_tensor_images(images, self.name)
+        p = rows_for(x, self.check_params(params), self.name)
+        q = torch.from_numpy(self.integer_params(p, tuple(x.shape[1:]))).to(x.device)
+        n = q.shape[0]
+        out = x.expand(n, -1, -1, -1).clone() if len(x) == 1 else x.clone()
+        rows = torch.arange(n, device=x.device)
+        for k in range(self.d):  # in order: a later pixel overwrites an earlier one at the same spot
+            out[rows, q[:, k, 1], q[:, k, 0]] = q[:, k, 2:].to(torch.uint8)
+        return out
 
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None

@@ -23,7 +23,8 @@ and everything below it). They are:
 - where and how the arithmetic runs: ``device``, ``amp``, ``threads``, ``workers``, ``executor``,
   ``progress``, ``memory_limit_mb``, ``cache_dir``, ``checkpoint_every``, and the inference batch size
   (``inference_batch_size``; ``model.batch_size``), plus the model description's ``model.device``,
-  ``model.providers`` and ``model.threads``. They change at most float rounding, so a run started on
+  ``model.providers``, ``model.threads`` and ``model.inference`` (precision, channels-last, compile,
+  CUDA graphs: :mod:`dermadv.models.accel`). They change at most float rounding, so a run started on
   cuda may be resumed on cpu -- the same for sweeps and campaigns (and evaluation and training);
 - where files are: ``out`` and the model's location (``model.path``, ``model.file``, ``model.source``,
   ``model.checkpoint.path``); the model file's *content* is the result setting ``model_file_sha256``;
@@ -94,6 +95,7 @@ NON_RESULT_KEYS: frozenset[str] = frozenset(
         "model.device",
         "model.providers",
         "model.threads",
+        "model.inference",
         # where files are (a model file's content is model_file_sha256)
         "out",
         "model.path",
