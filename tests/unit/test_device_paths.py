@@ -235,3 +235,39 @@ def test_device_path_auto_is_off_on_the_cpu_and_on_needs_a_tensor_model() -> Non
         ATTACKS.create("color", device_path="on").on_device(fn)
     with pytest.raises(AttackConfigError, match="device_path must be one of auto, on, off"):
         ATTACKS.create("color", device_path="gpu")
+
+
+def test_robustness_rows_on_the_device_path_equal_the_numpy_path(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from PIL import Image
+
+    import dermadv.robustness.run as run_mod
+    from dermadv.data.dataset import Sample
+
+    samples = []
+    for i in range(3):
+        path = tmp_path / "img" / f"img{i}.png"
+        path.parent.mkdir(exist_ok=True)
+        Image.fromarray(_lesion(i, (32, 32))).save(path)
+        samples.append(Sample(f"img{i}", path, "mel"))
+    keys = [run_mod.TransformKey("color"), run_mod.TransformKey("rotation", 2)]
+    stop = run_mod.StopRule(samples=32, check_every=16)
+    calls: list[int] = []
+    model = _model()
+    real = model.predict_tensor
+
+    def counted(x, *a, **kw):
+        calls.append(len(x))
+        return real(x, *a, **kw)
+
+    model.predict_tensor = counted  # type: ignore[method-assign]
+    run_mod.run_robustness(model, samples, tmp_path / "host", keys, stop=stop, progress=False)
+    assert calls == []  # the CPU keeps the numpy path
+    monkeypatch.setattr(run_mod, "_device_path", lambda model, transform: True)
+    run_mod.run_robustness(model, samples, tmp_path / "dev", keys, stop=stop, progress=False)
+    assert sum(calls) >= 3 * 2 * 16
+    rows = [json.loads((tmp_path / r / "robustness.json").read_text())["images"] for r in ("host", "dev")]
+    assert rows[0] == rows[1]

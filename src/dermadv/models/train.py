@@ -308,6 +308,38 @@ def _loss(outputs: Any, target: Any, aux_weight: float) -> Any:
     return loss
 
 
+def train_step(
+    module: Any,
+    optimizer: Any,
+    scaler: Any,
+    x: Any,
+    y: Any,
+    mean_t: Any,
+    std_t: Any,
+    amp_dtype: Any,
+    aux_weight: float,
+) -> Any:
+    """One optimizer step on uint8 N x 3 x H x W images ``x`` and class indices ``y`` (any device);
+    returns the detached loss. On CUDA the batch goes channels-last (the module is converted to match);
+    ``amp_dtype`` (torch.bfloat16 / float16, or None) is the autocast precision, ``scaler`` the
+    gradient scaler (disabled for bf16)."""
+    import torch
+
+    device = mean_t.device
+    x = x.to(device, non_blocking=True)
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = (x.float() - mean_t) / std_t
+    y = y.to(device, non_blocking=True)
+    with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        loss = _loss(module(x), y, aux_weight)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 @dataclass
 class _Progress:
     """Where a run stands: the history so far, the best epoch, and the resume point."""
@@ -535,12 +567,17 @@ class Trainer:
             else None
         )
         use_amp = s.amp and self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        # bf16 where the GPU has it (no loss scaling needed), else fp16 with a gradient scaler
+        self.amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.amp_dtype == torch.float16)
+        if self.device.type == "cuda":  # cuDNN's fast convolutions take NHWC
+            module.to(memory_format=torch.channels_last)
         self.module, self.model_kwargs, self.optimizer = module, kwargs, optimizer
         self.scheduler, self.use_amp, self.scaler = scheduler, use_amp, scaler
 
     def _make_evaluator(self, device: str) -> None:
         """The classifier that validates the module being trained (its normalisation is reused)."""
+        from dermadv.models.accel import InferenceSettings
         from dermadv.models.base import TorchModuleClassifier
 
         s, size = self.s, self.size
@@ -554,6 +591,7 @@ class Trainer:
             decoder=s.decoder,
             device=device,
             batch_size=max(s.batch_size, 32),
+            inference=InferenceSettings(compile="off"),  # the module changes every step
         )
         self.evaluator = evaluator
         self.mean_t, self.std_t = evaluator._mean_t, evaluator._std_t
@@ -608,6 +646,7 @@ class Trainer:
             num_workers=s.workers,
             worker_init_fn=_worker_init,
             pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if s.workers else None,  # the GPU never waits for a decoded batch
             generator=torch.Generator().manual_seed(s.seed + epoch),
         )
         bar = tqdm(
@@ -647,19 +686,18 @@ class Trainer:
 
     def _step(self, x: Any, y: Any) -> None:
         """One optimizer step on the batch ``(x, y)`` (uint8 images, class indices)."""
-        import torch
-
-        device = self.device
-        x = x.to(device, non_blocking=True).float()
-        y = y.to(device, non_blocking=True)
-        x = (x - self.mean_t) / self.std_t
-        with torch.autocast(device.type, enabled=self.use_amp):
-            loss = _loss(self.module(x), y, self.s.aux_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.st.partial["loss_sum"] += float(loss.detach()) * len(y)
+        loss = train_step(
+            self.module,
+            self.optimizer,
+            self.scaler,
+            x,
+            y,
+            self.mean_t,
+            self.std_t,
+            self.amp_dtype if self.use_amp else None,
+            self.s.aux_weight,
+        )
+        self.st.partial["loss_sum"] += float(loss) * len(y)
         self.st.partial["n_seen"] += len(y)
 
     def _worst_of_k(self, x: Any, y: Any, epoch: int, batch: int) -> Any:

@@ -203,6 +203,23 @@ def _plan(
     return t, params
 
 
+def _device_path(model: Any, transform: Perturbation) -> bool:
+    """Score on the model's GPU (no host round trip per chunk) when it takes tensors and the transform
+    computes there (:meth:`Perturbation.transform_tensor`); the CPU keeps the numpy path."""
+    device = getattr(model, "device", None)
+    return (
+        callable(getattr(type(model), "predict_tensor", None))
+        and getattr(device, "type", "cpu") != "cpu"
+        and transform.device_native
+    )
+
+
+def _upload(image: np.ndarray, device: Any) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)[None]).to(device)
+
+
 @dataclass(frozen=True)
 class RobustnessUnit(WorkUnit):
     """The draws of one transform on a few images, scored together (see the module docstring)."""
@@ -233,19 +250,34 @@ class RobustnessUnit(WorkUnit):
         scores: list[list[float]] = [[] for _ in images]
         stops: list[str | None] = [None] * len(images)
         step = len(plans[0][1]) if benchmark else self.stop.check_every
+        on_device = _device_path(model, transform) and meta is None
+        device_images: dict[int, Any] = {}
+        tensor_model: Any = model  # has .device and .predict_tensor when on_device
         while any(s is None for s in stops):
             active = [i for i, s in enumerate(stops) if s is None]
-            batch, owner, metas = [], [], []
+            batch: list[Any] = []
+            owner: list[int] = []
+            metas: list[Any] = []
             for i in active:
                 n = len(scores[i])
                 params = plans[i][1][n : n + step]
-                batch.append(transform.apply(images[i], params, device=getattr(model, "device", None)))
+                if on_device:  # perturbed and scored on the GPU; only probabilities come back
+                    if i not in device_images:
+                        device_images[i] = _upload(images[i], tensor_model.device)
+                    batch.append(transform.transform_tensor(device_images[i], params))
+                else:
+                    batch.append(transform.apply(images[i], params, device=getattr(model, "device", None)))
                 owner += [i] * len(params)
                 if meta is not None:
                     metas += [meta[i]] * len(params)
-            probs = model.predict_proba(
-                np.concatenate(batch), metadata=metas or None, batch_size=self.batch_size
-            )
+            if on_device:
+                import torch
+
+                probs = tensor_model.predict_tensor(torch.cat(batch), None, batch_size=self.batch_size)
+            else:
+                probs = model.predict_proba(
+                    np.concatenate(batch), metadata=metas or None, batch_size=self.batch_size
+                )
             for i, score in zip(owner, melanoma_score(model, probs), strict=True):
                 scores[i].append(float(score))
             for i in active:
