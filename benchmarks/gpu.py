@@ -7,9 +7,10 @@ Meant to finish in under 5 minutes on one datacenter GPU. Measures, on the devic
 1. **Inference**: Inception v3 at 299 px (random weights: speed does not depend on them), images/s at
    batch 1 to 1024, eager and ``torch.compile``d, through dermadv's own hot path
    (``TorchModuleClassifier.predict_tensor`` on uint8 images already on the device: normalisation,
-   bf16 autocast, channels-last, softmax, the probabilities' copy back). FLOPs per image are counted
-   by ``torch.utils.flop_counter``; achieved TFLOPS over the device's dense bf16 peak is the MFU (the
-   peak comes from a table of known GPUs; unknown devices and CPUs report none).
+   bf16 autocast, channels-last, softmax, the probabilities' copy back), beside the bare module on
+   an already normalised float batch (``adapter_ratio``: ours over pure inference). FLOPs per image
+   are counted by ``torch.utils.flop_counter``; achieved TFLOPS over the device's dense bf16 peak is
+   the MFU (the peak comes from a table of known GPUs; unknown devices and CPUs report none).
 2. **Campaign**: the study's colour, rotation and 3-pixel DE attacks (its settings: popsize 20, at
    most 20 generations, stop at P(naevus group) > 0.9) on 64 real dermoscopic images at once (the 24
    CC-0 ISIC 2017 images shipped in ``dermadv.samples``, cycled), perturbed and scored on the device.
@@ -138,6 +139,29 @@ def time_inference(model: Any, batch: int, seconds: float, min_iters: int) -> fl
     return batch * iters / (time.perf_counter() - t0)
 
 
+def time_module(model: Any, batch: int, seconds: float, min_iters: int) -> float:
+    """Images/s of the bare module (through the same compile/precision/layout) on an already
+    normalised float batch on the device: the floor dermadv's adapter is measured against."""
+    import torch
+
+    h, w = model.input_size
+    gen = torch.Generator().manual_seed(batch)
+    x = torch.randn((batch, 3, h, w), generator=gen).to(model.device)
+    x = x.contiguous(memory_format=torch.channels_last) if model.accel.resolved.channels_last else x
+    with torch.inference_mode():
+        for _ in range(2):
+            with model.accel.autocast():
+                model.accel(x)
+        sync(model.device)
+        iters, t0 = 0, time.perf_counter()
+        while iters < min_iters or time.perf_counter() - t0 < seconds:
+            with model.accel.autocast():
+                model.accel(x)
+            iters += 1
+        sync(model.device)
+    return batch * iters / (time.perf_counter() - t0)
+
+
 def inference_section(args: argparse.Namespace, device: str, peak: float | None) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     flops = None
@@ -151,17 +175,23 @@ def inference_section(args: argparse.Namespace, device: str, peak: float | None)
                 rows.append({"mode": mode, "batch": bs, "error": str(exc).splitlines()[0][:200]})
                 _empty_cache(device)
                 continue
+            bare = time_module(model, bs, args.seconds, args.min_iters)
             tflops = rate * flops / 1e12
             rows.append(
                 {
                     "mode": mode,
                     "batch": bs,
                     "images_per_s": round(rate, 1),
+                    "module_images_per_s": round(bare, 1),
+                    "adapter_ratio": round(rate / bare, 3),
                     "tflops": round(tflops, 3),
                     "mfu": None if peak is None else round(tflops / peak, 4),
                 }
             )
-            print(f"inference {mode:<8} batch {bs:>5}: {rate:10.1f} img/s  {tflops:8.2f} TFLOPS")
+            print(
+                f"inference {mode:<8} batch {bs:>5}: {rate:10.1f} img/s ({rate / bare:5.2f}x the bare "
+                f"module) {tflops:8.2f} TFLOPS"
+            )
         inference_desc = model.describe()["inference"]
         rows.append({"mode": mode, "settings": inference_desc})
     measured = [r for r in rows if "images_per_s" in r]

@@ -51,7 +51,8 @@ def test_gpu_benchmark_runs_tiny_on_this_machine(tmp_path: Path) -> None:
     rows = [r for r in inf["rows"] if "images_per_s" in r]
     assert {(r["mode"], r["batch"]) for r in rows} == {(m, b) for m in ("eager", "compiled") for b in (1, 2)}
     for r in rows:
-        assert r["images_per_s"] > 0
+        assert r["images_per_s"] > 0 and r["module_images_per_s"] > 0
+        assert r["adapter_ratio"] == pytest.approx(r["images_per_s"] / r["module_images_per_s"], rel=0.02)
         assert r["tflops"] == pytest.approx(
             r["images_per_s"] * inf["gflops_per_image"] / 1e3, rel=0.02, abs=1e-3
         )
