@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dermadv.perturb.base import Perturbation, check_images
+from dermadv.perturb.base import Perturbation, check_images, check_tensor_images, rows_for
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +26,33 @@ if TYPE_CHECKING:
 
 class Transform(Perturbation):
     """Base of the transform modules' classes (shared helpers live in this module)."""
+
+
+class TensorTransform(Transform):
+    """A transform whose one tensor core :meth:`_tensor` serves both paths (``device_native``).
+
+    ``transform`` (numpy in and out) puts the batch on its ``device`` argument (default CPU), runs the
+    core and copies the result back; ``transform_tensor`` runs the same core on the tensor's own
+    device, so on a GPU the images never leave it. The core never writes its input and never returns
+    a view of it.
+    """
+
+    device_native = True
+
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
+        """uint8 N x H x W x 3 tensor (N = 1 for every row, or N = P) and float64 P x D params ->
+        a new uint8 P x H x W x 3 tensor on x's device (any strides)."""
+        raise NotImplementedError
+
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        batch, p = batch_and_params(self, images, params)
+        return np.ascontiguousarray(self._tensor(u8_tensor(batch, device), p).cpu().numpy())
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        x = check_tensor_images(images, self.name)
+        return self._tensor(x, rows_for(x, self.check_params(params), self.name)).contiguous()
 
 
 def batch_and_params(
@@ -87,6 +114,35 @@ def to_uint8_nhwc(x: torch.Tensor) -> NDArray[np.uint8]:
 
     u8 = torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
     return np.ascontiguousarray(u8.numpy())
+
+
+def u8_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """float N x 3 x H x W tensor (pixel units) -> uint8 N x H x W x 3 tensor on its device (a
+    permuted view): round half to even, clip to 0..255 (:func:`to_uint8_nhwc` without the copy)."""
+    import torch
+
+    return torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def round_clip_tensor(x: torch.Tensor) -> torch.Tensor:
+    """float tensor (pixel units) -> uint8 tensor of the same layout: round half to even, clip."""
+    import torch
+
+    return torch.round(x).clamp_(0, 255).to(torch.uint8)
+
+
+def param_tensor(values: NDArray[np.float64], like: torch.Tensor) -> torch.Tensor:
+    """float64 numpy values as a float64 tensor on ``like``'s device."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64)).to(like.device)
+
+
+def index_tensor(idx: NDArray[np.intp], like: torch.Tensor) -> torch.Tensor:
+    """Integer indices as an int64 tensor on ``like``'s device."""
+    import torch
+
+    return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(like.device)
 
 
 def round_clip(x: NDArray[Any]) -> NDArray[np.uint8]:
