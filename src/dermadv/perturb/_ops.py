@@ -12,7 +12,7 @@ Conventions every transform module follows:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,6 +143,35 @@ def index_tensor(idx: NDArray[np.intp], like: torch.Tensor) -> torch.Tensor:
     import torch
 
     return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(like.device)
+
+
+def by_unique_rows(
+    x: torch.Tensor,
+    p: NDArray[np.float64],
+    fn: Callable[[torch.Tensor, NDArray[np.float64]], torch.Tensor | None],
+) -> torch.Tensor:
+    """A tensor core run once per distinct parameter row: ``fn(src, row)`` gets the uint8 images having
+    that row (1 x H x W x 3 when ``x`` is one image shared by every row, else those of x) and returns
+    their uint8 results, or None to keep them unchanged. Returns a new uint8 P x H x W x 3 tensor."""
+    import torch
+
+    out = torch.empty((len(p), *x.shape[1:]), dtype=torch.uint8, device=x.device)
+    for row, idx in unique_rows(p):
+        where = index_tensor(idx, x)
+        src = x if len(x) == 1 else x.index_select(0, where)
+        res = fn(src, row)
+        res = src if res is None else res
+        out[where] = res.expand(len(where), -1, -1, -1) if len(res) == 1 else res
+    return out
+
+
+def keep_rows(out: torch.Tensor, x: torch.Tensor, keep: NDArray[np.bool_]) -> torch.Tensor:
+    """``out`` (uint8 P x H x W x 3) with the rows where ``keep`` is True replaced by the input images
+    ``x`` (N = 1 shared, or N = P): identity parameter rows return their image unchanged."""
+    if keep.any():
+        where = index_tensor(np.flatnonzero(keep), x)
+        out[where] = x[:1].expand(len(where), -1, -1, -1) if len(x) == 1 else x.index_select(0, where)
+    return out
 
 
 def round_clip(x: NDArray[Any]) -> NDArray[np.uint8]:
