@@ -67,7 +67,28 @@ def test_device_path_matches_the_numpy_path(name: str, device: str) -> None:
 
 def test_native_flags_and_bad_tensors() -> None:
     native = {n for n in PERTURBATIONS.names() if PERTURBATIONS.create(n).device_native}
-    assert {"color", "shift", "brightness", "pixel", "rotation", "hue", "contrast"} <= native
+    assert {
+        "color",
+        "shift",
+        "brightness",
+        "pixel",
+        "rotation",
+        "hue",
+        "contrast",
+        "gaussian_blur",
+        "defocus_blur",
+        "motion_blur",
+        "zoom_blur",
+        "tilt",
+        "scale",
+        "elastic_transform",
+        "black_corner",
+        "contrast_c",
+        "hsv_brightness",
+        "brightness_up",
+        "brightness_down",
+        "illumination_gradient",
+    } <= native
     pert = PERTURBATIONS.create("color")
     with pytest.raises(ValueError, match="uint8 N x H x W x 3 tensor"):
         pert.transform_tensor(torch.zeros((2, 3, 8, 8), dtype=torch.uint8), np.ones((1, 3)))

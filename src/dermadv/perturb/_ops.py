@@ -12,13 +12,13 @@ Conventions every transform module follows:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dermadv.perturb.base import Perturbation, check_images
+from dermadv.perturb.base import Perturbation, check_images, check_tensor_images, rows_for
 
 if TYPE_CHECKING:
     import torch
@@ -26,6 +26,33 @@ if TYPE_CHECKING:
 
 class Transform(Perturbation):
     """Base of the transform modules' classes (shared helpers live in this module)."""
+
+
+class TensorTransform(Transform):
+    """A transform whose one tensor core :meth:`_tensor` serves both paths (``device_native``).
+
+    ``transform`` (numpy in and out) puts the batch on its ``device`` argument (default CPU), runs the
+    core and copies the result back; ``transform_tensor`` runs the same core on the tensor's own
+    device, so on a GPU the images never leave it. The core never writes its input and never returns
+    a view of it.
+    """
+
+    device_native = True
+
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
+        """uint8 N x H x W x 3 tensor (N = 1 for every row, or N = P) and float64 P x D params ->
+        a new uint8 P x H x W x 3 tensor on x's device (any strides)."""
+        raise NotImplementedError
+
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        batch, p = batch_and_params(self, images, params)
+        return np.ascontiguousarray(self._tensor(u8_tensor(batch, device), p).cpu().numpy())
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        x = check_tensor_images(images, self.name)
+        return self._tensor(x, rows_for(x, self.check_params(params), self.name)).contiguous()
 
 
 def batch_and_params(
@@ -87,6 +114,64 @@ def to_uint8_nhwc(x: torch.Tensor) -> NDArray[np.uint8]:
 
     u8 = torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
     return np.ascontiguousarray(u8.numpy())
+
+
+def u8_nhwc(x: torch.Tensor) -> torch.Tensor:
+    """float N x 3 x H x W tensor (pixel units) -> uint8 N x H x W x 3 tensor on its device (a
+    permuted view): round half to even, clip to 0..255 (:func:`to_uint8_nhwc` without the copy)."""
+    import torch
+
+    return torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def round_clip_tensor(x: torch.Tensor) -> torch.Tensor:
+    """float tensor (pixel units) -> uint8 tensor of the same layout: round half to even, clip."""
+    import torch
+
+    return torch.round(x).clamp_(0, 255).to(torch.uint8)
+
+
+def param_tensor(values: NDArray[np.float64], like: torch.Tensor) -> torch.Tensor:
+    """float64 numpy values as a float64 tensor on ``like``'s device."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float64)).to(like.device)
+
+
+def index_tensor(idx: NDArray[np.intp], like: torch.Tensor) -> torch.Tensor:
+    """Integer indices as an int64 tensor on ``like``'s device."""
+    import torch
+
+    return torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(like.device)
+
+
+def by_unique_rows(
+    x: torch.Tensor,
+    p: NDArray[np.float64],
+    fn: Callable[[torch.Tensor, NDArray[np.float64]], torch.Tensor | None],
+) -> torch.Tensor:
+    """A tensor core run once per distinct parameter row: ``fn(src, row)`` gets the uint8 images having
+    that row (1 x H x W x 3 when ``x`` is one image shared by every row, else those of x) and returns
+    their uint8 results, or None to keep them unchanged. Returns a new uint8 P x H x W x 3 tensor."""
+    import torch
+
+    out = torch.empty((len(p), *x.shape[1:]), dtype=torch.uint8, device=x.device)
+    for row, idx in unique_rows(p):
+        where = index_tensor(idx, x)
+        src = x if len(x) == 1 else x.index_select(0, where)
+        res = fn(src, row)
+        res = src if res is None else res
+        out[where] = res.expand(len(where), -1, -1, -1) if len(res) == 1 else res
+    return out
+
+
+def keep_rows(out: torch.Tensor, x: torch.Tensor, keep: NDArray[np.bool_]) -> torch.Tensor:
+    """``out`` (uint8 P x H x W x 3) with the rows where ``keep`` is True replaced by the input images
+    ``x`` (N = 1 shared, or N = P): identity parameter rows return their image unchanged."""
+    if keep.any():
+        where = index_tensor(np.flatnonzero(keep), x)
+        out[where] = x[:1].expand(len(where), -1, -1, -1) if len(x) == 1 else x.index_select(0, where)
+    return out
 
 
 def round_clip(x: NDArray[Any]) -> NDArray[np.uint8]:

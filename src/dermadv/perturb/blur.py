@@ -3,37 +3,41 @@
 All but ``gaussian_blur`` compute in float32 torch on ``device`` (default CPU) and round half to even,
 clipped to 0..255. Pixel constants of ImageNet-C are given at its 224 px size and scaled by
 ``min(H, W) / 224`` (``gaussian_blur``'s range is given at 299 px, the study's size).
+
+All four are device-native: ``transform`` and ``transform_tensor`` run one tensor core, the latter on
+the tensor's own device. Their float32 kernels (convolution, FFT, grid_sample) give the CPU's bytes on
+the CPU and may round a value one grey level differently on a GPU.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb._ops import (
-    Transform,
-    as_float_nchw,
-    batch_and_params,
-    device_of,
+    TensorTransform,
+    by_unique_rows,
     pad_edge,
     pad_reflect101,
     pixel_grid_norm,
     scale,
-    to_uint8_nhwc,
-    unique_rows,
+    u8_nhwc,
 )
 from dermadv.perturb.base import PERTURBATIONS, Param, check_severity
-from dermadv.perturb.photometric import IMAGENET_C, SAM_C, _nhwc, _uint8_nchw
+from dermadv.perturb.photometric import IMAGENET_C, SAM_C
+
+if TYPE_CHECKING:
+    import torch
 
 #: ImageNet-C's image size: its pixel constants are scaled by min(H, W) / IMAGENET_SIZE
 IMAGENET_SIZE = 224.0
 
 
 @PERTURBATIONS.register("gaussian_blur", builtin=True)
-class GaussianBlur(Transform):
+class GaussianBlur(TensorTransform):
     """Gaussian blur, standard deviation ``sigma`` pixels: ``torchvision gaussian_blur`` on the uint8
     tensor with kernel size 2 ceil(3 sigma) + 1 and reflect padding (torchvision rounds its float
     result back to uint8). Bit-identical to the sweep's ``blur:SIGMA`` on the CPU (on another
@@ -41,6 +45,8 @@ class GaussianBlur(Transform):
     (returned unchanged). Range: sigma in [0, 6 * min(H, W) / 224]. Severities: ImageNet-C's published
     Gaussian-blur sigmas 1, 2, 3, 4, 6 at 224 px, scaled (ImageNet-C blurs with skimage, whose kernel
     is truncated at 4 sigma; the sweep's torchvision kernel at 3 sigma is kept).
+    Device path native (torchvision's float convolution on the tensor's device): the CPU's bytes on
+    the CPU, within one grey level on a GPU.
     """
 
     name = "gaussian_blur"
@@ -54,24 +60,20 @@ class GaussianBlur(Transform):
     def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         return np.array([[self.SEVERITY[check_severity(level) - 1] * scale(image_shape, IMAGENET_SIZE)]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         from torchvision.transforms import functional as F
 
-        batch, p = batch_and_params(self, images, params)
-        out = np.empty(batch.shape, dtype=np.uint8)
-        for row, idx in unique_rows(p):
+        def blur(src: torch.Tensor, row: NDArray[np.float64]) -> torch.Tensor | None:
             sigma = float(row[0])
             if sigma == 0:
-                out[idx] = batch[idx]
-                continue
+                return None
             if sigma < 0:
                 raise ValueError(f"{self.name}: sigma must be >= 0, got {sigma}")
             k = 2 * math.ceil(3 * sigma) + 1
-            t = _uint8_nchw(batch[idx]).to(device_of(device))
-            out[idx] = _nhwc(F.gaussian_blur(t, [k, k], [sigma, sigma]).cpu())
-        return out
+            out: torch.Tensor = F.gaussian_blur(src.permute(0, 3, 1, 2), [k, k], [sigma, sigma])
+            return out.permute(0, 2, 3, 1)
+
+        return by_unique_rows(x, p, blur)
 
 
 def disk_kernel(radius: float, alias_sigma: float) -> NDArray[np.float64]:
@@ -113,13 +115,15 @@ def fft_filter(x: Any, kernel: NDArray[np.float64]) -> Any:
 
 
 @PERTURBATIONS.register("defocus_blur", builtin=True)
-class DefocusBlur(Transform):
+class DefocusBlur(TensorTransform):
     """Defocus: convolution with an anti-aliased disk (:func:`disk_kernel`), reflect-101 borders (as
     ImageNet-C's cv2.filter2D), computed by FFT in float32, rounded half to even.
 
     Parameters: ``radius`` px in [0, 10 * min(H, W) / 224], identity 0 (unchanged); ``alias_sigma`` in
     [0.1, 0.5] (the disk's anti-aliasing, not a magnitude). Severities: published ImageNet-C
     (radius, alias) = (3, 0.1), (4, 0.5), (6, 0.5), (8, 0.5), (10, 0.5) at 224 px, radius scaled.
+    Device path native (float32 FFT on the tensor's device): the CPU's bytes on the CPU, within one
+    grey level on a GPU.
     """
 
     name = "defocus_blur"
@@ -135,20 +139,16 @@ class DefocusBlur(Transform):
         r, a = self.SEVERITY[check_severity(level) - 1]
         return np.array([[r * scale(image_shape, IMAGENET_SIZE), a]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        batch, p = batch_and_params(self, images, params)
-        out = np.empty(batch.shape, dtype=np.uint8)
-        for row, idx in unique_rows(p):
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
+        def defocus(src: torch.Tensor, row: NDArray[np.float64]) -> torch.Tensor | None:
             if row[0] <= 0:
-                out[idx] = batch[idx]
-                continue
+                return None
             if row[1] <= 0:
                 raise ValueError(f"{self.name}: alias_sigma must be > 0, got {row[1]}")
-            x = as_float_nchw(batch[idx], device)
-            out[idx] = to_uint8_nhwc(fft_filter(x, disk_kernel(float(row[0]), float(row[1]))))
-        return out
+            y = fft_filter(src.permute(0, 3, 1, 2).float(), disk_kernel(float(row[0]), float(row[1])))
+            return u8_nhwc(y)
+
+        return by_unique_rows(x, p, defocus)
 
 
 def motion_taps(
@@ -167,7 +167,7 @@ def motion_taps(
 
 
 @PERTURBATIONS.register("motion_blur", builtin=True)
-class MotionBlur(Transform):
+class MotionBlur(TensorTransform):
     """Motion blur along a direction: out(x, y) = sum_i w_i v(x + dx_i, y + dy_i) with the taps of
     :func:`motion_taps` (ImageMagick's one-sided Gaussian line), edge pixels repeated outside the image
     (ImageMagick's default virtual pixels); float32, rounded half to even.
@@ -178,6 +178,8 @@ class MotionBlur(Transform):
     = (10, 3), (15, 5), (15, 8), (15, 12), (20, 15) at 224 px, scaled; ImageNet-C draws the angle
     uniformly in [-45, 45] per image, a severity point here uses angle 0 (chosen). ImageNet-P / SAM-P
     sequence: radius 10, sigma 3 (at 224 px), angle (i - 30) * 4 degrees, i = 0..30.
+    Device path native (float32 shifted sums on the tensor's device): the CPU's bytes on the CPU,
+    within one grey level on a GPU.
     """
 
     name = "motion_blur"
@@ -198,26 +200,23 @@ class MotionBlur(Transform):
         s = scale(image_shape, IMAGENET_SIZE)
         return np.array([[r * s, sg * s, 0.0]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         import torch
 
-        batch, p = batch_and_params(self, images, params)
-        h, w = batch.shape[1:3]
-        out = np.empty(batch.shape, dtype=np.uint8)
-        for row, idx in unique_rows(p):
+        h, w = x.shape[1:3]
+
+        def motion(src: torch.Tensor, row: NDArray[np.float64]) -> torch.Tensor | None:
             if row[0] <= 0 or row[1] <= 0:
-                out[idx] = batch[idx]
-                continue
+                return None
             weights, off = motion_taps(float(row[0]), float(row[1]), float(row[2]))
             py, px = int(np.abs(off[:, 1]).max()), int(np.abs(off[:, 0]).max())
-            xp = pad_edge(as_float_nchw(batch[idx], device), py, px)
-            acc = torch.zeros((len(idx), 3, h, w), dtype=torch.float32, device=xp.device)
+            xp = pad_edge(src.permute(0, 3, 1, 2).float(), py, px)
+            acc = torch.zeros((len(src), 3, h, w), dtype=torch.float32, device=xp.device)
             for wt, (dx, dy) in zip(weights, off, strict=True):  # taps, not pixels: <= 2 ceil(radius) + 1
                 acc.add_(xp[..., py + dy : py + dy + h, px + dx : px + dx + w], alpha=float(wt))
-            out[idx] = to_uint8_nhwc(acc)
-        return out
+            return u8_nhwc(acc)
+
+        return by_unique_rows(x, p, motion)
 
 
 def zoom_factors(max_zoom: float, step: float) -> NDArray[np.float64]:
@@ -228,7 +227,7 @@ def zoom_factors(max_zoom: float, step: float) -> NDArray[np.float64]:
 
 
 @PERTURBATIONS.register("zoom_blur", builtin=True)
-class ZoomBlur(Transform):
+class ZoomBlur(TensorTransform):
     """Zoom blur: the mean of the image and its centre zooms by each factor of :func:`zoom_factors`
     (``(x + sum_z zoom(x, z)) / (len(z) + 1)``, ImageNet-C's weighting; z = 1 is x itself).
 
@@ -241,6 +240,8 @@ class ZoomBlur(Transform):
     0.03). The SAM-P / ImageNet-P
     sequence uses max_zoom = 1 + 0.004 i, step 0.004 (ImageNet-P averages the zooms without counting
     the original twice; here the ImageNet-C weighting is kept).
+    Device path native (float32 grid_sample, grids computed on the device): the CPU's bytes on the
+    CPU, within one grey level on a GPU.
     """
 
     name = "zoom_blur"
@@ -260,37 +261,39 @@ class ZoomBlur(Transform):
     def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         return np.array([self.SEVERITY[check_severity(level) - 1]], dtype=np.float64)
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         import torch
         import torch.nn.functional as F
 
-        batch, p = batch_and_params(self, images, params)
-        h, w = batch.shape[1:3]
-        gx, gy = pixel_grid_norm(w), pixel_grid_norm(h)
-        out = np.empty(batch.shape, dtype=np.uint8)
-        dev = device_of(device)
-        for i in range(len(batch)):
+        h, w = x.shape[1:3]
+        dev = x.device
+        # normalised pixel centres, float64 on the device: grid = float32(g / z), as numpy would round it
+        gx = torch.from_numpy(pixel_grid_norm(w)).to(dev)
+        gy = torch.from_numpy(pixel_grid_norm(h)).to(dev)
+        out = torch.empty((len(p), *x.shape[1:]), dtype=torch.uint8, device=dev)
+        shared = x[:1].permute(0, 3, 1, 2).float() if len(x) == 1 else None
+        for i in range(len(p)):
             if p[i, 1] <= 0:
                 raise ValueError(f"{self.name}: step must be > 0, got {p[i, 1]}")
             z = zoom_factors(float(p[i, 0]), float(p[i, 1]))[1:]  # z = 1 is the image itself
+            j = 0 if len(x) == 1 else i
             if len(z) == 0:
-                out[i] = batch[i]
+                out[i] = x[j]
                 continue
-            grid = np.empty((len(z), h, w, 2), dtype=np.float32)
-            grid[..., 0] = (gx[None, None, :] / z[:, None, None]).astype(np.float32)
-            grid[..., 1] = (gy[None, :, None] / z[:, None, None]).astype(np.float32)
-            x = as_float_nchw(batch[i : i + 1], dev)
+            zt = torch.from_numpy(z).to(dev)[:, None, None]
+            grid = torch.empty((len(z), h, w, 2), dtype=torch.float32, device=dev)
+            grid[..., 0] = (gx[None, None, :] / zt).float()
+            grid[..., 1] = (gy[None, :, None] / zt).float()
+            xi = shared if shared is not None else x[i : i + 1].permute(0, 3, 1, 2).float()
             zoomed = F.grid_sample(
-                x.expand(len(z), -1, -1, -1),
-                torch.from_numpy(grid).to(dev),
+                xi.expand(len(z), -1, -1, -1),
+                grid,
                 mode="bilinear",
                 padding_mode="border",
                 align_corners=False,
             )
-            mean = (2 * x[0] + zoomed.sum(dim=0)) / (len(z) + 2)
-            out[i] = to_uint8_nhwc(mean[None])[0]
+            mean = (2 * xi[0] + zoomed.sum(dim=0)) / (len(z) + 2)
+            out[i] = u8_nhwc(mean[None])[0]
         return out
 
 

@@ -4,26 +4,39 @@
 SAM-C names ``black_corner`` and ``char`` but its generating code and constants are not published
 (the benchmark repository holds only the images and the evaluation code), so their arithmetic and
 severity constants here are CHOSEN and documented, not SAM-C's. ``hair`` is a dermadv addition.
-Random layouts come from ``numpy.random.default_rng(seed)``; ``device`` is ignored (Pillow drawing).
+Random layouts come from ``numpy.random.default_rng(seed)``; ``char`` and ``hair`` ignore ``device`` (Pillow
+drawing, host path); ``black_corner`` computes in torch on it and is device-native.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dermadv.perturb._ops import Transform, batch_and_params, device_of, round_clip, scale, seed, u8_tensor
+from dermadv.perturb._ops import (
+    TensorTransform,
+    Transform,
+    batch_and_params,
+    param_tensor,
+    round_clip,
+    round_clip_tensor,
+    scale,
+    seed,
+)
 from dermadv.perturb.base import PERTURBATIONS, Param, check_severity
 from dermadv.perturb.noise import seed_param
 from dermadv.perturb.photometric import SAM_C
 
+if TYPE_CHECKING:
+    import torch
+
 
 @PERTURBATIONS.register("black_corner", builtin=True)
-class BlackCorner(Transform):
+class BlackCorner(TensorTransform):
     """Dermoscope vignette: black outside a centred circle of radius ``radius * R``, R the distance
     from the centre ((W-1)/2, (H-1)/2) to a corner pixel centre.
 
@@ -31,7 +44,8 @@ class BlackCorner(Transform):
     one-pixel anti-aliased edge just outside the circle) and rounded half to even: radius = 1 keeps
     every pixel (identity), smaller radii blacken the corners, below 1/sqrt(2) of a square image the
     sides too. Parameter ``radius`` in [0.5, 1], identity 1. Severities CHOSEN (SAM-C's are not
-    published): radius = 0.9, 0.8, 0.7, 0.6, 0.5.
+    published): radius = 0.9, 0.8, 0.7, 0.6, 0.5. Device path native: float64 point-wise arithmetic,
+    the same bytes as the CPU's on any device.
     """
 
     name = "black_corner"
@@ -45,23 +59,17 @@ class BlackCorner(Transform):
     def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         return np.array([[self.SEVERITY[check_severity(level) - 1]]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         import torch
 
-        batch, p = batch_and_params(self, images, params)
-        n, h, w = batch.shape[:3]
-        dev = device_of(device)
+        h, w = x.shape[1:3]
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        xs = torch.arange(w, dtype=torch.float64, device=dev) - cx
-        ys = torch.arange(h, dtype=torch.float64, device=dev) - cy
+        xs = torch.arange(w, dtype=torch.float64, device=x.device) - cx
+        ys = torch.arange(h, dtype=torch.float64, device=x.device) - cy
         d = torch.sqrt(ys[:, None] ** 2 + xs[None, :] ** 2)  # H x W
-        r = torch.from_numpy(np.ascontiguousarray(p[:, 0])).to(dev) * math.hypot(cx, cy)
-        a = (r[:, None, None] + 1 - d[None]).clamp(0, 1)  # N x H x W
-        x = u8_tensor(batch, dev).double()
-        y = x * a[..., None]
-        return np.ascontiguousarray(torch.round(y).clamp_(0, 255).to(torch.uint8).cpu().numpy())
+        r = param_tensor(p[:, 0], x) * math.hypot(cx, cy)
+        a = (r[:, None, None] + 1 - d[None]).clamp(0, 1)  # P x H x W
+        return round_clip_tensor(x.double() * a[..., None])
 
 
 #: characters ``char`` draws from (digits and letters of rulers, labels and annotations)

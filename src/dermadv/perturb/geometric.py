@@ -4,32 +4,40 @@ Each computes, per output pixel, the source point in float64, then samples the i
 bilinear ``torch.nn.functional.grid_sample`` (align_corners=False) in float32 on ``device``; rounded
 half to even, clipped to 0..255. The centre is the middle of the pixel grid ((W-1)/2, (H-1)/2).
 Rotation and translation are the existing ``rotation`` perturbation (:mod:`dermadv.perturb.affine`).
+
+All three are device-native (``transform`` and ``transform_tensor`` run one tensor core, the latter on
+the tensor's own device): the CPU's bytes on the CPU; on a GPU float32 ``grid_sample`` may round a
+value one grey level differently. ``elastic_transform``'s random fields are drawn and smoothed on the
+host (numpy / scipy) and uploaded as the float32 sampling grid; the images stay on the device.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb._ops import (
-    Transform,
-    as_float_nchw,
-    batch_and_params,
-    device_of,
+    TensorTransform,
     gaussian_kernel1d,
+    keep_rows,
+    param_tensor,
     reflect_filter_matrix,
     scale,
     seed,
-    to_uint8_nhwc,
+    u8_nhwc,
+    u8_tensor,
 )
 from dermadv.perturb.base import PERTURBATIONS, Param, check_severity
 from dermadv.perturb.blur import IMAGENET_SIZE
 from dermadv.perturb.noise import seed_param
 from dermadv.perturb.photometric import IMAGENET_C, SAM_C
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_P = "Hendrycks & Dietterich 2019, ImageNet-P (hendrycks/robustness, make_imagenet_p.py)"
 SAM_P = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-P (DBO-DKFZ/SCP-Robustness-Benchmark)"
@@ -37,15 +45,25 @@ SAM_P = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-P (DBO-DKFZ/SCP-Robust
 
 def sample(batch: NDArray[np.uint8], src_x: Any, src_y: Any, padding: str, device: Any) -> NDArray[np.uint8]:
     """Bilinear samples of ``batch`` at pixel coordinates (float64 N x H x W tensors ``src_x``,
-    ``src_y``), outside handled by ``padding`` (grid_sample's zeros / border / reflection)."""
+    ``src_y``), outside handled by ``padding`` (grid_sample's zeros / border / reflection); computed
+    by :func:`sample_tensor` on ``device`` (default CPU)."""
+    return np.ascontiguousarray(sample_tensor(u8_tensor(batch, device), src_x, src_y, padding).cpu().numpy())
+
+
+def sample_tensor(x: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor, padding: str) -> torch.Tensor:
+    """:func:`sample` of a uint8 N x H x W x 3 tensor (N = 1 shared by every grid, or N = P) at the
+    float64 P x H x W coordinates ``src_x``, ``src_y`` (on any device; the float32 grid is computed
+    where they are, then moved to x's): uint8 P x H x W x 3 on x's device."""
     import torch
     import torch.nn.functional as F
 
-    n, h, w = batch.shape[:3]
+    h, w = x.shape[1:3]
     grid = torch.stack([(2 * src_x + 1) / w - 1, (2 * src_y + 1) / h - 1], dim=-1).float()
-    x = as_float_nchw(batch, device)
-    y = F.grid_sample(x, grid.to(x.device), mode="bilinear", padding_mode=padding, align_corners=False)
-    return to_uint8_nhwc(y)
+    xf = x.permute(0, 3, 1, 2).float()
+    if len(xf) == 1 and len(grid) > 1:
+        xf = xf.expand(len(grid), -1, -1, -1)
+    y = F.grid_sample(xf, grid.to(x.device), mode="bilinear", padding_mode=padding, align_corners=False)
+    return u8_nhwc(y)
 
 
 def tilt_homography(h: int, w: int, tilt_x_deg: float, tilt_y_deg: float) -> NDArray[np.float64]:
@@ -72,13 +90,15 @@ def tilt_homography(h: int, w: int, tilt_x_deg: float, tilt_y_deg: float) -> NDA
 
 
 @PERTURBATIONS.register("tilt", builtin=True)
-class Tilt(Transform):
+class Tilt(TensorTransform):
     """Perspective (3-D) tilt of the image plane (:func:`tilt_homography`); the exposed border is black
     (as cv2.warpPerspective's default). Output pixel p samples the source at H^-1 p (float64), bilinear.
 
     Parameters ``tilt_x_deg``, ``tilt_y_deg`` in [-15, 15] degrees (ImageNet-P's range), identity 0
     (returned unchanged). Severity s: both 3 s degrees (chosen). SAM-P / ImageNet-P sequence: both
     i - 15 degrees, i = 0..30.
+    Device path native (float32 grid_sample on the tensor's device): the CPU's bytes on the CPU,
+    within one grey level on a GPU.
     """
 
     name = "tilt"
@@ -91,36 +111,31 @@ class Tilt(Transform):
             Param("tilt_y_deg", -15.0, 15.0, 0.0, unit="deg"),
         )
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         import torch
 
-        batch, p = batch_and_params(self, images, params)
-        n, h, w = batch.shape[:3]
+        h, w = x.shape[1:3]
         inv = np.stack([np.linalg.inv(tilt_homography(h, w, float(a), float(b))) for a, b in p])
-        dev = device_of(device)
-        m = torch.from_numpy(inv).to(dev)  # N x 3 x 3, float64
-        xs = torch.arange(w, dtype=torch.float64, device=dev)[None, None, :]
-        ys = torch.arange(h, dtype=torch.float64, device=dev)[None, :, None]
+        m = param_tensor(inv, x)  # P x 3 x 3, float64
+        xs = torch.arange(w, dtype=torch.float64, device=x.device)[None, None, :]
+        ys = torch.arange(h, dtype=torch.float64, device=x.device)[None, :, None]
 
-        def row(k: int) -> Any:
+        def row(k: int) -> torch.Tensor:
             return m[:, k, 0, None, None] * xs + m[:, k, 1, None, None] * ys + m[:, k, 2, None, None]
 
         den = row(2)
-        out = sample(batch, row(0) / den, row(1) / den, "zeros", dev)
-        same = (p == 0).all(axis=1)
-        out[same] = batch[same]
-        return out
+        return keep_rows(sample_tensor(x, row(0) / den, row(1) / den, "zeros"), x, (p == 0).all(axis=1))
 
 
 @PERTURBATIONS.register("scale", builtin=True)
-class Scale(Transform):
+class Scale(TensorTransform):
     """Zoom about the centre by ``factor``: output pixel p samples the source at c + (p - c) / factor,
     bilinear, black outside (factor < 1 shrinks the picture inside a black frame, as torchvision
     affine in ImageNet-P). Parameter ``factor`` in [0.4, 1.6], identity 1 (returned unchanged).
     Severity s: factor = 1 + 0.12 s (chosen; zooming in). SAM-P / ImageNet-P sequence: factor =
     (40 + 2.5 i) / 100, i = 0..30 (0.40 .. 1.15).
+    Device path native (float32 grid_sample on the tensor's device): the CPU's bytes on the CPU,
+    within one grey level on a GPU.
     """
 
     name = "scale"
@@ -130,26 +145,19 @@ class Scale(Transform):
     def space(self, image_shape: tuple[int, ...]) -> tuple[Param, ...]:
         return (Param("factor", 0.4, 1.6, 1.0),)
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         import torch
 
-        batch, p = batch_and_params(self, images, params)
         if (p[:, 0] <= 0).any():
             raise ValueError(f"{self.name}: factor must be > 0, got {p[p[:, 0] <= 0, 0][0]}")
-        n, h, w = batch.shape[:3]
-        dev = device_of(device)
-        f = torch.from_numpy(np.ascontiguousarray(p[:, 0])).to(dev)[:, None, None]
+        n, (h, w) = len(p), x.shape[1:3]
+        f = param_tensor(p[:, 0], x)[:, None, None]
         cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-        xs = torch.arange(w, dtype=torch.float64, device=dev)[None, None, :]
-        ys = torch.arange(h, dtype=torch.float64, device=dev)[None, :, None]
+        xs = torch.arange(w, dtype=torch.float64, device=x.device)[None, None, :]
+        ys = torch.arange(h, dtype=torch.float64, device=x.device)[None, :, None]
         src_x = (cx + (xs - cx) / f).expand(n, h, w)
         src_y = (cy + (ys - cy) / f).expand(n, h, w)
-        out = sample(batch, src_x, src_y, "zeros", dev)
-        same = p[:, 0] == 1
-        out[same] = batch[same]
-        return out
+        return keep_rows(sample_tensor(x, src_x, src_y, "zeros"), x, p[:, 0] == 1)
 
 
 @functools.lru_cache(maxsize=32)
@@ -199,7 +207,7 @@ def elastic_fields(
 
 
 @PERTURBATIONS.register("elastic_transform", builtin=True)
-class ElasticTransform(Transform):
+class ElasticTransform(TensorTransform):
     """Elastic deformation (ImageNet-C, after Simard et al. 2003): a random affine jitter plus a
     smooth random displacement field (:func:`elastic_fields`), bilinear, reflected at the border.
 
@@ -210,6 +218,8 @@ class ElasticTransform(Transform):
     (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02) at 224 px (ImageNet-C
     writes 244 for 224; kept). They are not monotone in pixel change: severities 1-2 are dominated
     by the affine jitter (24 and 49 px), 3-5 by local warping.
+    Device path native: the fields are drawn on the host and only the float32 grid is uploaded;
+    the CPU's bytes on the CPU, within one grey level on a GPU (grid_sample).
     """
 
     name = "elastic_transform"
@@ -240,26 +250,33 @@ class ElasticTransform(Transform):
         s = scale(image_shape, IMAGENET_SIZE)
         return np.array([[a * s, sg * s, f * s, 0.0]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
         import torch
 
-        batch, p = batch_and_params(self, images, params)
-        n, h, w = batch.shape[:3]
-        out = np.empty(batch.shape, dtype=np.uint8)
-        for i in range(n):
+        h, w = x.shape[1:3]
+        out = torch.empty((len(p), *x.shape[1:]), dtype=torch.uint8, device=x.device)
+        for i in range(len(p)):
+            src = x[:1] if len(x) == 1 else x[i : i + 1]
             alpha, sigma, affine = (float(v) for v in p[i, :3])
             if alpha == 0 and affine == 0:
-                out[i] = batch[i]
+                out[i] = src[0]
                 continue
             if sigma <= 0:
                 raise ValueError(f"{self.name}: sigma must be > 0, got {sigma}")
             sx, sy = elastic_fields(h, w, alpha, sigma, abs(affine), np.random.default_rng(seed(p[i, 3])))
-            out[i] = sample(
-                batch[i : i + 1], torch.from_numpy(sx)[None], torch.from_numpy(sy)[None], "reflection", device
-            )[0]
+            # the fields are host-drawn: the float32 grid is computed here and uploaded, not the image
+            out[i] = sample_tensor(src, torch.from_numpy(sx)[None], torch.from_numpy(sy)[None], "reflection")[
+                0
+            ]
         return out
 
 
-__all__ = ["ElasticTransform", "Scale", "Tilt", "elastic_fields", "sample", "tilt_homography"]
+__all__ = [
+    "ElasticTransform",
+    "Scale",
+    "Tilt",
+    "elastic_fields",
+    "sample",
+    "sample_tensor",
+    "tilt_homography",
+]

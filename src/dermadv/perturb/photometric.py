@@ -9,12 +9,21 @@ their bytes are unchanged. ``brightness_up``/``brightness_down`` (SAM-C) and ``h
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from dermadv.perturb._ops import Transform, batch_and_params, device_of, u8_tensor, unique_rows
+from dermadv.perturb._ops import (
+    TensorTransform,
+    Transform,
+    batch_and_params,
+    device_of,
+    param_tensor,
+    round_clip_tensor,
+    u8_tensor,
+    unique_rows,
+)
 from dermadv.perturb.base import (
     PERTURBATIONS,
     Param,
@@ -25,6 +34,9 @@ from dermadv.perturb.base import (
     check_tensor_images,
     rows_for,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_C = "Hendrycks & Dietterich 2019, ImageNet-C (hendrycks/robustness, make_imagenet_c.py)"
 SAM_C = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-C (DBO-DKFZ/SCP-Robustness-Benchmark)"
@@ -186,14 +198,15 @@ class Brightness(Transform):
 
 
 @PERTURBATIONS.register("contrast_c", builtin=True)
-class ContrastC(Transform):
+class ContrastC(TensorTransform):
     """ImageNet-C contrast: each channel pulled towards its own image mean, ``(x - m_k) c + m_k``.
 
     Arithmetic in float64 pixel units (ImageNet-C works in [0, 1]; the same up to float rounding):
     m_k = mean of channel k over the image (an exact integer sum / count), result rounded half to even
     and clipped to 0..255 (ImageNet-C truncates with ``np.uint8``; we round). Parameter ``c`` in
     [0.05, 1], identity 1. Severities (published ImageNet-C constants): c = 0.4, 0.3, 0.2, 0.1, 0.05.
-    SAM-C's ``contrast`` column.
+    SAM-C's ``contrast`` column. Device path native: float64 arithmetic whose channel sums are exact
+    integers in any summation order, so its bytes equal the CPU's on any device.
     """
 
     name = "contrast_c"
@@ -207,17 +220,11 @@ class ContrastC(Transform):
     def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         return np.array([[self.SEVERITY_C[check_severity(level) - 1]]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        import torch
-
-        batch, p = batch_and_params(self, images, params)
-        x = u8_tensor(batch, device).double()
-        m = x.sum(dim=(1, 2), keepdim=True) / (x.shape[1] * x.shape[2])
-        c = torch.from_numpy(np.ascontiguousarray(p[:, 0])).to(x.device)[:, None, None, None]
-        y = (x - m) * c + m
-        return np.ascontiguousarray(torch.round(y).clamp_(0, 255).to(torch.uint8).cpu().numpy())
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
+        xd = x.double()
+        m = xd.sum(dim=(1, 2), keepdim=True) / (x.shape[1] * x.shape[2])  # N x 1 x 1 x 3
+        c = param_tensor(p[:, 0], x)[:, None, None, None]
+        return round_clip_tensor((xd - m) * c + m)
 
 
 def hsv_value_shift(
@@ -225,26 +232,35 @@ def hsv_value_shift(
 ) -> NDArray[np.uint8]:
     """HSV value shift (ImageNet-C brightness), closed form: with V = max(R, G, B) and
     V' = clip(V + 255 delta, 0, 255), hue and saturation kept means every channel is scaled by V' / V
-    (a black pixel, V = 0, becomes the grey V'). float64, rounded half to even, clipped."""
+    (a black pixel, V = 0, becomes the grey V'). float64, rounded half to even, clipped. Computed by
+    :func:`hsv_value_shift_tensor` on ``device`` (default CPU)."""
+    x = u8_tensor(batch, device)
+    return np.ascontiguousarray(hsv_value_shift_tensor(x, np.asarray(delta, dtype=np.float64)).cpu().numpy())
+
+
+def hsv_value_shift_tensor(x: torch.Tensor, delta: NDArray[np.float64]) -> torch.Tensor:
+    """:func:`hsv_value_shift` of a uint8 N x H x W x 3 tensor (N = 1 or len(delta)) on its device:
+    uint8 P x H x W x 3, P = len(delta). float64 arithmetic: the same bytes on every device."""
     import torch
 
-    x = u8_tensor(batch, device).double()
-    d = torch.from_numpy(np.ascontiguousarray(delta)).to(x.device)[:, None, None, None] * 255.0
-    v = x.amax(dim=3, keepdim=True)
+    xd = x.double()
+    d = param_tensor(delta, x)[:, None, None, None] * 255.0
+    v = xd.amax(dim=3, keepdim=True)
     v_new = (v + d).clamp(0, 255)
-    y = torch.where(v > 0, x * (v_new / v.clamp(min=1)), v_new.expand_as(x))
-    return np.ascontiguousarray(torch.round(y).clamp_(0, 255).to(torch.uint8).cpu().numpy())
+    return round_clip_tensor(torch.where(v > 0, xd * (v_new / v.clamp(min=1)), v_new))
 
 
 @PERTURBATIONS.register("hsv_brightness", builtin=True)
-class HSVBrightness(Transform):
+class HSVBrightness(TensorTransform):
     """ImageNet-C / ImageNet-P brightness: add ``delta`` to the HSV value channel (V in [0, 1]).
 
     Closed form of skimage's rgb2hsv -> V + delta clipped to [0, 1] -> hsv2rgb (hue and saturation
     are unchanged, so RGB scales by V'/V): see :func:`hsv_value_shift`; float64, rounded half to even
     (ImageNet-C truncates with ``np.uint8``). Parameter ``delta`` in [-0.5, 0.5], identity 0.
     Severities: the published ImageNet-C brightness constants delta = 0.1, 0.2, 0.3, 0.4, 0.5; the
-    SAM-P / ImageNet-P ``brightness`` sequence is delta = (i - 15) * 0.02, i = 0..30.
+    SAM-P / ImageNet-P ``brightness`` sequence is delta = (i - 15) * 0.02, i = 0..30. Device path
+    native (also ``brightness_up``/``brightness_down``): float64 point-wise arithmetic, the same bytes
+    as the CPU's on any device.
     """
 
     name = "hsv_brightness"
@@ -260,11 +276,8 @@ class HSVBrightness(Transform):
     def severity_params(self, level: int, image_shape: tuple[int, ...]) -> NDArray[np.float64]:
         return np.array([[self.SIGN * self.SEVERITY_DELTA[check_severity(level) - 1]]])
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        batch, p = batch_and_params(self, images, params)
-        return hsv_value_shift(batch, p[:, 0], device)
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
+        return hsv_value_shift_tensor(x, p[:, 0])
 
 
 @PERTURBATIONS.register("brightness_up", builtin=True)
@@ -291,7 +304,7 @@ class BrightnessDown(HSVBrightness):
 
 
 @PERTURBATIONS.register("illumination_gradient", builtin=True)
-class IlluminationGradient(Transform):
+class IlluminationGradient(TensorTransform):
     """A linear illumination ramp (uneven dermoscope / flash lighting), multiplicative.
 
     gain(x, y) = 1 + strength * t, t = ((y - cy) sin a + (x - cx) cos a) / t_max in [-1, 1], where
@@ -300,7 +313,8 @@ class IlluminationGradient(Transform):
     |projection| over the pixel grid, so the brightest corner gains ``strength``.
     out = clip(rint(v * gain), 0, 255) per channel, float64. Parameters: ``angle_deg`` in [0, 360]
     (not a magnitude), ``strength`` in [0, 0.5], identity 0. Severity s: strength = 0.1 s at angle 0
-    (chosen constants).
+    (chosen constants). Device path native: float64 point-wise arithmetic (the ramp's terms computed
+    on the host), the same bytes as the CPU's on any device.
     """
 
     name = "illumination_gradient"
@@ -310,28 +324,20 @@ class IlluminationGradient(Transform):
     def space(self, image_shape: tuple[int, ...]) -> tuple[Param, ...]:
         return (Param("angle_deg", 0.0, 360.0, None, unit="deg"), Param("strength", 0.0, 0.5, 0.0))
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        import torch
-
-        batch, p = batch_and_params(self, images, params)
-        n, h, w = batch.shape[:3]
+    def _tensor(self, x: torch.Tensor, p: NDArray[np.float64]) -> torch.Tensor:
+        h, w = x.shape[1:3]
         a = np.deg2rad(p[:, 0])
         cos, sin = np.cos(a), np.sin(a)
         xs = np.arange(w, dtype=np.float64) - (w - 1) / 2.0
         ys = np.arange(h, dtype=np.float64) - (h - 1) / 2.0
         t_max = np.abs(cos) * xs[-1] + np.abs(sin) * ys[-1]
         t_max = np.where(t_max > 0, t_max, 1.0)
-        dev = device_of(device)
-        gx = torch.from_numpy(cos[:, None] * xs[None, :]).to(dev)  # N x W
-        gy = torch.from_numpy(sin[:, None] * ys[None, :]).to(dev)  # N x H
-        s = torch.from_numpy(np.ascontiguousarray(p[:, 1])).to(dev)
-        t = (gy[:, :, None] + gx[:, None, :]) / torch.from_numpy(t_max).to(dev)[:, None, None]
-        gain = 1.0 + s[:, None, None] * t  # N x H x W
-        x = u8_tensor(batch, dev).double()
-        y = x * gain[..., None]
-        return np.ascontiguousarray(torch.round(y).clamp_(0, 255).to(torch.uint8).cpu().numpy())
+        gx = param_tensor(cos[:, None] * xs[None, :], x)  # P x W
+        gy = param_tensor(sin[:, None] * ys[None, :], x)  # P x H
+        s = param_tensor(p[:, 1], x)
+        t = (gy[:, :, None] + gx[:, None, :]) / param_tensor(t_max, x)[:, None, None]
+        gain = 1.0 + s[:, None, None] * t  # P x H x W
+        return round_clip_tensor(x.double() * gain[..., None])
 
 
 __all__ = [
@@ -345,4 +351,5 @@ __all__ = [
     "IlluminationGradient",
     "brightness_tables",
     "hsv_value_shift",
+    "hsv_value_shift_tensor",
 ]
