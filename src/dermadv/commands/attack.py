@@ -166,7 +166,10 @@ def register(app: typer.Typer) -> None:
         ),
         seed: int = typer.Option(0, "--seed", help="Campaign seed; each job's seed derives from it."),
         batch_images: int = typer.Option(
-            1, "--batch-images", min=1, help="Evolve N images' populations together (one forward pass)."
+            1,
+            "--batch-images",
+            min=1,
+            help="Evolve N images' populations together (one forward pass; on a GPU use e.g. 64).",
         ),
         batch_size: str = typer.Option(
             None,
