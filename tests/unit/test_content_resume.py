@@ -151,3 +151,22 @@ def test_sample_hashes_of_samples_without_a_file(tmp_path: Path) -> None:
     none.path = None  # type: ignore[assignment]
     got = sample_hashes([s, missing, none], tmp_path / "run")
     assert got == {"x": hashlib.sha256(b"x").hexdigest(), "y": UNREADABLE, "z": UNREADABLE}
+
+
+def test_unit_records_are_reused_only_for_the_same_images_settings_and_content(tmp_path: Path) -> None:
+    from dermadv.runs.content import changed_indices, read_unit_record
+
+    path = tmp_path / "unit.json"
+    rec = {"fingerprint": "f1", "image_ids": ["a", "b"], "image_sha256": ["h1", "h2"], "rows": [1, 2]}
+    path.write_text(json.dumps(rec))
+    assert read_unit_record(path, ["a", "b"], "f1") == rec
+    assert read_unit_record(path, ["a", "b"]) == rec  # any settings: what changed can still be named
+    assert read_unit_record(path, ["a", "b"], "f2") is None  # other result settings
+    assert read_unit_record(path, ["b", "a"], "f1") is None  # other images (or order)
+    assert read_unit_record(tmp_path / "missing.json", ["a", "b"]) is None
+    assert changed_indices(rec, ["h1", "h2"]) == [] and changed_indices(rec, ["h1", "NEW"]) == [1]
+    for broken in ("{not json", json.dumps([1, 2]), json.dumps({**rec, "image_sha256": ["h1"]})):
+        path.write_text(broken)
+        assert read_unit_record(path, ["a", "b"]) is None
+    path.write_bytes(b"\xff\xfe")
+    assert read_unit_record(path, ["a", "b"]) is None

@@ -40,7 +40,7 @@ from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
 from dermadv.metrics import melanoma_score
 from dermadv.perturb.points import SweepPoint, parse_specs
-from dermadv.runs.content import report_changed, sample_hashes
+from dermadv.runs.content import changed_indices, read_unit_record, report_changed, sample_hashes
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
 from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import run_provenance, selection_hash
@@ -294,35 +294,14 @@ class SweepUnit(WorkUnit):
 
 def _stored_record(path: Path, fingerprint: str, ids: Sequence[str]) -> dict[str, Any] | None:
     """A perturbation's stored file if it holds scores of these images with these result settings,
-    and each image's hash (files written before rows carried them are computed again)."""
-    if not path.exists():
-        return None
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-    if (
-        not isinstance(rec, dict)
-        or rec.get("fingerprint") != fingerprint
-        or rec.get("image_ids") != list(ids)
-    ):
-        return None
-    stored = rec.get("image_sha256")
-    if not isinstance(stored, list) or len(stored) != len(ids):
-        return None
-    return rec
+    and each image's hash (:func:`dermadv.runs.content.read_unit_record`)."""
+    return read_unit_record(path, ids, fingerprint)
 
 
 def _stale_images(records: Mapping[str, Mapping[str, Any]], content: Sequence[str]) -> dict[str, set[int]]:
     """For each stored perturbation whose images changed: the indices of those images."""
-    stale = {}
-    for spec, rec in records.items():
-        changed = {
-            k for k, (old, new) in enumerate(zip(rec["image_sha256"], content, strict=True)) if old != new
-        }
-        if changed:
-            stale[spec] = changed
-    return stale
+    stale = {spec: set(changed_indices(dict(rec), content)) for spec, rec in records.items()}
+    return {spec: ks for spec, ks in stale.items() if ks}
 
 
 @holding_run("out")  # one writer per run folder, from the settings check to the last file

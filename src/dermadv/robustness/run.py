@@ -44,7 +44,7 @@ from dermadv.metrics import melanoma_score
 from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_severity
 from dermadv.robustness.sampling import SAMPLERS, draw_seed, draws
 from dermadv.robustness.stats import clopper_pearson, settled
-from dermadv.runs.content import report_changed, sample_hashes
+from dermadv.runs.content import changed_indices, read_unit_record, report_changed, sample_hashes
 from dermadv.runs.executor import Executor, LocalExecutor, WorkerState, WorkUnit, absolute_sample
 from dermadv.runs.lock import holding_run
 from dermadv.runs.provenance import run_provenance, selection_hash
@@ -339,15 +339,9 @@ def _unit_file(out: Path, key: TransformKey, ids: Sequence[str]) -> Path:
 
 
 def _stored(path: Path, fingerprint: str, ids: list[str], content: list[str]) -> list[dict[str, Any]] | None:
-    if not path.exists():
-        return None
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError):
-        return None
-    if not isinstance(rec, dict) or rec.get("fingerprint") != fingerprint or rec.get("image_ids") != ids:
-        return None
-    if rec.get("image_sha256") != content:
+    """The unit file's rows if they were computed with these settings from these very images."""
+    rec = read_unit_record(path, ids, fingerprint)
+    if rec is None or changed_indices(rec, content):
         return None
     rows = rec.get("rows")
     return rows if isinstance(rows, list) else None
@@ -516,11 +510,6 @@ def _lookup(
 
 
 def _changed_ids(path: Path, ids: list[str], content: list[str]) -> list[str]:
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, OSError):
-        return []
-    old = rec.get("image_sha256") if isinstance(rec, dict) and rec.get("image_ids") == ids else None
-    if not isinstance(old, list) or len(old) != len(ids):
-        return []
-    return [i for i, a, b in zip(ids, old, content, strict=True) if a != b]
+    """The images of a stored unit whose files changed since (whatever its settings)."""
+    rec = read_unit_record(path, ids)
+    return [] if rec is None else [ids[k] for k in changed_indices(rec, content)]

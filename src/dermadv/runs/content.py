@@ -132,3 +132,29 @@ def report_changed(image_ids: Sequence[str], stream: TextIO | None = None) -> No
     """Print :func:`changed_message` on stderr (nothing when no image changed)."""
     if image_ids:
         print(changed_message(image_ids), file=stream if stream is not None else sys.stderr, flush=True)
+
+
+def read_unit_record(path: Path, ids: Sequence[str], fingerprint: str | None = None) -> dict[str, Any] | None:
+    """A work unit's stored file (JSON) if it holds results of exactly the images ``ids`` with one
+    SHA-256 per image (``image_ids``, ``image_sha256``) and, when ``fingerprint`` is given, the same
+    result-settings fingerprint; None when it is missing, unreadable, or holds something else.
+
+    The one shape a resumable unit file has (sweep perturbations, robustness units): compare its
+    hashes with today's using :func:`changed_indices` before reusing its rows."""
+    try:
+        rec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(rec, dict) or rec.get("image_ids") != list(ids):
+        return None
+    if fingerprint is not None and rec.get("fingerprint") != fingerprint:
+        return None
+    stored = rec.get("image_sha256")
+    if not isinstance(stored, list) or len(stored) != len(ids):
+        return None
+    return rec
+
+
+def changed_indices(record: dict[str, Any], content: Sequence[str]) -> list[int]:
+    """Positions of the images whose content hash differs from the one ``record`` was computed from."""
+    return [k for k, (old, new) in enumerate(zip(record["image_sha256"], content, strict=True)) if old != new]
