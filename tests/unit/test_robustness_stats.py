@@ -264,3 +264,26 @@ def test_clopper_pearson_equals_scipys_exact_binomtest_interval() -> None:
                 ref = binomtest(k, n).proportion_ci(confidence_level=conf, method="exact")
                 low, high = clopper_pearson(k, n, conf)
                 assert low == pytest.approx(ref.low, abs=1e-9) and high == pytest.approx(ref.high, abs=1e-9)
+
+
+def test_paired_correctness_bootstrap_is_the_paired_bootstrap_of_shares() -> None:
+    from dermadv.robustness.stats import paired_correctness_bootstrap
+
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 40)
+    clean, pert = rng.integers(0, 2, 40), rng.integers(0, 2, 40)
+    groups = np.arange(40) // 2
+    for metric in ("accuracy", "sensitivity", "specificity", "balanced_error"):
+        calls = paired_lesion_bootstrap(y, clean, pert, groups, metric, n_boot=300, seed=5)
+        shares = paired_correctness_bootstrap(
+            y, (clean == y).astype(float), (pert == y).astype(float), groups, metric, n_boot=300, seed=5
+        )
+        assert calls == shares  # 0/1 correctness is the same computation, replicate for replicate
+    # fractional shares: sensitivity is the mean share over the melanomas
+    share = rng.uniform(0, 1, 40)
+    res = paired_correctness_bootstrap(y, np.ones(40), share, groups, "sensitivity", n_boot=200)
+    assert res["perturbed"] == pytest.approx(share[y == 1].mean())
+    assert res["difference"] == pytest.approx(share[y == 1].mean() - 1)
+    assert res["ci"][0] <= res["difference"] <= res["ci"][1]
+    with pytest.raises(ValueError, match=r"correct_perturbed must hold shares of correct calls in \[0, 1\]"):
+        paired_correctness_bootstrap(y, np.ones(40), share + 1, groups, "accuracy")

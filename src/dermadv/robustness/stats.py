@@ -345,26 +345,45 @@ def paired_lesion_bootstrap(
     Returns ``{"metric", "clean", "perturbed", "difference", "ci": (low, high), "clean_ci",
     "perturbed_ci", "n_boot", "n_undefined", "n_lesions", "n_images", "confidence", "method"}``.
     """
-    if metric not in PAIRED_METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(PAIRED_METRICS)}")
     y = _binary("y_true", y_true)
     pc = _binary("pred_clean", pred_clean)
     pp = _binary("pred_perturbed", pred_perturbed)
-    n = _same_length(y_true=y, pred_clean=pc, pred_perturbed=pp)
+    _same_length(y_true=y, pred_clean=pc, pred_perturbed=pp)
+    correct_c, correct_p = (pc == y).astype(np.float64), (pp == y).astype(np.float64)
+    return paired_correctness_bootstrap(y, correct_c, correct_p, groups, metric, n_boot, seed, confidence)
+
+
+def paired_correctness_bootstrap(
+    y_true: ArrayLike,
+    correct_clean: ArrayLike,
+    correct_perturbed: ArrayLike,
+    groups: ArrayLike,
+    metric: str,
+    n_boot: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """:func:`paired_lesion_bootstrap` from per-image correctness in [0, 1] instead of 0/1 calls.
+
+    ``correct_*[i]`` is how often image i is called correctly: 0 or 1 for a single call, or the share
+    of correct calls over a robustness run's draws (sensitivity is then the mean share over the
+    melanomas drawn, and so on). The same lesion draws serve clean and perturbed. Returns what
+    :func:`paired_lesion_bootstrap` returns.
+    """
+    if metric not in PAIRED_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(PAIRED_METRICS)}")
+    y = _binary("y_true", y_true)
+    cc = np.asarray(correct_clean, dtype=np.float64)
+    cp = np.asarray(correct_perturbed, dtype=np.float64)
+    n = _same_length(y_true=y, correct_clean=cc, correct_perturbed=cp)
+    for name, v in (("correct_clean", cc), ("correct_perturbed", cp)):
+        if not (np.isfinite(v).all() and ((v >= 0) & (v <= 1)).all()):
+            raise ValueError(f"{name} must hold shares of correct calls in [0, 1]")
     n_boot = _check_int("n_boot", n_boot, 1)
     confidence = _check_confidence(confidence)
     codes, n_lesions = _lesion_codes(groups, n)
-    columns = np.stack(
-        [
-            y == 1,
-            y == 0,
-            (pc == 1) & (y == 1),
-            (pc == 0) & (y == 0),
-            (pp == 1) & (y == 1),
-            (pp == 0) & (y == 0),
-        ],
-        axis=1,
-    ).astype(np.float64)
+    mel, ben = (y == 1).astype(np.float64), (y == 0).astype(np.float64)
+    columns = np.stack([mel, ben, cc * mel, cc * ben, cp * mel, cp * ben], axis=1)
     per_lesion = np.stack([np.bincount(codes, weights=c, minlength=n_lesions) for c in columns.T], axis=1)
     full = columns.sum(axis=0)[None, :]
     clean = float(_metric_from_counts(metric, full[:, 0], full[:, 1], full[:, 2], full[:, 3])[0])

@@ -29,6 +29,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +38,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.fileio import atomic_write_bytes, atomic_write_text
-from dermadv.robustness.stats import balanced_error, clopper_pearson, lesion_bootstrap_ci
+from dermadv.robustness.stats import (
+    balanced_error,
+    clopper_pearson,
+    lesion_bootstrap_ci,
+    paired_correctness_bootstrap,
+)
 
 if TYPE_CHECKING:
     from dermadv.data.dataset import Sample
@@ -124,35 +130,20 @@ def paired_delta_ci(
     n_boot: int = N_BOOT,
     seed: int = 0,
 ) -> tuple[float | None, float | None]:
-    """95% lesion-bootstrap CI of ``metric`` under the transform minus clean (same lesions for both).
+    """95% lesion-bootstrap CI of ``metric`` under the transform minus clean (same lesions for both),
+    from per-image shares of correct calls (:func:`dermadv.robustness.stats.paired_correctness_bootstrap`).
 
-    Replicates in which the metric is undefined (no melanoma or no naevus drawn) are left out."""
-    rng = np.random.default_rng(seed)
-    n_lesions = int(groups.max()) + 1
-    counts = rng.multinomial(n_lesions, np.full(n_lesions, 1 / n_lesions), size=n_boot)  # lesion draws
-    w = counts[:, groups].astype(np.float64)  # n_boot x n_images: how often each image is drawn
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = _weighted_metric(w, y, perturbed, metric) - _weighted_metric(w, y, clean, metric)
-    d = d[np.isfinite(d)]
-    if len(d) == 0:
+    Replicates in which the metric is undefined (no melanoma or no naevus drawn) are left out; None
+    when the metric is undefined on the whole selection (e.g. sensitivity without melanomas)."""
+    if metric in ("sensitivity", "balanced_error") and not np.any(y):
         return None, None
-    return float(np.percentile(d, 2.5)), float(np.percentile(d, 97.5))
-
-
-def _weighted_metric(
-    w: NDArray[np.float64], y: NDArray[np.bool_], v: NDArray[np.float64], metric: str
-) -> NDArray[np.float64]:
-    """``metric`` of per-image correctness ``v`` for each row of image weights ``w`` (NaN if undefined)."""
-    wm, wn = w * y, w * ~y
-    sens = (wm @ v) / wm.sum(axis=1)
-    spec = (wn @ v) / wn.sum(axis=1)
-    values: dict[str, NDArray[np.float64]] = {
-        "accuracy": (w @ v) / w.sum(axis=1),
-        "sensitivity": sens,
-        "specificity": spec,
-        "balanced_error": 1 - (sens + spec) / 2,
-    }
-    return values[metric]
+    if metric in ("specificity", "balanced_error") and np.all(y):
+        return None, None
+    res = paired_correctness_bootstrap(y, clean, perturbed, groups, metric, n_boot=n_boot, seed=seed)
+    lo, hi = res["ci"]
+    if math.isnan(lo):
+        return None, None
+    return float(lo), float(hi)
 
 
 def _image_rows(
