@@ -86,7 +86,15 @@ def test_sweep_kind_refusal_invocations_and_device(mel_nv: list[Any], tmp_path: 
     assert again.computed == [] and again.rows == first.rows
     info = read_run(out)
     assert len(info["invocations"]) == 2
-    assert info["invocations"][1]["options"] == {"inference_batch_size": 2, "model.device": "cpu:0"}
+    # how the arithmetic ran is recorded per invocation, never compared (dermadv.models.accel)
+    assert info["invocations"][1]["options"] == {
+        "inference_batch_size": 2,
+        "model.device": "cpu:0",
+        "model.inference.precision": "fp32",
+        "model.inference.channels_last": False,
+        "model.inference.compile": False,
+        "model.inference.cuda_graphs": False,
+    }
 
 
 def test_evaluate_kind_refusal(mel_nv: list[Any], tmp_path: Path) -> None:
