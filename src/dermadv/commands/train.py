@@ -84,7 +84,11 @@ def register(app: typer.Typer) -> None:
             "--defence color-constancy:p=P.",
         ),
         seed: int = typer.Option(0, help="Seed for initialisation, data order and augmentation."),
-        workers: int = typer.Option(0, help="DataLoader worker processes (0: load in the main process)."),
+        workers: int = typer.Option(
+            -1,
+            help="DataLoader worker processes (0: load in the main process; -1: auto, min(8, CPUs) on "
+            "CUDA so the GPU never waits, 0 on the CPU).",
+        ),
         device: str = typer.Option("auto", help="auto, cpu or cuda."),
         classes: str = typer.Option("mel,nv", help="Comma-separated classes, in output order."),
         checkpoint_every: int = typer.Option(

@@ -101,7 +101,9 @@ class TrainSettings:
     worst_of: str = "color,rotation"  # registered perturbations the worst-of-k transforms come from
     color_constancy: float = 0.0  # train behind Shades of Gray with this Minkowski p (0 = off)
     seed: int = 0
-    workers: int = 0
+    workers: int = (
+        -1
+    )  # DataLoader workers; -1: auto (min(8, CPUs) on CUDA, so the GPU never waits; 0 on the CPU)
     device: str = "auto"
     classes: tuple[str, ...] = ("mel", "nv")
     aux_weight: float = 0.4
@@ -136,7 +138,7 @@ class TrainSettings:
                 self.color_constancy == 0 or self.color_constancy >= 1,
                 f"--color-constancy must be 0 (off) or a Minkowski p >= 1, got {self.color_constancy}",
             ),
-            (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
+            (self.workers >= -1, f"--workers must be >= 0 (or -1: auto), got {self.workers}"),
             (
                 self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
                 f"--device must be auto, cpu or cuda, got {self.device!r}",
@@ -530,7 +532,7 @@ class Trainer:
             s.augmentation,
             s.seed,
         )
-        fill_workers = max(1, s.workers or min(4, os.cpu_count() or 1))
+        fill_workers = max(1, s.workers if s.workers > 0 else min(4, os.cpu_count() or 1))
         cache.fill(
             [str(x.path) for x in self.train_samples],
             train_ds.cache_size,
@@ -634,6 +636,11 @@ class Trainer:
 
         s, st = self.s, self.st
         self.module.train()
+        self.loader_workers = (
+            s.workers
+            if s.workers >= 0
+            else (min(8, os.cpu_count() or 1) if self.device.type == "cuda" else 0)
+        )
         batches = epoch_order(len(self.train_ds), s.seed, epoch, s.batch_size)
         first = st.start_batch if epoch == st.start_epoch else 0
         if first == 0:
@@ -643,10 +650,10 @@ class Trainer:
         loader = torch.utils.data.DataLoader(
             dataset,
             batch_sampler=[[(i, epoch) for i in b] for b in batches[first:]],
-            num_workers=s.workers,
+            num_workers=self.loader_workers,
             worker_init_fn=_worker_init,
             pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if s.workers else None,  # the GPU never waits for a decoded batch
+            prefetch_factor=4 if self.loader_workers else None,  # the GPU never waits for a decoded batch
             generator=torch.Generator().manual_seed(s.seed + epoch),
         )
         bar = tqdm(
