@@ -287,7 +287,7 @@ def test_robustness_rows_on_the_device_path_equal_the_numpy_path(
     model.predict_tensor = counted  # type: ignore[method-assign]
     run_mod.run_robustness(model, samples, tmp_path / "host", keys, stop=stop, progress=False)
     assert calls == []  # the CPU keeps the numpy path
-    monkeypatch.setattr(run_mod, "_device_path", lambda model, transform: True)
+    monkeypatch.setattr(run_mod, "gpu_path", lambda model, transform: True)
     run_mod.run_robustness(model, samples, tmp_path / "dev", keys, stop=stop, progress=False)
     assert sum(calls) >= 3 * 2 * 16
     rows = [json.loads((tmp_path / r / "robustness.json").read_text())["images"] for r in ("host", "dev")]

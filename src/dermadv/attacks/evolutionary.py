@@ -37,7 +37,7 @@ from dermadv.attacks.criteria import STOP_RULES
 from dermadv.attacks.de import DEOptions, DESearch
 from dermadv.attacks.registry import SEARCHES, parse_pairs
 from dermadv.models.base import Classifier
-from dermadv.perturb.base import Perturbation
+from dermadv.perturb.base import Perturbation, gpu_path, image_tensor, takes_tensors
 from dermadv.registry import RegistryError, coerce
 
 #: where candidates are perturbed and scored (see EvolutionaryAttack's ``device_path``)
@@ -285,22 +285,19 @@ class EvolutionaryAttack(Attack):
         """Whether candidates are perturbed and scored on the model's device (see ``device_path``)."""
         if self.device_path == "off" or not self.batch_score:
             return False
-        can = callable(getattr(type(model), "predict_tensor", None))
         if self.device_path == "on":
-            if not can:
+            if not takes_tensors(model):
                 raise AttackConfigError(
                     f"{self.name}: device_path=on needs a model that scores tensors (a torch model); "
                     f"{model.name} ({type(model).__name__}) does not"
                 )
             return True
-        return can and model_device(model).type != "cpu" and self.perturbation.device_native
+        return gpu_path(model, self.perturbation)
 
     def _device_image(self, model: Classifier, job: AttackJob) -> Any:
         """The job's image as a uint8 1 x H x W x 3 tensor on the model's device (uploaded once)."""
-        import torch
-
         if job.device_image is None:
-            job.device_image = torch.from_numpy(np.ascontiguousarray(job.image)[None]).to(model_device(model))
+            job.device_image = image_tensor(job.image, model_device(model))
         return job.device_image
 
     def _score_on_device(

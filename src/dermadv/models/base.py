@@ -248,27 +248,28 @@ class TorchModuleClassifier(Classifier):
     def torch_forward(self, x: torch.Tensor, metadata: Sequence[Metadata] | None = None) -> torch.Tensor:
         import torch
 
-        raw = self.module((x.to(self.device, torch.float32) - self._mean_t) / self._std_t)
+        return self._head(self.module, x.to(self.device, torch.float32))
+
+    def _head(self, forward: Any, x: torch.Tensor) -> torch.Tensor:
+        """Logits of float pixels N x 3 x H x W (0..255, on the device) through ``forward`` (the
+        module, or its accelerated form): normalise, take the main output, log of probabilities."""
+        import torch
+
+        raw = forward((x - self._mean_t) / self._std_t)
         # not a tensor: e.g. torchvision InceptionOutputs in train mode
         out: torch.Tensor = raw if isinstance(raw, torch.Tensor) else raw[0]
         if self.output == "probs":
-            out = torch.log(out.clamp_min(1e-12))
+            out = torch.log(out.float().clamp_min(1e-12))
         return out
 
     def _logits(self, forward: Any, x_u8: torch.Tensor) -> torch.Tensor:
-        """Float32 class probabilities' logits from uint8 N x H x W x 3 on the model's device.
+        """Float32 logits from uint8 N x H x W x 3 on the model's device, under the chosen autocast.
 
         The N x 3 x H x W view of NHWC memory is channels-last already; the arithmetic is that of
-        :meth:`torch_forward` (so CPU results are unchanged), run under the chosen autocast.
+        :meth:`torch_forward`, so CPU results are unchanged.
         """
-        import torch
-
-        x = x_u8.permute(0, 3, 1, 2).float()
         with self.accel.autocast():
-            raw = forward((x - self._mean_t) / self._std_t)
-        out: torch.Tensor = raw if isinstance(raw, torch.Tensor) else raw[0]
-        if self.output == "probs":
-            out = torch.log(out.float().clamp_min(1e-12))
+            out = self._head(forward, x_u8.permute(0, 3, 1, 2).float())
         return out.float()
 
     def _eager_probs(self, x_u8: torch.Tensor) -> torch.Tensor:

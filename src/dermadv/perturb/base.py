@@ -274,6 +274,25 @@ def check_tensor_images(images: Any, what: str = "images") -> torch.Tensor:
     return images
 
 
+def takes_tensors(model: Any) -> bool:
+    """Whether ``model`` scores uint8 tensors where they lie (``predict_tensor``: the device path)."""
+    return callable(getattr(type(model), "predict_tensor", None))
+
+
+def gpu_path(model: Any, perturbation: Perturbation) -> bool:
+    """The device path's automatic choice: perturb and score on the model's device when the model takes
+    tensors, computes on a GPU (the CPU keeps the numpy path) and the perturbation is native there."""
+    device = getattr(model, "device", None)
+    return takes_tensors(model) and getattr(device, "type", "cpu") != "cpu" and perturbation.device_native
+
+
+def image_tensor(image: NDArray[np.uint8], device: Any) -> torch.Tensor:
+    """One uint8 H x W x 3 image as a uint8 1 x H x W x 3 tensor on ``device`` (uploaded once)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(image)[None]).to(device)
+
+
 def rows_for(images: torch.Tensor, params: NDArray[np.float64], what: str) -> NDArray[np.float64]:
     """``params`` as P rows for ``images`` (N = 1 with any P, or N = P; one row broadcast to N)."""
     n = images.shape[0]

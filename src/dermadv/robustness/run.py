@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 from dermadv.errors import DataError
 from dermadv.fileio import atomic_write_text
 from dermadv.metrics import melanoma_score
-from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_severity
+from dermadv.perturb.base import PERTURBATIONS, Perturbation, check_severity, gpu_path, image_tensor
 from dermadv.robustness.sampling import SAMPLERS, draw_seed, draws
 from dermadv.robustness.stats import clopper_pearson, settled
 from dermadv.runs.content import changed_indices, read_unit_record, report_changed, sample_hashes
@@ -203,23 +203,6 @@ def _plan(
     return t, params
 
 
-def _device_path(model: Any, transform: Perturbation) -> bool:
-    """Score on the model's GPU (no host round trip per chunk) when it takes tensors and the transform
-    computes there (:meth:`Perturbation.transform_tensor`); the CPU keeps the numpy path."""
-    device = getattr(model, "device", None)
-    return (
-        callable(getattr(type(model), "predict_tensor", None))
-        and getattr(device, "type", "cpu") != "cpu"
-        and transform.device_native
-    )
-
-
-def _upload(image: np.ndarray, device: Any) -> Any:
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(image)[None]).to(device)
-
-
 @dataclass(frozen=True)
 class RobustnessUnit(WorkUnit):
     """The draws of one transform on a few images, scored together (see the module docstring)."""
@@ -250,7 +233,7 @@ class RobustnessUnit(WorkUnit):
         scores: list[list[float]] = [[] for _ in images]
         stops: list[str | None] = [None] * len(images)
         step = len(plans[0][1]) if benchmark else self.stop.check_every
-        on_device = _device_path(model, transform) and meta is None
+        on_device = gpu_path(model, transform) and meta is None
         device_images: dict[int, Any] = {}
         tensor_model: Any = model  # has .device and .predict_tensor when on_device
         while any(s is None for s in stops):
@@ -263,7 +246,7 @@ class RobustnessUnit(WorkUnit):
                 params = plans[i][1][n : n + step]
                 if on_device:  # perturbed and scored on the GPU; only probabilities come back
                     if i not in device_images:
-                        device_images[i] = _upload(images[i], tensor_model.device)
+                        device_images[i] = image_tensor(images[i], tensor_model.device)
                     batch.append(transform.transform_tensor(device_images[i], params))
                 else:
                     batch.append(transform.apply(images[i], params, device=getattr(model, "device", None)))
