@@ -247,6 +247,46 @@ class Perturbation:
         return f"{type(self).__name__}({inner})"
 
 
+class TablePerturbation(Perturbation):
+    """A point-wise map of each channel's 256 values (colour gains, channel shifts, brightness):
+    subclasses implement :meth:`tables`, and ``apply``, ``transform`` and the device path follow.
+
+    The documented arithmetic runs once per value into uint8 tables on the host; the images are then
+    gathered through them (:func:`apply_tables`, or :func:`apply_tables_tensor` on the tensor's device),
+    so every path gives the same bytes.
+    """
+
+    device_native = True  # the same tables, gathered on the device: identical bytes
+
+    def tables(self, params: NDArray[np.float64]) -> NDArray[np.uint8]:
+        """uint8 P x 3 x 256: channel k maps value v to ``tables[p, k, v]`` for each row of ``params``."""
+        raise NotImplementedError
+
+    def _rows(self, n: int, params: Any) -> NDArray[np.float64]:
+        p = self.check_params(params)
+        if len(p) == 1 and n > 1:
+            return np.broadcast_to(p, (n, self.dim))
+        if n not in (1, len(p)):
+            raise ValueError(f"{self.name}: {n} images but {len(p)} parameter rows")
+        return p
+
+    def apply(
+        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        # one image, P tables: one gather from the single image (not P copies of it)
+        return apply_tables(check_image(image)[None], self.tables(self.check_params(params)))
+
+    def transform(
+        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
+    ) -> NDArray[np.uint8]:
+        batch = check_images(images)
+        return apply_tables(batch, self.tables(self._rows(len(batch), params)))
+
+    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
+        x = check_tensor_images(images, self.name)
+        return apply_tables_tensor(x, self.tables(self._rows(x.shape[0], params)))
+
+
 #: Perturbations by name (entry-point group ``dermadv.perturbations``): ``PERTURBATIONS.create("color",
 #: delta="0.05")``. Each class registers itself where it is defined; a registered perturbation is a
 #: search space for the ``evolve`` attack (``evolve.perturbation=NAME``).

@@ -9,25 +9,18 @@ arithmetic, so a whole population costs one gather per channel.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb.base import (
     PERTURBATIONS,
-    Perturbation,
+    TablePerturbation,
     apply_tables,
-    apply_tables_tensor,
-    check_image,
     check_images,
-    check_tensor_images,
     per_image_channels,
-    rows_for,
 )
-
-if TYPE_CHECKING:
-    import torch
 
 
 def color_tables(factors: NDArray[np.float64]) -> NDArray[np.uint8]:
@@ -49,7 +42,7 @@ def color_balance(images: NDArray[np.uint8], factors: Any) -> NDArray[np.uint8]:
 
 
 @PERTURBATIONS.register("color", builtin=True)
-class ColorBalance(Perturbation):
+class ColorBalance(TablePerturbation):
     """Params (c_r, c_g, c_b), each in [1 - delta, 1 + delta]; pixel x -> trunc(min(x * c, 255)).
 
     The study used delta = 0.1 (each channel scaled by 0.9..1.1).
@@ -68,24 +61,8 @@ class ColorBalance(Perturbation):
     def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
         return [(1.0 - self.delta, 1.0 + self.delta)] * 3
 
-    def apply(
-        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        image = check_image(image)
-        return apply_tables(image[None], color_tables(self.check_params(params)))
-
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        batch = check_images(images)
-        p = self.check_params(params)
-        return apply_tables(batch, color_tables(np.broadcast_to(p, (len(batch), 3)) if len(p) == 1 else p))
-
-    device_native = True  # the same tables, gathered on the device: identical bytes
-
-    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
-        x = check_tensor_images(images, self.name)
-        return apply_tables_tensor(x, color_tables(rows_for(x, self.check_params(params), self.name)))
+    def tables(self, params: NDArray[np.float64]) -> NDArray[np.uint8]:
+        return color_tables(params)
 
     def describe_params(
         self, params: NDArray[np.float64], image_shape: tuple[int, ...] | None = None

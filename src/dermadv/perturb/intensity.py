@@ -6,25 +6,18 @@ Arithmetic: ``clip(x + s, 0, 255)`` per channel, then round-half-to-even for non
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dermadv.perturb.base import (
     PERTURBATIONS,
-    Perturbation,
+    TablePerturbation,
     apply_tables,
-    apply_tables_tensor,
-    check_image,
     check_images,
-    check_tensor_images,
     per_image_channels,
-    rows_for,
 )
-
-if TYPE_CHECKING:
-    import torch
 
 
 def shift_tables(offsets: NDArray[np.float64]) -> NDArray[np.uint8]:
@@ -42,7 +35,7 @@ def shift_channels(images: NDArray[np.uint8], offsets: Any) -> NDArray[np.uint8]
 
 
 @PERTURBATIONS.register("shift", builtin=True)
-class ChannelShift(Perturbation):
+class ChannelShift(TablePerturbation):
     """Params (s_r, s_g, s_b) in [-max_shift, max_shift] pixel units, added to each channel."""
 
     name = "shift"
@@ -58,25 +51,8 @@ class ChannelShift(Perturbation):
     def bounds(self, image_shape: tuple[int, ...]) -> list[tuple[float, float]]:
         return [(-self.max_shift, self.max_shift)] * 3
 
-    def apply(
-        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        image = check_image(image)
-        p = self.check_params(params)
-        return apply_tables(image[None], shift_tables(p))
-
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        batch = check_images(images)
-        p = self.check_params(params)
-        return apply_tables(batch, shift_tables(np.broadcast_to(p, (len(batch), 3)) if len(p) == 1 else p))
-
-    device_native = True  # the same tables, gathered on the device: identical bytes
-
-    def transform_tensor(self, images: torch.Tensor, params: NDArray[np.float64]) -> torch.Tensor:
-        x = check_tensor_images(images, self.name)
-        return apply_tables_tensor(x, shift_tables(rows_for(x, self.check_params(params), self.name)))
+    def tables(self, params: NDArray[np.float64]) -> NDArray[np.uint8]:
+        return shift_tables(params)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": list(self.param_names), "max_shift": self.max_shift}

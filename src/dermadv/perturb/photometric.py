@@ -27,9 +27,7 @@ from dermadv.perturb._ops import (
 from dermadv.perturb.base import (
     PERTURBATIONS,
     Param,
-    apply_tables,
-    apply_tables_tensor,
-    check_image,
+    TablePerturbation,
     check_severity,
     check_tensor_images,
     rows_for,
@@ -161,7 +159,7 @@ def brightness_tables(factors: NDArray[np.float64]) -> NDArray[np.uint8]:
 
 
 @PERTURBATIONS.register("brightness", builtin=True)
-class Brightness(Transform):
+class Brightness(TablePerturbation):
     """Multiplicative brightness: every channel value v -> clip(rint(v * factor), 0, 255).
 
     Arithmetic (the sweep's ``brightness:F``): float32 product, round half to even (``np.rint``), clip.
@@ -176,25 +174,8 @@ class Brightness(Transform):
     def space(self, image_shape: tuple[int, ...]) -> tuple[Param, ...]:
         return (Param("factor", 0.5, 1.5, 1.0),)
 
-    def apply(
-        self, image: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        # one image, P tables: one gather from the single image (not P copies of it)
-        return apply_tables(check_image(image)[None], brightness_tables(self.check_params(params)[:, 0]))
-
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        batch, p = batch_and_params(self, images, params)
-        return apply_tables(batch, brightness_tables(p[:, 0]))
-
-    device_native = True  # the same tables, gathered on the device: identical bytes
-
-    def transform_tensor(self, images: Any, params: NDArray[np.float64]) -> Any:
-        x = check_tensor_images(images, self.name)
-        return apply_tables_tensor(
-            x, brightness_tables(rows_for(x, self.check_params(params), self.name)[:, 0])
-        )
+    def tables(self, params: NDArray[np.float64]) -> NDArray[np.uint8]:
+        return brightness_tables(params[:, 0])
 
 
 @PERTURBATIONS.register("contrast_c", builtin=True)
