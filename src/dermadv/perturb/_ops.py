@@ -5,8 +5,9 @@ Conventions every transform module follows:
 - ``transform(images N x H x W x 3, params N x D or 1 x D)``; ``apply`` is the base class default
   (the one image broadcast to P rows, never copied);
 - integer parameters (seeds, counts, JPEG quality) are rounded half-to-even (``np.rint``) before use;
-- float results become uint8 by round-half-to-even, then clipping to 0..255 (:func:`to_uint8_nhwc`,
-  the same rule as :func:`dermadv.perturb.base.to_uint8`), unless a docstring says otherwise;
+- float results become uint8 by round-half-to-even, then clipping to 0..255 (:func:`round_clip_tensor`,
+  :func:`round_clip`; the rule of :func:`dermadv.perturb.base.to_uint8`), unless a docstring says
+  otherwise;
 - pixel-valued constants are given at a stated reference size and scaled by ``min(H, W) / reference``.
 """
 
@@ -102,26 +103,10 @@ def u8_tensor(batch: NDArray[np.uint8], device: Any = None) -> torch.Tensor:
     return torch.from_numpy(np.require(batch, np.uint8, ["C", "W"])).to(device_of(device))
 
 
-def as_float_nchw(batch: NDArray[np.uint8], device: Any = None) -> torch.Tensor:
-    """uint8 N x H x W x 3 numpy -> float32 N x 3 x H x W torch tensor in pixel units (0..255)."""
-    return u8_tensor(batch, device).permute(0, 3, 1, 2).float()
-
-
-def to_uint8_nhwc(x: torch.Tensor) -> NDArray[np.uint8]:
-    """float N x 3 x H x W tensor (pixel units) -> uint8 N x H x W x 3 numpy: round half to even,
-    clip to 0..255."""
-    import torch
-
-    u8 = torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()
-    return np.ascontiguousarray(u8.numpy())
-
-
 def u8_nhwc(x: torch.Tensor) -> torch.Tensor:
     """float N x 3 x H x W tensor (pixel units) -> uint8 N x H x W x 3 tensor on its device (a
-    permuted view): round half to even, clip to 0..255 (:func:`to_uint8_nhwc` without the copy)."""
-    import torch
-
-    return torch.round(x).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    permuted view): :func:`round_clip_tensor`."""
+    return round_clip_tensor(x).permute(0, 2, 3, 1)
 
 
 def round_clip_tensor(x: torch.Tensor) -> torch.Tensor:

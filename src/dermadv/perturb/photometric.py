@@ -16,21 +16,16 @@ from numpy.typing import NDArray
 
 from dermadv.perturb._ops import (
     TensorTransform,
-    Transform,
-    batch_and_params,
-    device_of,
+    by_unique_rows,
     param_tensor,
     round_clip_tensor,
     u8_tensor,
-    unique_rows,
 )
 from dermadv.perturb.base import (
     PERTURBATIONS,
     Param,
     TablePerturbation,
     check_severity,
-    check_tensor_images,
-    rows_for,
 )
 
 if TYPE_CHECKING:
@@ -40,23 +35,13 @@ IMAGENET_C = "Hendrycks & Dietterich 2019, ImageNet-C (hendrycks/robustness, mak
 SAM_C = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-C (DBO-DKFZ/SCP-Robustness-Benchmark)"
 
 
-def _uint8_nchw(batch: NDArray[np.uint8]) -> Any:
-    import torch
-
-    return torch.from_numpy(np.array(batch, dtype=np.uint8)).permute(0, 3, 1, 2)
-
-
-def _nhwc(t: Any) -> NDArray[np.uint8]:
-    out: NDArray[np.uint8] = np.ascontiguousarray(t.permute(0, 2, 3, 1).numpy()).astype(np.uint8)
-    return out
-
-
-class _TorchvisionScalar(Transform):
+class _TorchvisionScalar(TensorTransform):
     """A torchvision uint8 function with one scalar argument, run once per distinct value on every
     image having it (the function is per-pixel or per-image, so batching does not change a byte).
 
-    On the CPU (``device`` None or "cpu") the bytes are the sweep's; on another ``device`` the same
-    torchvision call runs there (faster; its float kernels may round a value differently)."""
+    On the CPU (``device`` None or "cpu") the bytes are the sweep's; on another device the same
+    torchvision call runs there (the device path; its float kernels may round a value one grey level
+    differently)."""
 
     def _call(self, t: Any, value: float) -> Any:
         raise NotImplementedError
@@ -64,37 +49,14 @@ class _TorchvisionScalar(Transform):
     def _identity_value(self) -> float | None:
         return None
 
-    def transform(
-        self, images: NDArray[np.uint8], params: NDArray[np.float64], device: Any = None
-    ) -> NDArray[np.uint8]:
-        batch, p = batch_and_params(self, images, params)
-        out = np.empty(batch.shape, dtype=np.uint8)
-        for row, idx in unique_rows(p):
+    def _tensor(self, x: Any, p: NDArray[np.float64]) -> Any:
+        def call(src: Any, row: NDArray[np.float64]) -> Any:
             value = float(row[0])
             if value == self._identity_value():
-                out[idx] = batch[idx]
-            else:
-                t = _uint8_nchw(batch[idx]).to(device_of(device))
-                out[idx] = _nhwc(self._call(t, value).cpu())
-        return out
+                return None  # returned unchanged, without calling torchvision
+            return self._call(src.permute(0, 3, 1, 2), value).permute(0, 2, 3, 1)
 
-    device_native = True  # the same torchvision call on the tensor's device (GPU: within a grey level)
-
-    def transform_tensor(self, images: Any, params: NDArray[np.float64]) -> Any:
-        import torch
-
-        x = check_tensor_images(images, self.name)
-        p = rows_for(x, self.check_params(params), self.name)
-        out = torch.empty((len(p), *x.shape[1:]), dtype=torch.uint8, device=x.device)
-        for row, idx in unique_rows(p):
-            value = float(row[0])
-            where = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(x.device)
-            src = x if len(x) == 1 else x.index_select(0, where)
-            res = src if value == self._identity_value() else self._call(src.permute(0, 3, 1, 2), value)
-            if value != self._identity_value():
-                res = res.permute(0, 2, 3, 1)
-            out[where] = res.expand(len(where), -1, -1, -1) if len(src) == 1 else res
-        return out
+        return by_unique_rows(x, p, call)
 
 
 @PERTURBATIONS.register("hue", builtin=True)
