@@ -121,25 +121,35 @@ def flops_per_image(model: Any) -> float:
     return float(counter.get_total_flops())
 
 
+def images_per_s(call: Any, batch: int, device: Any, seconds: float, min_iters: int) -> float:
+    """Images/s of ``call()`` on a ``batch``-image input: two warm-up calls, then at least
+    ``min_iters`` calls and ``seconds`` of them, synchronised with the device at both ends."""
+    import torch
+
+    with torch.inference_mode():
+        for _ in range(2):
+            call()
+        sync(device)
+        iters, t0 = 0, time.perf_counter()
+        while iters < min_iters or time.perf_counter() - t0 < seconds:
+            call()
+            iters += 1
+        sync(device)
+    return batch * iters / (time.perf_counter() - t0)
+
+
 def time_inference(model: Any, batch: int, seconds: float, min_iters: int) -> float:
-    """Images/s of predict_tensor on a device-resident uint8 batch (after two warm-up calls). The
-    model's batch is set to ``batch`` so that CUDA graphs' static shapes pad nothing."""
+    """Images/s of predict_tensor on a device-resident uint8 batch. The model's batch is set to
+    ``batch`` so that CUDA graphs' static shapes pad nothing."""
     import torch
 
     model.batch_size = batch
-
     h, w = model.input_size
     gen = torch.Generator().manual_seed(batch)
     x = torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, generator=gen).to(model.device)
-    for _ in range(2):
-        model.predict_tensor(x, batch_size=batch)
-    sync(model.device)
-    iters, t0 = 0, time.perf_counter()
-    while iters < min_iters or time.perf_counter() - t0 < seconds:
-        model.predict_tensor(x, batch_size=batch)
-        iters += 1
-    sync(model.device)
-    return batch * iters / (time.perf_counter() - t0)
+    return images_per_s(
+        lambda: model.predict_tensor(x, batch_size=batch), batch, model.device, seconds, min_iters
+    )
 
 
 def time_module(model: Any, batch: int, seconds: float, min_iters: int) -> float:
@@ -151,18 +161,12 @@ def time_module(model: Any, batch: int, seconds: float, min_iters: int) -> float
     gen = torch.Generator().manual_seed(batch)
     x = torch.randn((batch, 3, h, w), generator=gen).to(model.device)
     x = x.contiguous(memory_format=torch.channels_last) if model.accel.resolved.channels_last else x
-    with torch.inference_mode():
-        for _ in range(2):
-            with model.accel.autocast():
-                model.accel(x)
-        sync(model.device)
-        iters, t0 = 0, time.perf_counter()
-        while iters < min_iters or time.perf_counter() - t0 < seconds:
-            with model.accel.autocast():
-                model.accel(x)
-            iters += 1
-        sync(model.device)
-    return batch * iters / (time.perf_counter() - t0)
+
+    def call() -> None:
+        with model.accel.autocast():
+            model.accel(x)
+
+    return images_per_s(call, batch, model.device, seconds, min_iters)
 
 
 def inference_section(
@@ -352,7 +356,9 @@ def training_section(args: argparse.Namespace, device_name: str) -> dict[str, An
 
     from dermadv import samples
     from dermadv.data.cache import ImageCache
+    from dermadv.models.accel import mixed_precision_dtype
     from dermadv.models.augment import Augmentation
+    from dermadv.models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
     from dermadv.models.train import TrainImages, _worker_init, train_step
 
     device = torch.device(device_name)
@@ -383,14 +389,10 @@ def training_section(args: argparse.Namespace, device_name: str) -> dict[str, An
             module.to(memory_format=torch.channels_last)
         module.train()
         opt = torch.optim.SGD(module.parameters(), lr=0.001, momentum=0.9)
-        amp = (
-            (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-            if device.type == "cuda"
-            else None
-        )
+        amp = mixed_precision_dtype(device)  # the trainer's choice: bf16 where the GPU has it
         scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-        mean = torch.tensor((0.485, 0.456, 0.406), device=device).view(1, 3, 1, 1) * 255
-        std = torch.tensor((0.229, 0.224, 0.225), device=device).view(1, 3, 1, 1) * 255
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255
         it = iter(loader)
         for _ in range(2):  # warm-up (cuDNN autotuning, worker start)
             x, y = next(it)

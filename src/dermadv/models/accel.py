@@ -35,6 +35,16 @@ MAX_BATCH = 1024
 INFERENCE_OPTIONS = ("precision", "compile", "channels_last", "cuda_graphs")
 
 
+def mixed_precision_dtype(device: Any) -> Any:
+    """The autocast dtype for mixed precision on ``device``: bfloat16 on a CUDA GPU that has it (no
+    loss scaling needed), else float16 there; None off CUDA (inference and training alike)."""
+    import torch
+
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def _switch(value: Any, what: str) -> str:
     text = ("on" if value else "off") if isinstance(value, bool) else str(value).lower()
     text = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(text, text)
@@ -67,7 +77,9 @@ class InferenceSettings:
         cuda = device.type == "cuda"
         precision = self.precision
         if precision == "auto":
-            precision = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+            precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(
+                mixed_precision_dtype(device), "fp32"
+            )
         compile_ = self.compile == "on" or (self.compile == "auto" and cuda)
         return ResolvedSettings(
             precision=precision,

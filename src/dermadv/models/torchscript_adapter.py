@@ -18,14 +18,12 @@ from typing import Any
 from dermadv.errors import ModelError
 from dermadv.models.accel import inference_settings
 from dermadv.models.base import TorchModuleClassifier
+from dermadv.models.checkpoint import IMAGENET_MEAN, IMAGENET_STD
 from dermadv.models.formats import option_values, register_format
 from dermadv.models.registry import as_floats, as_size, classes_or_meta
 
 #: Name of the JSON extra file holding classes and preprocessing inside a TorchScript archive.
 EXTRA_FILE = "dermadv.json"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TorchScriptClassifier(TorchModuleClassifier):

@@ -33,6 +33,7 @@ import numpy as np
 from dermadv.data.cache import ImageCache, default_cache_dir
 from dermadv.errors import DataError, DermadvError
 from dermadv.fileio import atomic_write_text
+from dermadv.models.accel import mixed_precision_dtype
 from dermadv.models.augment import Augmentation, augment
 from dermadv.models.checkpoint import (
     IMAGENET_MEAN,
@@ -568,10 +569,10 @@ class Trainer:
             if s.lr_schedule == "cosine"
             else None
         )
-        use_amp = s.amp and self.device.type == "cuda"
         # bf16 where the GPU has it (no loss scaling needed), else fp16 with a gradient scaler
-        self.amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.amp_dtype == torch.float16)
+        self.amp_dtype = mixed_precision_dtype(self.device) if s.amp else None
+        use_amp = self.amp_dtype is not None
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         if self.device.type == "cuda":  # cuDNN's fast convolutions take NHWC
             module.to(memory_format=torch.channels_last)
         self.module, self.model_kwargs, self.optimizer = module, kwargs, optimizer
@@ -701,7 +702,7 @@ class Trainer:
             y,
             self.mean_t,
             self.std_t,
-            self.amp_dtype if self.use_amp else None,
+            self.amp_dtype,
             self.s.aux_weight,
         )
         self.st.partial["loss_sum"] += float(loss) * len(y)
