@@ -43,3 +43,15 @@ def ham10000_dir(isic_dev: Path) -> Path:
 def vandyke_csv() -> Path:
     """The Van Dyke MRMC data set (../shared/data/mrmc/vandyke.csv; reference values in its README)."""
     return _require(DATA_ROOT / "mrmc" / "vandyke.csv")
+
+
+@pytest.fixture(scope="session")
+def split40(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> Path:
+    """A lesion-grouped, stratified split of 40 real ISIC 2019 melanoma/naevus images (28 train, 12 val)."""
+    from dermadv.data import Dataset, load_dataset, make_split, select_samples
+
+    ds = load_dataset(isic2019_dir, progress=False)
+    sub = select_samples(ds, classes=("mel", "nv"), limit=40)
+    path = tmp_path_factory.mktemp("split") / "split40.csv"
+    make_split(Dataset(root=ds.root, layout=ds.layout, samples=sub), val_fraction=0.3, seed=0).write(path)
+    return path

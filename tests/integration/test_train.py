@@ -20,6 +20,7 @@ from dermadv.data.images import load_image, resize_uint8
 from dermadv.errors import DermadvError
 from dermadv.models.augment import Augmentation, augment, crop_box
 from dermadv.models.checkpoint import build_model, head_parameter_names
+from train_support import assert_same_weights, train_args
 
 torch.set_num_threads(1)  # the shared test machine is oversubscribed: 1 thread is fastest
 
@@ -75,59 +76,10 @@ def test_image_cache(tmp_path: Path, isic2019_dir: Path) -> None:
 
 
 # ----- training on real images through the CLI -----------------------------------------------------
-TRAIN_ARGS = [
-    "--arch",
-    "resnet18",
-    "--weights",
-    "none",
-    "--image-size",
-    "48",
-    "--batch-size",
-    "16",
-    "--color-jitter",
-    "--no-progress",
-]
-
-
-@pytest.fixture(scope="module")
-def small_split(tmp_path_factory: pytest.TempPathFactory, isic2019_dir: Path) -> Path:
-    """A lesion-grouped, stratified split of 40 real ISIC 2019 melanoma/naevus images (28 train, 12 val)."""
-    from dermadv.data import Dataset, load_dataset, make_split, select_samples
-
-    ds = load_dataset(isic2019_dir, progress=False)
-    sub = select_samples(ds, classes=("mel", "nv"), limit=40)
-    path = tmp_path_factory.mktemp("split") / "split40.csv"
-    make_split(Dataset(root=ds.root, layout=ds.layout, samples=sub), val_fraction=0.3, seed=0).write(path)
-    return path
-
-
-def train_args(isic2019_dir: Path, split: Path, out: Path, epochs: int, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--data",
-        str(isic2019_dir),
-        "--split",
-        str(split),
-        "--out",
-        str(out),
-        "--epochs",
-        str(epochs),
-        *TRAIN_ARGS,
-        *extra,
-    ]
-
-
-def assert_same_weights(a: Path, b: Path) -> None:
-    sa, sb = torch.load(a, weights_only=True)["state_dict"], torch.load(b, weights_only=True)["state_dict"]
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        torch.testing.assert_close(sa[k], sb[k], rtol=1e-5, atol=1e-6, msg=f"{k} differs")
-
-
-def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: Path) -> None:
+def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, split40: Path) -> None:
     # A straight 2-epoch run is the reference.
     ref = tmp_path / "ref"
-    out = json.loads(run_cli(train_args(isic2019_dir, small_split, ref, 2, "--json")))
+    out = json.loads(run_cli(train_args(isic2019_dir, split40, ref, 2, "--json")))
     assert out["epochs_run"] == 2 and out["resumed_from"] is None
     history = json.loads((ref / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
@@ -141,9 +93,9 @@ def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: 
 
     # 1 epoch, then the same command with --epochs 2 continues at epoch 2 and ends where ref ended.
     run = tmp_path / "resumed"
-    run_cli(train_args(isic2019_dir, small_split, run, 1))
+    run_cli(train_args(isic2019_dir, split40, run, 1))
     assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
-    out = json.loads(run_cli(train_args(isic2019_dir, small_split, run, 2, "--json")))
+    out = json.loads(run_cli(train_args(isic2019_dir, split40, run, 2, "--json")))
     assert out["resumed_from"] == {"epoch": 1, "batch": 0} and out["epochs_run"] == 2
     assert_same_weights(run / "last.pt", ref / "last.pt")
     assert json.loads((run / "history.json").read_text())[1]["val"]["auc"]["value"] == pytest.approx(
@@ -151,9 +103,9 @@ def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: 
     )
 
     # Nothing left to do at --epochs 2; different settings are refused.
-    assert json.loads(run_cli(train_args(isic2019_dir, small_split, run, 2, "--json")))["epochs_run"] == 2
+    assert json.loads(run_cli(train_args(isic2019_dir, split40, run, 2, "--json")))["epochs_run"] == 2
     with pytest.raises(DermadvError, match=r"cannot resume.*lr: 0.001 -> 0.01"):
-        run_cli(train_args(isic2019_dir, small_split, run, 3, "--lr", "0.01"))
+        run_cli(train_args(isic2019_dir, split40, run, 3, "--lr", "0.01"))
 
     # Killed (SIGKILL) right after the first mid-epoch checkpoint: rerunning continues from that batch.
     killed = tmp_path / "killed"
@@ -161,7 +113,7 @@ def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: 
         sys.executable,
         "-m",
         "dermadv.cli",
-        *train_args(isic2019_dir, small_split, killed, 2),
+        *train_args(isic2019_dir, split40, killed, 2),
         "--checkpoint-every",
         "1",
     ]
@@ -176,29 +128,29 @@ def test_train_resume_and_kill(tmp_path: Path, isic2019_dir: Path, small_split: 
     assert (state["epoch"], state["batch"]) == (0, 1), (state["epoch"], state["batch"])
     assert not (killed / "history.json").exists()
     out = json.loads(
-        run_cli(train_args(isic2019_dir, small_split, killed, 2, "--checkpoint-every", "1", "--json"))
+        run_cli(train_args(isic2019_dir, split40, killed, 2, "--checkpoint-every", "1", "--json"))
     )
     assert out["resumed_from"] == {"epoch": 0, "batch": 1}
     assert_same_weights(killed / "last.pt", ref / "last.pt")
 
 
-def test_train_refuses_bad_inputs(tmp_path: Path, isic2019_dir: Path, small_split: Path) -> None:
+def test_train_refuses_bad_inputs(tmp_path: Path, isic2019_dir: Path, split40: Path) -> None:
     with pytest.raises(DermadvError, match="split file not found"):
         run_cli(train_args(isic2019_dir, tmp_path / "none.csv", tmp_path / "r", 1))
     with pytest.raises(DermadvError, match=r"inception_v3 \(its auxiliary head\) needs --image-size >= 299"):
         run_cli(
             train_args(
-                isic2019_dir, small_split, tmp_path / "r", 1, "--arch", "inception_v3", "--image-size", "64"
+                isic2019_dir, split40, tmp_path / "r", 1, "--arch", "inception_v3", "--image-size", "64"
             )
         )
     with pytest.raises(DermadvError, match="no training images of class.*bcc"):
-        run_cli(train_args(isic2019_dir, small_split, tmp_path / "r", 1, "--classes", "mel,nv,bcc"))
+        run_cli(train_args(isic2019_dir, split40, tmp_path / "r", 1, "--classes", "mel,nv,bcc"))
     with pytest.raises(DermadvError, match="--threads must be 0"):
-        run_cli(train_args(isic2019_dir, small_split, tmp_path / "r", 1, "--threads", "-2"))
+        run_cli(train_args(isic2019_dir, split40, tmp_path / "r", 1, "--threads", "-2"))
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(DermadvError, match="a_file: exists and is not a directory"):
-        run_cli(train_args(isic2019_dir, small_split, a_file, 1))
+        run_cli(train_args(isic2019_dir, split40, a_file, 1))
 
 
 # ----- a full-size network: inception v3 at 299 px, forward and backward (~5 s on a 2-core CPU) ---------
