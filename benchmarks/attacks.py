@@ -198,17 +198,9 @@ def scipy_de(model: Any, attack: Any, image: np.ndarray, meta: Any, seed: int) -
     res = differential_evolution(
         objective,
         pert.bounds(image.shape),
-        popsize=opts.popsize,
-        maxiter=opts.maxiter,
-        mutation=opts.mutation,
-        recombination=opts.recombination,
-        init=opts.init,
-        tol=opts.tol,
-        atol=opts.atol,
-        updating="deferred",
-        polish=False,
         rng=np.random.default_rng(seed),
         callback=lambda *a, **k: state["stop"],
+        **opts.scipy_kwargs(),
     )
     seconds = time.perf_counter() - t0
     final = model.predict_proba(pert.apply(image, res.x[None]), metas_for(meta, 1))

@@ -245,17 +245,9 @@ def run_study(model: Any, images: list, attack: str, budget: int) -> dict:
                 differential_evolution(
                     objective,
                     pert.bounds(image.shape),
-                    popsize=opts.popsize,
-                    maxiter=opts.maxiter,
-                    mutation=opts.mutation,
-                    recombination=opts.recombination,
-                    init=opts.init,
-                    tol=opts.tol,
-                    atol=opts.atol,
-                    updating="deferred",
-                    polish=False,
                     rng=np.random.default_rng(k),
                     callback=callback,
+                    **opts.scipy_kwargs(),
                 )
             except _Budget:
                 pass

@@ -183,6 +183,20 @@ def test_de_is_bit_identical_to_scipy_best1bin_deferred() -> None:
         assert ours.nfev == 13 * 21  # (maxiter + 1) * popsize * D
 
 
+def test_de_options_as_scipy_arguments_give_the_same_search() -> None:
+    from scipy.optimize import differential_evolution as scipy_de
+    from scipy.optimize import rosen
+
+    bounds = [(-2.0, 2.0), (-1.0, 3.0), (0.0, 5.0)]
+    opts = DEOptions(popsize=6, maxiter=8)
+    search = DESearch(bounds, opts, np.random.default_rng(4))
+    while not search.done:
+        search.tell(rosen(search.ask().T))
+    ref = scipy_de(rosen, bounds, rng=np.random.default_rng(4), vectorized=True, **opts.scipy_kwargs())
+    np.testing.assert_array_equal(search.best_x, ref.x)
+    assert search.best_energy == ref.fun
+
+
 def test_de_options_are_validated() -> None:
     assert DEOptions().population_size(3) == 60 and DEOptions().population_size(15) == 300
     assert DEOptions(popsize=1).population_size(3) == 5  # scipy's minimum

@@ -81,6 +81,21 @@ class DEOptions:
         """Candidates per generation for D = ``dim`` parameters: max(5, popsize * D), as scipy."""
         return max(5, int(self.popsize) * max(1, dim))
 
+    def scipy_kwargs(self) -> dict[str, Any]:
+        """These options as ``scipy.optimize.differential_evolution`` keyword arguments (best1bin,
+        deferred updating, no polishing): the same search run by scipy, as the study ran it."""
+        return {
+            "popsize": self.popsize,
+            "maxiter": self.maxiter,
+            "mutation": self.mutation,
+            "recombination": self.recombination,
+            "init": self.init,
+            "tol": self.tol,
+            "atol": self.atol,
+            "updating": "deferred",
+            "polish": False,
+        }
+
     def describe(self) -> dict[str, Any]:
         d = asdict(self)
         d["mutation"] = list(self.mutation) if isinstance(self.mutation, tuple) else self.mutation
