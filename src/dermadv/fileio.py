@@ -84,3 +84,26 @@ def atomic_write_json(
 ) -> None:
     """Write ``obj`` as indented JSON atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, default=default) + "\n")
+
+
+def read_json(path: str | Path, what: str = "JSON") -> Any:
+    """The JSON value in ``path``; a DataError "PATH: unreadable WHAT (why)" when it cannot be read
+    or parsed (``what`` says what the file should hold, e.g. "transfer results")."""
+    from dermadv.errors import DataError
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{p}: unreadable {what} ({exc})") from exc
+
+
+def read_result(path: str | Path, what: str, kind: str, key: str) -> dict[str, Any]:
+    """A result file written by a dermadv command: a JSON object holding ``key``. DataError naming the
+    file when it is unreadable ("unreadable WHAT") or something else ("not a dermadv KIND result")."""
+    from dermadv.errors import DataError
+
+    data = read_json(path, what)
+    if not isinstance(data, dict) or key not in data:
+        raise DataError(f"{Path(path)}: not a dermadv {kind} result (no {key!r})")
+    return data

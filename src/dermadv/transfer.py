@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_write_text, read_result
 from dermadv.vocab import Group, Outcome
 
 RUN_KIND = "transfer"
@@ -286,11 +286,4 @@ def _source_labels(sources: Sequence[Any]) -> list[str]:
 
 def read_transfer(run_dir: str | Path) -> dict[str, Any]:
     """The ``transfer.json`` of a transfer run."""
-    p = Path(run_dir) / MATRIX_FILE
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{p}: unreadable transfer results ({exc})") from exc
-    if not isinstance(data, dict) or "matrix" not in data:
-        raise DataError(f"{p}: not a dermadv transfer result (no 'matrix')")
-    return data
+    return read_result(Path(run_dir) / MATRIX_FILE, "transfer results", "transfer", "matrix")

@@ -134,3 +134,21 @@ def test_atomic_writes_honour_the_umask(tmp_path: Path, umask: int, mode: int) -
     assert sorted(p.name for p in tmp_path.iterdir()) == names  # no temporary file left behind
     for name in [*names[:-1], "run/run.json"]:
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
+
+
+def test_result_files_that_cannot_be_read_are_named(tmp_path: Path) -> None:
+    from dermadv.fileio import read_json, read_result
+
+    p = tmp_path / "transfer.json"
+    p.write_text('{"matrix": [1]}')
+    assert read_result(p, "transfer results", "transfer", "matrix") == {"matrix": [1]}
+    with pytest.raises(DataError, match=r"transfer.json: not a dermadv explain result \(no 'entries'\)"):
+        read_result(p, "explanations", "explain", "entries")
+    p.write_text("{broken")
+    with pytest.raises(DataError, match=r"transfer.json: unreadable transfer results \("):
+        read_result(p, "transfer results", "transfer", "matrix")
+    with pytest.raises(DataError, match=r"missing.json: unreadable JSON \("):
+        read_json(tmp_path / "missing.json")
+    p.write_bytes(b"\xff\xfe")
+    with pytest.raises(DataError, match="unreadable defence comparison"):
+        read_json(p, "defence comparison")

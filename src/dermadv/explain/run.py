@@ -19,7 +19,7 @@ import numpy as np
 
 from dermadv.errors import DataError
 from dermadv.explain import default_methods, explain, map_to_rgb
-from dermadv.fileio import atomic_write_bytes, atomic_write_text
+from dermadv.fileio import atomic_write_bytes, atomic_write_text, read_result
 
 EXPLAIN_FILE = "explain.json"
 
@@ -181,11 +181,4 @@ def explain_campaign(
 
 def read_explain(path: str | Path) -> dict[str, Any]:
     """The ``explain.json`` of an explain output folder."""
-    p = Path(path) / EXPLAIN_FILE
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{p}: unreadable explanations ({exc})") from exc
-    if not isinstance(data, dict) or "entries" not in data:
-        raise DataError(f"{p}: not a dermadv explain result (no 'entries')")
-    return data
+    return read_result(Path(path) / EXPLAIN_FILE, "explanations", "explain", "entries")

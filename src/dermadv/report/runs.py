@@ -18,7 +18,6 @@ Readers are tolerant about column names so that predictions from other tools can
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dermadv.errors import DataError
+from dermadv.fileio import read_json
 
 RUN_KINDS: tuple[str, ...] = ("training", "evaluation", "perturbation", "attack")
 #: run.json ``kind`` -> the report's name for it.
@@ -40,13 +40,6 @@ RECORD_KINDS: dict[str, str] = {
 }
 _TRUE_COLUMNS = ("y_true", "melanoma", "is_melanoma", "true_melanoma", "label", "target")
 _SCORE_COLUMNS = ("melanoma_score", "score", "p_melanoma", "mel_score", "prob_melanoma", "y_score")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable JSON ({exc})") from exc
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermadv.errors import DataError
-from dermadv.fileio import atomic_write_text
+from dermadv.fileio import atomic_write_text, read_json
 from dermadv.metrics import binary_metrics, delong_test, melanoma_score, proportion
 from dermadv.models.base import Classifier
 from dermadv.models.defences.adaptive import adaptive_attacks, standard_attacks
@@ -422,11 +422,7 @@ def write_outputs(
 
 
 def read_defend(run: str | Path) -> dict[str, Any]:
-    path = Path(run) / "defend.json"
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: unreadable defence comparison ({exc})") from exc
+    data: dict[str, Any] = read_json(Path(run) / "defend.json", "defence comparison")
     return data
 
 
