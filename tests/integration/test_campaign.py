@@ -36,15 +36,7 @@ def _comparable(row: dict) -> dict:
     return {k: v for k, v in row.items() if k not in TIMING}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: steadier and faster for tiny models on a shared 2-core CPU."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

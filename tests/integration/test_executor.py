@@ -65,16 +65,6 @@ class RotateShiftDraws(WorkUnit):
 
 
 @pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # like each Ray worker (cpus_per_worker=1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def melanomas(isic2019_dir: Path) -> list[Any]:
     return select_samples(isic2019_dir, classes=("mel",), limit=3)
 

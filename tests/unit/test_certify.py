@@ -24,14 +24,7 @@ from robustness_support import GREEN_LIMIT, green_model_fn, model
 SIZE = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def gain_grid_flips(clf: CallableClassifier, image: np.ndarray, n_green: int = 401, n_other: int = 5) -> bool:

@@ -21,15 +21,7 @@ from dermadv.perturb.affine import rotate
 from dermadv.perturb.color import color_balance
 from robustness_support import BASE, constant_fn, green_model_fn, model
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def smooth_image(seed: int, size: int = 48, lo: int = 40, hi: int = 200) -> np.ndarray:
