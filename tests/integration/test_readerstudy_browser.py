@@ -13,7 +13,7 @@ import sqlite3
 import httpx
 import pytest
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS
+from browser_support import launched_chromium
 from readerstudy_support import COORD, Server, cli, make_hand_study
 
 pytestmark = pytest.mark.browser
@@ -21,13 +21,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture()
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: the browser tests need Debian's chromium", pytrace=False)
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with launched_chromium() as b:
         yield b
-        b.close()
 
 
 def _answer(page, number: int, how: str, answer: str, confidence: int) -> str:

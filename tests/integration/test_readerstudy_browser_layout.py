@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS
+from browser_support import launched_chromium
 from readerstudy_support import COORD, Server, cli, free_port, isic_images
 
 pytestmark = pytest.mark.browser
@@ -35,13 +35,8 @@ MEASURED: list[dict] = []
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: the browser tests need Debian's chromium", pytrace=False)
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    with launched_chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
