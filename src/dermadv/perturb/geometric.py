@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,7 +29,6 @@ from dermadv.perturb._ops import (
     scale,
     seed,
     u8_nhwc,
-    u8_tensor,
 )
 from dermadv.perturb.base import PERTURBATIONS, Param, check_severity
 from dermadv.perturb.blur import IMAGENET_SIZE
@@ -43,17 +42,11 @@ IMAGENET_P = "Hendrycks & Dietterich 2019, ImageNet-P (hendrycks/robustness, mak
 SAM_P = "Maron et al. 2021, Eur J Cancer 155:191-199, SAM-P (DBO-DKFZ/SCP-Robustness-Benchmark)"
 
 
-def sample(batch: NDArray[np.uint8], src_x: Any, src_y: Any, padding: str, device: Any) -> NDArray[np.uint8]:
-    """Bilinear samples of ``batch`` at pixel coordinates (float64 N x H x W tensors ``src_x``,
-    ``src_y``), outside handled by ``padding`` (grid_sample's zeros / border / reflection); computed
-    by :func:`sample_tensor` on ``device`` (default CPU)."""
-    return np.ascontiguousarray(sample_tensor(u8_tensor(batch, device), src_x, src_y, padding).cpu().numpy())
-
-
 def sample_tensor(x: torch.Tensor, src_x: torch.Tensor, src_y: torch.Tensor, padding: str) -> torch.Tensor:
-    """:func:`sample` of a uint8 N x H x W x 3 tensor (N = 1 shared by every grid, or N = P) at the
-    float64 P x H x W coordinates ``src_x``, ``src_y`` (on any device; the float32 grid is computed
-    where they are, then moved to x's): uint8 P x H x W x 3 on x's device."""
+    """Bilinear samples of a uint8 N x H x W x 3 tensor (N = 1 shared by every grid, or N = P) at the
+    float64 P x H x W pixel coordinates ``src_x``, ``src_y``, outside handled by ``padding``
+    (grid_sample's zeros / border / reflection). The float32 grid is computed where the coordinates
+    are, then moved to x's device: uint8 P x H x W x 3 there."""
     import torch
     import torch.nn.functional as F
 
@@ -276,7 +269,6 @@ __all__ = [
     "Scale",
     "Tilt",
     "elastic_fields",
-    "sample",
     "sample_tensor",
     "tilt_homography",
 ]

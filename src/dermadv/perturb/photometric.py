@@ -19,7 +19,6 @@ from dermadv.perturb._ops import (
     by_unique_rows,
     param_tensor,
     round_clip_tensor,
-    u8_tensor,
 )
 from dermadv.perturb.base import (
     PERTURBATIONS,
@@ -170,20 +169,12 @@ class ContrastC(TensorTransform):
         return round_clip_tensor((xd - m) * c + m)
 
 
-def hsv_value_shift(
-    batch: NDArray[np.uint8], delta: NDArray[np.float64], device: Any = None
-) -> NDArray[np.uint8]:
+def hsv_value_shift_tensor(x: torch.Tensor, delta: NDArray[np.float64]) -> torch.Tensor:
     """HSV value shift (ImageNet-C brightness), closed form: with V = max(R, G, B) and
     V' = clip(V + 255 delta, 0, 255), hue and saturation kept means every channel is scaled by V' / V
-    (a black pixel, V = 0, becomes the grey V'). float64, rounded half to even, clipped. Computed by
-    :func:`hsv_value_shift_tensor` on ``device`` (default CPU)."""
-    x = u8_tensor(batch, device)
-    return np.ascontiguousarray(hsv_value_shift_tensor(x, np.asarray(delta, dtype=np.float64)).cpu().numpy())
-
-
-def hsv_value_shift_tensor(x: torch.Tensor, delta: NDArray[np.float64]) -> torch.Tensor:
-    """:func:`hsv_value_shift` of a uint8 N x H x W x 3 tensor (N = 1 or len(delta)) on its device:
-    uint8 P x H x W x 3, P = len(delta). float64 arithmetic: the same bytes on every device."""
+    (a black pixel, V = 0, becomes the grey V'). Of a uint8 N x H x W x 3 tensor (N = 1 or len(delta))
+    on its device: uint8 P x H x W x 3, P = len(delta); float64, rounded half to even, clipped, so the
+    same bytes on every device."""
     import torch
 
     xd = x.double()
@@ -198,7 +189,7 @@ class HSVBrightness(TensorTransform):
     """ImageNet-C / ImageNet-P brightness: add ``delta`` to the HSV value channel (V in [0, 1]).
 
     Closed form of skimage's rgb2hsv -> V + delta clipped to [0, 1] -> hsv2rgb (hue and saturation
-    are unchanged, so RGB scales by V'/V): see :func:`hsv_value_shift`; float64, rounded half to even
+    are unchanged, so RGB scales by V'/V): see :func:`hsv_value_shift_tensor`; float64, rounded half to even
     (ImageNet-C truncates with ``np.uint8``). Parameter ``delta`` in [-0.5, 0.5], identity 0.
     Severities: the published ImageNet-C brightness constants delta = 0.1, 0.2, 0.3, 0.4, 0.5; the
     SAM-P / ImageNet-P ``brightness`` sequence is delta = (i - 15) * 0.02, i = 0..30. Device path
@@ -293,6 +284,5 @@ __all__ = [
     "Hue",
     "IlluminationGradient",
     "brightness_tables",
-    "hsv_value_shift",
     "hsv_value_shift_tensor",
 ]
