@@ -286,7 +286,8 @@ class TorchModuleClassifier(Classifier):
         if self.accel.static_shapes and n < self.batch_size:
             pad = x_u8[-1:].expand(self.batch_size - n, -1, -1, -1)
             x_u8 = torch.cat([x_u8, pad])
-        return torch.softmax(self._logits(self.accel, x_u8), dim=1)[:n].clone()
+        # softmax makes a new tensor: never the CUDA graph's output memory, so no copy is needed
+        return torch.softmax(self._logits(self.accel, x_u8), dim=1)[:n]
 
     def _predict(self, images: NDArray[np.uint8], metadata: list[Metadata] | None) -> NDArray[np.float32]:
         import torch
