@@ -343,7 +343,7 @@ class EvolutionaryAttack(Attack):
         if not crit.is_success(model, fittest.probs)[0] and track.best_success is not None:
             chosen = track.best_success
         shape = job.image.shape
-        if self.on_device(model):  # exactly the image that was scored
+        if self.on_device(model) and not job.metadata:  # exactly the image that was scored
             scored = self.perturbation.transform_tensor(self._device_image(model, job), chosen.x[None])
             adversarial = scored[0].cpu().numpy()
             job.device_image = None
